@@ -1,0 +1,56 @@
+"""``merkit`` command line: a thin layer that parses flags and calls library functions.
+
+Each sub-command lives in ``merkit.commands.<name>`` and provides ``register(subparsers)``
+(which adds its parser and sets ``func``) so that adding a command touches one module and the
+list below.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMANDS = [
+    "quickstart",
+    "extract",
+    "datasets",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="merkit", description="Music emotion recognition toolkit.")
+    p.add_argument("--version", action="version", version=f"merkit {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"merkit.commands.{name}").register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s: %(message)s", stream=sys.stderr)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        rc = args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        # Expected user-facing failures: one clear line, no traceback (use -v for one).
+        if args.verbose:
+            raise
+        print(f"merkit {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
