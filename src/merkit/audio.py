@@ -1,0 +1,206 @@
+"""Audio front end (paper §III-A): decode, resample to 44.1 kHz, downmix, select the analysis
+window, normalise loudness to -23 LUFS.
+
+Shapes: mono audio is ``(n_samples,)`` float32; stereo is ``(n_samples, channels)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import AudioConfig
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+MIDI_EXTENSIONS = (".mid", ".midi")
+
+
+class AudioError(ValueError):
+    """An audio file or array cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the front end saw and did (kept with results, so outputs can be audited)."""
+
+    duration: float  # seconds of decoded audio before windowing
+    source_sample_rate: int
+    window_start: float  # seconds into the track where the analysis window starts
+    repeated: bool  # the clip was shorter than the window and was extended (short_policy)
+    loudness_lufs: float  # integrated loudness of the window before normalisation
+    gain_db: float  # gain applied (0 for silence)
+
+
+def _name(path) -> str:
+    return str(path) if path is not None else "<array>"
+
+
+def decode(path: str | os.PathLike, *, soundfont: str | None = None,
+           midi_sample_rate: int = 44_100) -> tuple[np.ndarray, int]:
+    """Decode a file as it is: ``(n, channels)`` float32 at its own rate.
+
+    wav, flac, ogg, mp3 (libsndfile >= 1.1), and MIDI (rendered by FluidSynth).
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: empty file (0 bytes)")
+    if path.suffix.lower() in MIDI_EXTENSIONS:
+        from .data.render import render_midi
+
+        with tempfile.TemporaryDirectory(prefix="merkit-midi-") as tmp:
+            wav = render_midi(path, Path(tmp) / "render.wav", sample_rate=midi_sample_rate,
+                              soundfont=soundfont)
+            return decode(wav)
+    try:
+        y, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # libsndfile raises several types; all mean "cannot decode"
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise AudioError(f"{path}: cannot decode audio ({msg})") from None
+    return y, int(sr)
+
+
+def load_audio(path: str | os.PathLike, *, sample_rate: int | None = None, mono: bool = True,
+               soundfont: str | None = None) -> tuple[np.ndarray, int]:
+    """Decode a file to float32, optionally resampled (soxr, high quality) and downmixed.
+
+    Returns ``(y, sr)`` with ``y`` of shape ``(n,)`` if ``mono`` else ``(n, channels)``.
+    """
+    y, sr = decode(path, soundfont=soundfont, midi_sample_rate=sample_rate or 44_100)
+    return _finish(y, sr, sample_rate=sample_rate, mono=mono, name=str(path))
+
+
+def _finish(y: np.ndarray, sr: int, *, sample_rate, mono, name) -> tuple[np.ndarray, int]:
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.shape[0] == 0:
+        raise AudioError(f"{name}: zero-length audio")
+    if not np.isfinite(y).all():
+        bad = int((~np.isfinite(y)).sum())
+        raise AudioError(f"{name}: {bad} NaN/Inf samples")
+    if mono and y.shape[1] > 1:
+        y = y.mean(axis=1, keepdims=True)
+    if sample_rate is not None and sr != sample_rate:
+        y = resample(y, sr, sample_rate)
+        sr = sample_rate
+    y = np.ascontiguousarray(y[:, 0] if mono else y, dtype=np.float32)
+    return y, int(sr)
+
+
+def resample(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """High-quality resampling (soxr "HQ"); ``y`` is ``(n,)`` or ``(n, channels)``."""
+    import soxr
+
+    if sr_in == sr_out:
+        return y
+    return soxr.resample(y, sr_in, sr_out, quality="HQ").astype(np.float32, copy=False)
+
+
+def as_audio(y: np.ndarray, sr: int, *, sample_rate: int, mono: bool = True) -> np.ndarray:
+    """Validate an in-memory signal the same way a file is (``(n,)``, ``(n, ch)`` or ``(ch, n)``
+    with ch <= 8) and bring it to ``sample_rate``."""
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim == 2 and y.shape[0] <= 8 and y.shape[1] > y.shape[0]:
+        y = y.T  # librosa-style (channels, n)
+    if y.ndim not in (1, 2):
+        raise AudioError(f"<array>: expected (n,) or (n, channels) audio, got shape {y.shape}")
+    return _finish(y, int(sr), sample_rate=sample_rate, mono=mono, name="<array>")[0]
+
+
+def window_bounds(n_samples: int, sr: int, cfg: AudioConfig) -> tuple[int, bool]:
+    """Start sample of the analysis window and whether the clip must be extended.
+
+    Tracks long enough for the paper's window take it at ``window_start``; tracks of at least
+    ``window_seconds`` but shorter than ``window_start + window_seconds`` use the centred window;
+    shorter tracks use the whole clip (start 0) and are extended by ``short_policy``.
+    """
+    w = int(round(cfg.window_seconds * sr))
+    start = int(round(cfg.window_start * sr))
+    if n_samples >= start + w:
+        return start, False
+    if n_samples >= w:
+        return (n_samples - w) // 2, False
+    return 0, True
+
+
+def select_window(y: np.ndarray, sr: int, cfg: AudioConfig) -> tuple[np.ndarray, int, bool]:
+    """Cut (or extend) ``y`` to exactly ``cfg.window_seconds`` (see :func:`window_bounds`)."""
+    w = int(round(cfg.window_seconds * sr))
+    start, short = window_bounds(len(y), sr, cfg)
+    if not short:
+        return y[start:start + w], start, False
+    if cfg.short_policy == "repeat":
+        reps = math.ceil(w / len(y))
+        out = np.tile(y, (reps,) + (1,) * (y.ndim - 1))[:w]
+    else:
+        out = np.zeros((w,) + y.shape[1:], dtype=y.dtype)
+        out[:len(y)] = y
+    return out, 0, True
+
+
+def _meter(sr: int):
+    import pyloudnorm
+
+    return pyloudnorm.Meter(sr)  # ITU-R BS.1770-4, K-weighting, 400 ms gated blocks
+
+
+def integrated_loudness(y: np.ndarray, sr: int) -> float:
+    """BS.1770 integrated loudness in LUFS; ``-inf`` for digital silence."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pyloudnorm warns on clipping, irrelevant for measurement
+        with np.errstate(divide="ignore"):
+            return float(_meter(sr).integrated_loudness(y.astype(np.float64, copy=False)))
+
+
+def normalize_loudness(y: np.ndarray, sr: int, *, target_lufs: float = -23.0,
+                       silence_lufs: float = -70.0) -> tuple[np.ndarray, float, float]:
+    """Scale ``y`` to ``target_lufs`` (EBU R128). Audio quieter than ``silence_lufs`` (the
+    BS.1770 absolute gate) is returned unchanged: amplifying noise floor by 60+ dB helps no one.
+
+    Returns ``(y, measured_lufs, gain_db)``.
+    """
+    lufs = integrated_loudness(y, sr)
+    if not np.isfinite(lufs) or lufs < silence_lufs:
+        return y, lufs, 0.0
+    gain_db = target_lufs - lufs
+    return (y * np.float32(10.0 ** (gain_db / 20.0))).astype(np.float32, copy=False), lufs, gain_db
+
+
+def prepare(y: np.ndarray, sr: int, cfg: AudioConfig, *, name: str | None = None
+            ) -> tuple[np.ndarray, AudioInfo]:
+    """Analysis window of an already-decoded signal at ``cfg.sample_rate``: window, then loudness.
+
+    Loudness is measured on the window (what the model sees), not the whole track: it is the
+    same for the paper's long tracks up to their dynamics and it costs 1/4 of a full-track pass.
+    """
+    if sr != cfg.sample_rate:
+        raise AudioError(f"{_name(name)}: expected {cfg.sample_rate} Hz audio, got {sr} Hz")
+    duration = len(y) / sr
+    if duration < cfg.min_seconds:
+        raise AudioError(f"{_name(name)}: too short ({duration:.2f} s < {cfg.min_seconds} s)")
+    win, start, repeated = select_window(y, sr, cfg)
+    lufs, gain = float("nan"), 0.0
+    if cfg.target_lufs is not None:
+        win, lufs, gain = normalize_loudness(win, sr, target_lufs=cfg.target_lufs,
+                                             silence_lufs=cfg.silence_lufs)
+    info = AudioInfo(duration=duration, source_sample_rate=sr, window_start=start / sr,
+                     repeated=repeated, loudness_lufs=lufs, gain_db=gain)
+    return np.ascontiguousarray(win, dtype=np.float32), info
+
+
+def load_window(path: str | os.PathLike, cfg: AudioConfig, *, soundfont: str | None = None
+                ) -> tuple[np.ndarray, AudioInfo]:
+    """File → loudness-normalised analysis window at ``cfg.sample_rate``."""
+    y, src_sr = decode(path, soundfont=soundfont, midi_sample_rate=cfg.sample_rate)
+    y, sr = _finish(y, src_sr, sample_rate=cfg.sample_rate, mono=cfg.mono, name=str(path))
+    win, info = prepare(y, sr, cfg, name=str(path))
+    return win, dataclasses.replace(info, source_sample_rate=src_sr)

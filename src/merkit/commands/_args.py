@@ -1,0 +1,44 @@
+"""Command-line flags generated from config dataclasses (one source of truth for options)."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+
+
+def _base_type(tp):
+    """int | None -> int; str -> str; tuple/list types are not exposed."""
+    if isinstance(tp, str):
+        tp = eval(tp, {"None": None, "int": int, "float": float, "str": str, "bool": bool})  # noqa: S307
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if args else tp
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls, *, prefix: str = "", exclude=(),
+                    group_title: str | None = None) -> None:
+    """Add ``--{prefix}{field-name}`` for each scalar field of dataclass ``cls`` (default None =
+    keep the config's value). Booleans get ``--x`` / ``--no-x``."""
+    g = parser.add_argument_group(group_title or f"{cls.__name__} options")
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in exclude or f.name.startswith("_"):
+            continue
+        tp = _base_type(hints[f.name])
+        flag = "--" + prefix + f.name.replace("_", "-")
+        dest = prefix.replace("-", "_") + f.name
+        if tp is bool:
+            g.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
+                           help=f"(default: {f.default})")
+        elif tp in (int, float, str):
+            g.add_argument(flag, dest=dest, type=tp, default=None, metavar=tp.__name__.upper(),
+                           help=f"(default: {f.default})")
+
+
+def config_from_args(base, args: argparse.Namespace, *, prefix: str = ""):
+    """``base`` with every field the user set on the command line replaced."""
+    changes = {}
+    for f in dataclasses.fields(base):
+        v = getattr(args, prefix.replace("-", "_") + f.name, None)
+        if v is not None:
+            changes[f.name] = v
+    return dataclasses.replace(base, **changes)

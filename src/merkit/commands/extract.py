@@ -1,0 +1,48 @@
+"""merkit extract INPUT -o OUT: audio → Memo2496-layout features."""
+from __future__ import annotations
+
+import sys
+
+from ..config import PRESETS, AudioConfig, FeatureConfig
+from ._args import add_config_args, config_from_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser("extract", help="extract Mel + cochleagram features into the Memo2496 layout",
+                       description="INPUT is a dataset name (see `merkit datasets`), a manifest CSV "
+                                   "or a folder of audio. Resumable: rerun the same command after an "
+                                   "interruption. Failed tracks are listed in OUT/failures.csv.")
+    p.add_argument("input", help="dataset name, manifest CSV, or folder of audio")
+    p.add_argument("-o", "--out", required=True, help="output folder (Memo2496 layout)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
+                   help="feature preset (default: paper = 60 s at 44.1 kHz, T = 87)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores; 0 = in-process)")
+    p.add_argument("--audio-dir", default=None, help="audio folder for datasets whose audio is not shipped "
+                                                    "(DEAM, PMEmo, emoMusic)")
+    p.add_argument("--min-duration", type=float, default=None, help="curation: skip tracks shorter than this (s)")
+    p.add_argument("--max-duration", type=float, default=None, help="curation: skip tracks longer than this (s)")
+    p.add_argument("--overwrite", action="store_true", help="discard an unfinished extraction in OUT")
+    p.add_argument("--no-progress", action="store_true")
+    add_config_args(p, AudioConfig, exclude=("mono",), group_title="audio front end")
+    add_config_args(p, FeatureConfig, group_title="features")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..data.registry import resolve_input
+    from ..extract import extract
+
+    preset = PRESETS[args.preset]
+    audio = config_from_args(preset.audio, args)
+    feats = config_from_args(preset.features, args)
+    options = {"audio_dir": args.audio_dir} if args.audio_dir else {}
+    tracks = resolve_input(args.input, **options)
+    report = extract(tracks, args.out, audio=audio, features=feats, workers=args.workers,
+                     progress=not args.no_progress, min_duration=args.min_duration,
+                     max_duration=args.max_duration, overwrite=args.overwrite)
+    for tid, path, reason in report.failures[:20]:
+        print(f"failed: {reason}", file=sys.stderr)
+    if len(report.failures) > 20:
+        print(f"... and {len(report.failures) - 20} more", file=sys.stderr)
+    print(report.summary())
+    return 1 if report.failures else 0

@@ -1,0 +1,310 @@
+"""Feature extraction at corpus scale: tracks → the Memo2496 layout.
+
+Parallel over processes, resumable, memory-bounded and atomic:
+
+* results are written into memory-mapped arrays in ``OUT/.partial/`` as they arrive, with a
+  ``done`` mask flushed after each track, so a killed run resumes where it stopped;
+* at most ``4 x workers`` tracks are in flight, so memory does not grow with the corpus;
+* a track that fails (unreadable, silent-and-empty, too short, ...) is recorded in
+  ``failures.csv`` with the reason and the batch goes on; a crashed worker process is replaced
+  and its tracks retried once;
+* the final ``mel_spec.npy`` / ``cochlegram.npy`` / ``labels/*`` / ``tracks.csv`` appear only
+  when every track is either done or failed, each by an atomic rename.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .audio import AudioError, load_window
+from .config import AudioConfig, FeatureConfig
+from .data.manifest import Track, write_manifest
+from .data.memo2496 import COCH_FILE, FEATURES_FILE, LABEL_A_FILE, LABEL_V_FILE, MANIFEST_FILE, MEL_FILE
+from .features.extractor import FeatureExtractor
+
+log = logging.getLogger(__name__)
+
+WORK_DIR = ".partial"
+FAILURES_FILE = "failures.csv"
+_MAX_CRASHES = 2  # a track in flight during this many worker crashes is declared failed
+
+
+@dataclass
+class ExtractReport:
+    out_dir: Path
+    n_tracks: int
+    n_done: int
+    failures: list[tuple[str, str, str]] = field(default_factory=list)  # (track_id, path, reason)
+    seconds: float = 0.0
+    n_skipped_resumed: int = 0
+
+    def summary(self) -> str:
+        s = (f"{self.n_done}/{self.n_tracks} tracks extracted to {self.out_dir} in {self.seconds:.1f} s"
+             + (f" ({self.n_skipped_resumed} already done)" if self.n_skipped_resumed else ""))
+        if self.failures:
+            s += f"; {len(self.failures)} failed (see {self.out_dir / FAILURES_FILE})"
+        return s
+
+
+# --- worker side ---------------------------------------------------------------------------------
+_fx: FeatureExtractor | None = None
+
+
+def _init_worker(audio: AudioConfig, feats: FeatureConfig):
+    global _fx
+    _fx = FeatureExtractor(audio, feats)
+
+
+def _work(i: int, path: str, min_dur: float | None, max_dur: float | None):
+    """Returns (i, mel, coch, info_dict) or (i, None, None, reason)."""
+    try:
+        if not path:
+            raise AudioError("track has no audio path")
+        win, info = load_window(path, _fx.audio)
+        if (min_dur is not None and info.duration < min_dur) or (max_dur is not None and info.duration > max_dur):
+            raise AudioError(f"{path}: duration {info.duration:.1f} s outside the curation range "
+                             f"[{min_dur or 0:g}, {max_dur or float('inf'):g}] s")
+        f = _fx(win)
+        if not (np.isfinite(f.mel).all() and np.isfinite(f.coch).all()):
+            raise AudioError(f"{path}: features are not finite")
+        return i, f.mel, f.coch, {"duration": info.duration, "lufs": info.loudness_lufs,
+                                  "gain_db": info.gain_db, "window_start": info.window_start,
+                                  "repeated": info.repeated, "source_sample_rate": info.source_sample_rate}
+    except AudioError as e:
+        return i, None, None, str(e)
+    except Exception as e:  # anything else is still one track's problem, not the batch's
+        return i, None, None, f"{path}: {type(e).__name__}: {e}"
+
+
+# --- main side -----------------------------------------------------------------------------------
+def _fingerprint(tracks: list[Track], info: dict) -> str:
+    h = hashlib.sha256(json.dumps(info, sort_keys=True).encode())
+    for t in tracks:
+        h.update(f"{t.track_id}\0{t.path}\n".encode())
+    return h.hexdigest()
+
+
+class _Store:
+    """The resumable on-disk state of one extraction (``OUT/.partial``)."""
+
+    def __init__(self, out: Path, n: int, fx: FeatureExtractor, fingerprint: str):
+        self.dir = out / WORK_DIR
+        self.dir.mkdir(parents=True, exist_ok=True)
+        meta = self.dir / "state.json"
+        fresh = True
+        if meta.is_file():
+            if json.loads(meta.read_text()).get("fingerprint") != fingerprint:
+                raise ValueError(f"{out} holds an unfinished extraction of other tracks or settings; "
+                                 f"use another output folder or pass --overwrite")
+            fresh = False
+        T = fx.n_frames
+        mode = "w+" if fresh else "r+"
+        om = np.lib.format.open_memmap
+        self.mel = om(self.dir / "mel.npy", mode=mode, dtype=np.float32, shape=(n, fx.cfg.n_mels, T))
+        self.coch = om(self.dir / "coch.npy", mode=mode, dtype=np.float32, shape=(n, fx.cfg.n_gammatone, T))
+        self.done = om(self.dir / "done.npy", mode=mode, dtype=np.uint8, shape=(n,))
+        self.info_path = self.dir / "track_info.jsonl"
+        if fresh:
+            self.info_path.write_text("")
+            tmp = meta.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"fingerprint": fingerprint, "n": n}))
+            os.replace(tmp, meta)
+        self._info_fh = open(self.info_path, "a", encoding="utf-8")
+
+    def put(self, i: int, mel, coch, info: dict):
+        self.mel[i] = mel
+        self.coch[i] = coch
+        self._info_fh.write(json.dumps({"i": i, **info}) + "\n")
+        self._info_fh.flush()
+        self.done[i] = 1  # marked only after the data, so a kill never leaves a "done" hole
+
+    def flush(self):
+        for a in (self.mel, self.coch, self.done):
+            a.flush()
+
+    def track_info(self) -> dict[int, dict]:
+        out = {}
+        with open(self.info_path, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    try:
+                        d = json.loads(line)
+                    except json.JSONDecodeError:  # a line cut by a kill: that track is redone
+                        continue
+                    out[d.pop("i")] = d
+        return out
+
+    def close(self):
+        self.flush()
+        self._info_fh.close()
+
+
+def extract(tracks: list[Track], out_dir: str | os.PathLike, *, audio: AudioConfig | None = None,
+            features: FeatureConfig | None = None, workers: int | None = None, progress: bool = True,
+            min_duration: float | None = None, max_duration: float | None = None,
+            overwrite: bool = False) -> ExtractReport:
+    """Extract Mel + cochleagram features of ``tracks`` into a Memo2496-layout folder.
+
+    workers: processes (default: all cores); 0 runs in this process (debugging, tests).
+    min_duration / max_duration: the paper's curation filter (§III-A uses 30–300 s); off by default.
+    """
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    if overwrite and (out / WORK_DIR).exists():
+        shutil.rmtree(out / WORK_DIR)
+    out.mkdir(parents=True, exist_ok=True)
+    fx = FeatureExtractor(audio, features)
+    if not tracks:
+        raise ValueError("no tracks to extract")
+    ids = [t.track_id for t in tracks]
+    if len(set(ids)) != len(ids):
+        dup = sorted({x for x in ids if ids.count(x) > 1})[:5]
+        raise ValueError(f"duplicate track ids in the manifest: {', '.join(dup)}")
+    fingerprint = _fingerprint(tracks, {**fx.info(), "min": min_duration, "max": max_duration})
+    if not (out / WORK_DIR).exists() and _published_fingerprint(out) == fingerprint:
+        log.info("%s already holds these features; nothing to do", out)
+        return ExtractReport(out, len(tracks), len(tracks), seconds=time.perf_counter() - t0,
+                             n_skipped_resumed=len(tracks))
+    store = _Store(out, len(tracks), fx, fingerprint)
+    failures: dict[int, str] = {}
+    todo = [i for i in range(len(tracks)) if not store.done[i]]
+    n_resumed = len(tracks) - len(todo)
+    workers = (os.cpu_count() or 1) if workers is None else workers
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(tracks), initial=n_resumed, unit="track", desc="extract", disable=not progress,
+               dynamic_ncols=True)
+
+    def handle(res):
+        i, mel, coch, x = res
+        if mel is None:
+            failures[i] = x
+            log.warning("skipped: %s", x)
+        else:
+            store.put(i, mel, coch, x)
+        bar.update(1)
+
+    try:
+        if workers == 0:
+            _init_worker(fx.audio, fx.cfg)
+            for i in todo:
+                handle(_work(i, tracks[i].path, min_duration, max_duration))
+        else:
+            _run_pool(todo, tracks, fx, workers, min_duration, max_duration, handle, failures)
+    finally:
+        bar.close()
+        store.close()
+
+    report = _finalise(out, tracks, store, failures, fx, fingerprint)
+    report.seconds = time.perf_counter() - t0
+    report.n_skipped_resumed = n_resumed
+    return report
+
+
+def _run_pool(todo, tracks, fx, workers, min_d, max_d, handle, failures):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # fork after numpy/BLAS threads start is not safe
+    queue = list(reversed(todo))
+    crashes: dict[int, int] = {}
+    max_inflight = 4 * workers
+    while queue:
+        ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(fx.audio, fx.cfg))
+        inflight: dict = {}
+        try:
+            while queue or inflight:
+                while queue and len(inflight) < max_inflight:
+                    i = queue.pop()
+                    inflight[ex.submit(_work, i, tracks[i].path, min_d, max_d)] = i
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    i = inflight.pop(fut)
+                    handle(fut.result())
+        except BrokenProcessPool:
+            # a worker died (e.g. a decoder crashed on a bad file): retry what was in flight
+            for fut, i in inflight.items():
+                crashes[i] = crashes.get(i, 0) + 1
+                if crashes[i] >= _MAX_CRASHES:
+                    handle((i, None, None, f"{tracks[i].path}: worker process crashed on this track"))
+                else:
+                    queue.append(i)
+            log.warning("a worker process crashed; restarting the pool (%d tracks retried)", len(queue))
+        finally:
+            ex.shutdown(cancel_futures=True)
+
+
+def _published_fingerprint(out: Path) -> str | None:
+    try:
+        return json.loads((out / FEATURES_FILE).read_text()).get("fingerprint")
+    except (OSError, ValueError):
+        return None
+
+
+def _finalise(out: Path, tracks: list[Track], store: _Store, failures: dict[int, str],
+              fx: FeatureExtractor, fingerprint: str) -> ExtractReport:
+    done = np.flatnonzero(np.asarray(store.done) == 1)
+    infos = store.track_info()
+    pending = len(tracks) - len(done) - len(failures)
+    failed = [(tracks[i].track_id, tracks[i].path, r) for i, r in sorted(failures.items())]
+    _write_failures(out / FAILURES_FILE, failed)
+    report = ExtractReport(out, len(tracks), len(done), failed)
+    if pending:  # interrupted: leave the work dir for --resume, publish nothing
+        return report
+    kept = []
+    for i in done:
+        t = tracks[i]
+        d = infos.get(int(i), {})
+        extra = {**t.extra, **{k: d[k] for k in ("lufs", "gain_db", "window_start", "repeated") if k in d}}
+        kept.append(replace(t, duration=d.get("duration", t.duration), extra=extra))
+    om = np.lib.format.open_memmap
+    if len(done) == len(tracks):  # everything succeeded: the work arrays are the result
+        os.replace(store.dir / "mel.npy", out / MEL_FILE)
+        os.replace(store.dir / "coch.npy", out / COCH_FILE)
+    else:  # copy the rows that succeeded, in chunks (bounded memory), then rename
+        for src, name in ((store.mel, MEL_FILE), (store.coch, COCH_FILE)):
+            tmp = out / (name + ".tmp.npy")
+            dst = om(tmp, mode="w+", dtype=np.float32, shape=(len(done),) + src.shape[1:])
+            for a in range(0, len(done), 512):
+                dst[a:a + 512] = src[done[a:a + 512]]
+            dst.flush()
+            del dst
+            os.replace(tmp, out / name)
+    (out / "labels").mkdir(exist_ok=True)
+    for name, vals in ((LABEL_A_FILE, [t.label_a for t in kept]), (LABEL_V_FILE, [t.label_v for t in kept])):
+        tmp = out / (name + ".tmp.npy")
+        np.save(tmp, np.asarray(vals, dtype=np.float32))
+        os.replace(tmp, out / name)
+    write_manifest(kept, out / MANIFEST_FILE)
+    tmp = out / (FEATURES_FILE + ".tmp")
+    # the fingerprint only counts when nothing failed: otherwise a rerun must retry the failures
+    tmp.write_text(json.dumps({**fx.info(), "fingerprint": fingerprint if not failures else None}, indent=2))
+    os.replace(tmp, out / FEATURES_FILE)
+    # With failures the work dir stays, so that a rerun retries only the failed tracks.
+    if not failures:
+        shutil.rmtree(store.dir, ignore_errors=True)
+    return report
+
+
+def _write_failures(path: Path, failed: list[tuple[str, str, str]]):
+    if not failed:
+        if path.exists():
+            path.unlink()
+        return
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["track_id", "path", "reason"])
+        w.writerows(failed)
+    os.replace(tmp, path)
