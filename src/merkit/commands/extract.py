@@ -35,8 +35,9 @@ def run(args) -> int:
     preset = PRESETS[args.preset]
     audio = config_from_args(preset.audio, args)
     feats = config_from_args(preset.features, args)
-    options = {"audio_dir": args.audio_dir} if args.audio_dir else {}
-    tracks = resolve_input(args.input, **options)
+    # options a kind of input does not take are ignored by resolve_input
+    tracks = resolve_input(args.input, audio_dir=args.audio_dir, workers=args.workers or None,
+                           progress=not args.no_progress)
     report = extract(tracks, args.out, audio=audio, features=feats, workers=args.workers,
                      progress=not args.no_progress, min_duration=args.min_duration,
                      max_duration=args.max_duration, overwrite=args.overwrite)
