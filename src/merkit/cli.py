@@ -15,6 +15,8 @@ COMMANDS = [
     "quickstart",
     "extract",
     "datasets",
+    "train",
+    "evaluate",
 ]
 
 

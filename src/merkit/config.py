@@ -130,3 +130,149 @@ def to_dict(cfg) -> dict[str, Any]:
 def from_dict(cls, d: dict[str, Any]):
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# =================================================================================================
+# Models and training (DAMER, paper §IV and §V-A)
+# =================================================================================================
+# Everything below configures `merkit.models`, `merkit.training` and `merkit.evaluation`.
+# Fields carry their help text in ``metadata["help"]``; the command line is generated from the
+# dataclasses (``merkit.commands._args``) instead of repeating them.
+
+DAMER_DIM = 128  # §IV-B, Eqs. 1-2: token dimension D
+DAMER_LAYERS = 2  # §IV-B: L cross-view layers
+DAMER_HEADS = 4  # §IV-B: H attention heads
+DAMER_FFN_MULT = 4  # §IV-B, Eqs. 7-8: FFN expansion
+DAMER_FUSION_DIM = 256  # §IV-B: D_f of the FusionMLP
+# The paper gives no dropout rate; 0.1 is the Transformer default (Vaswani et al. 2017, §5.4).
+DAMER_DROPOUT = 0.1
+
+MODEL_HEADS = ("mel", "coch", "fused", "ensemble")
+TASKS = ("a", "v", "quadrant")
+
+
+def _f(default, help: str):
+    """A dataclass field with its command-line help attached."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a model: the only thing ``merkit.models.load_model`` needs (with the
+    state dict) to rebuild it. ``n_mels``, ``n_coch``, ``n_frames`` and ``n_classes`` are set
+    from the data and the task, not by hand."""
+
+    name: str = _f("damer", "model name in merkit.models.MODELS")
+    n_mels: int = _f(N_MELS, "Mel bands of the input")
+    n_coch: int = _f(N_GAMMATONE, "cochleagram channels of the input")
+    n_frames: int = _f(N_FRAMES, "time frames T of the input")
+    n_classes: int = _f(2, "2 for arousal/valence, 4 for quadrants")
+    token_mode: str = _f("band", "'band': each frequency band is a token with its T frames as "
+                                 "features (§IV-A); 'frame': each time frame is a token")
+    dim: int = _f(DAMER_DIM, "token dimension D (§IV-B)")
+    n_layers: int = _f(DAMER_LAYERS, "attention layers L (§IV-B)")
+    n_heads: int = _f(DAMER_HEADS, "attention heads H (§IV-B)")
+    ffn_mult: int = _f(DAMER_FFN_MULT, "FFN expansion factor (Eqs. 7-8)")
+    fusion_dim: int = _f(DAMER_FUSION_DIM, "FusionMLP output size D_f (§IV-B)")
+    dropout: float = _f(DAMER_DROPOUT, "dropout on the attention and FFN outputs (residual "
+                                              "dropout) and in the FusionMLP")
+    # Not in the paper: attention and mean pooling are blind to token order, so without a
+    # learned position (band or frame index) embedding a band token would not know its band.
+    pos_embedding: bool = _f(True, "add a learned band/frame index embedding to the tokens")
+    use_dsaf: bool = _f(True, "cross-view attention (DSAF); off: self-attention within each view")
+    inference_head: str = _f("ensemble", "head used for predictions and model selection: "
+                                         "mel | coch | fused | ensemble (mean of the 3 heads' "
+                                         "probabilities)")
+
+    def __post_init__(self):
+        if self.token_mode not in ("band", "frame"):
+            raise ConfigError(f"token_mode must be 'band' or 'frame', got {self.token_mode!r}")
+        if self.inference_head not in MODEL_HEADS:
+            raise ConfigError(f"inference_head must be one of {MODEL_HEADS}, got {self.inference_head!r}")
+        if self.dim % self.n_heads:
+            raise ConfigError(f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
+        if min(self.n_mels, self.n_coch, self.n_frames, self.dim, self.n_heads, self.ffn_mult,
+               self.fusion_dim) < 1 or self.n_layers < 0:
+            raise ConfigError("model sizes must be >= 1 (n_layers >= 0)")
+        if self.n_classes < 2:
+            raise ConfigError(f"n_classes must be >= 2, got {self.n_classes}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Task, objective, optimisation and evaluation protocol (paper §IV-C to §V-A)."""
+
+    # --- task ---------------------------------------------------------------------------------
+    label: str = _f("a", "task: a (arousal), v (valence) or quadrant (4 classes)")
+    threshold: float = _f(0.0, "labels >= threshold are the positive class (0 for labels centred "
+                               "at 0; 0.5 for PMEmo's [0, 1] scale)")
+    # --- objective, Eq. 22 and §V-A ----------------------------------------------------------
+    w_cls: float = _f(1.0, "weight of L_cls, CE summed over the three heads (Eq. 22)")
+    w_pl: float = _f(0.8, "weight of the pseudo-label loss L_PL (Eq. 22)")
+    w_js: float = _f(0.2, "weight of the view-consistency term JS(p_mel, p_coch) (Eq. 22)")
+    w_cont: float = _f(0.1, "weight of the memory contrastive loss L_cont (Eq. 22)")
+    use_pcl: bool = _f(True, "Progressive Confidence Labelling: L_PL and the JS term")
+    use_saml: bool = _f(True, "Style-Anchored Memory Learning: the memory queue and L_cont")
+    # --- PCL, §IV-C and Algorithm 1 -----------------------------------------------------------
+    tau_max: float = _f(1.5, "PCL temperature at the first epoch")
+    tau_min: float = _f(0.7, "PCL temperature reached at rho = 1")
+    theta0: float = _f(0.65, "PCL confidence threshold at the first epoch")
+    theta_min: float = _f(0.35, "PCL threshold floor")
+    pcl_rho: str = _f("paper", "schedule progress: 'paper' rho = (t-1)/T (Algorithm 1, tau ends "
+                               "at tau_min + (tau_max-tau_min)/T); 'inclusive' rho = (t-1)/(T-1)")
+    pcl_fused: str = _f("head", "fused distribution: 'head' softmax of the fused head (Algorithm "
+                                "1) or 'views' the mean of p_mel and p_coch (Eq. 14)")
+    unlabelled_ratio: float = _f(1.0, "with --unlabelled: unlabelled samples per labelled one "
+                                      "in each step")
+    # --- SAML, §IV-D --------------------------------------------------------------------------
+    queue_size: int = _f(512, "memory queue length K (§IV-D)")
+    cont_tau: float = _f(0.07, "temperature of the supervised InfoNCE (Eqs. 19-20)")
+    key_momentum: float = _f(0.95, "EMA momentum of the key encoder that fills the queue "
+                                   "(§IV-D 'momentum 0.95'); 0: keys are the online features")
+    # --- optimisation, §V-A -------------------------------------------------------------------
+    epochs: int = _f(80, "training epochs")
+    batch_size: int = _f(256, "batch size")
+    lr: float = _f(1e-3, "Adam learning rate (cosine-annealed to 0 over the epochs)")
+    weight_decay: float = _f(1e-4, "Adam weight decay")
+    grad_clip: float = _f(5.0, "gradient-norm clipping (0: off)")
+    amp: bool = _f(True, "mixed precision where the device supports it (CUDA); ignored on CPU")
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N")
+    # --- evaluation protocol ------------------------------------------------------------------
+    split: str = _f("protocol", "protocol: stratified, song-grouped train/test split; official: "
+                                "the tracks' own train/val/test split")
+    test_size: float = _f(0.3, "test share of the protocol split (the paper's 70/30)")
+    val_size: float = _f(0.15, "validation share carved from the training part for model "
+                               "selection (0: keep the last epoch)")
+    select_metric: str = _f("acc", "validation metric that picks the best epoch: acc | f1 | auc | "
+                                   "loss (ties go to the lower validation loss)")
+    patience: int = _f(0, "stop after this many epochs without validation improvement (0: off)")
+    seed: int = _f(0, "seed of the split, the initialisation and the batch order")
+    eval_batch_size: int = _f(512, "batch size for validation and test predictions")
+
+    def __post_init__(self):
+        if self.label not in TASKS:
+            raise ConfigError(f"label must be one of {TASKS}, got {self.label!r}")
+        if self.pcl_rho not in ("paper", "inclusive"):
+            raise ConfigError(f"pcl_rho must be 'paper' or 'inclusive', got {self.pcl_rho!r}")
+        if self.pcl_fused not in ("head", "views"):
+            raise ConfigError(f"pcl_fused must be 'head' or 'views', got {self.pcl_fused!r}")
+        if self.split not in ("protocol", "official"):
+            raise ConfigError(f"split must be 'protocol' or 'official', got {self.split!r}")
+        if self.select_metric not in ("acc", "f1", "auc", "loss"):
+            raise ConfigError(f"select_metric must be acc | f1 | auc | loss, got {self.select_metric!r}")
+        if not (0.0 < self.tau_min <= self.tau_max and 0.0 <= self.theta_min <= self.theta0 <= 1.0):
+            raise ConfigError("need 0 < tau_min <= tau_max and 0 <= theta_min <= theta0 <= 1")
+        if not 0.0 <= self.key_momentum < 1.0:
+            raise ConfigError(f"key_momentum must be in [0, 1), got {self.key_momentum}")
+        if self.epochs < 1 or self.batch_size < 1 or self.queue_size < 1 or self.eval_batch_size < 1:
+            raise ConfigError("epochs, batch_size, queue_size and eval_batch_size must be >= 1")
+        if not 0.0 < self.test_size < 1.0 or not 0.0 <= self.val_size < 1.0:
+            raise ConfigError("need 0 < test_size < 1 and 0 <= val_size < 1")
+        if self.lr <= 0 or self.cont_tau <= 0 or self.unlabelled_ratio < 0 or self.grad_clip < 0:
+            raise ConfigError("lr and cont_tau must be > 0; unlabelled_ratio and grad_clip >= 0")
+
+    @property
+    def n_classes(self) -> int:
+        return 4 if self.label == "quadrant" else 2

@@ -26,12 +26,12 @@ def add_config_args(parser: argparse.ArgumentParser, cls, *, prefix: str = "", e
         tp = _base_type(hints[f.name])
         flag = "--" + prefix + f.name.replace("_", "-")
         dest = prefix.replace("-", "_") + f.name
+        doc = f.metadata.get("help", "")
+        helptext = f"{doc} (default: {f.default})" if doc else f"(default: {f.default})"
         if tp is bool:
-            g.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
-                           help=f"(default: {f.default})")
+            g.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=helptext)
         elif tp in (int, float, str):
-            g.add_argument(flag, dest=dest, type=tp, default=None, metavar=tp.__name__.upper(),
-                           help=f"(default: {f.default})")
+            g.add_argument(flag, dest=dest, type=tp, default=None, metavar=tp.__name__.upper(), help=helptext)
 
 
 def config_from_args(base, args: argparse.Namespace, *, prefix: str = ""):

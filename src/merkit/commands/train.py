@@ -1,0 +1,94 @@
+"""merkit train --data DIR --label a|v|quadrant [--seeds 0 1 2 3 4]: train DAMER and print the table.
+
+Every field of :class:`~merkit.config.ModelConfig` and :class:`~merkit.config.TrainConfig` is a
+flag (``--epochs``, ``--no-use-pcl``, ...); ``merkit train --resume RUN_DIR`` continues a run
+that was stopped, with the settings stored in ``RUN_DIR/run.json``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from ..config import ModelConfig, TrainConfig, from_dict
+from ._args import add_config_args, config_from_args
+
+log = logging.getLogger(__name__)
+
+# Filled in from the data and the task, never from the command line.
+_DATA_FIELDS = ("name", "n_mels", "n_coch", "n_frames", "n_classes")
+
+
+def load_features(spec: str):
+    """The FeatureSet named by ``--data``: a Memo2496-layout folder (``merkit extract`` output or
+    the official download)."""
+    from ..data.memo2496 import is_memo2496_dir, load_memo2496
+
+    path = Path(spec)
+    if is_memo2496_dir(path):
+        return load_memo2496(path)
+    if path.exists():
+        raise ValueError(f"{path}: not a Memo2496-layout folder (needs mel_spec.npy and cochlegram.npy; "
+                         "make one with `merkit extract`)")
+    raise ValueError(f"{spec}: no such folder (dataset names are not accepted here yet; pass the "
+                     "feature folder that `merkit extract` wrote)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train DAMER on extracted features and report test metrics",
+                       description="Train on a Memo2496-layout feature folder with the paper's protocol "
+                                   "(stratified, song-grouped 70/30 split; model selection on a validation "
+                                   "part of the training data) and print mean ± std over the seeds.")
+    p.add_argument("--data", metavar="DIR", help="feature folder (Memo2496 layout)")
+    p.add_argument("--model", default="damer", help="model name (default: damer)")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="SEED", help="seeds to run (default: 0)")
+    p.add_argument("--run-dir", metavar="DIR",
+                   help="output folder (default: runs/<data>_<label>_<model>_<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run; all settings come from it")
+    p.add_argument("--unlabelled", metavar="PATH", help="feature folder of unlabelled tracks for "
+                                                        "semi-supervised PCL")
+    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_config_args(p, ModelConfig, exclude=_DATA_FIELDS, group_title="model (ModelConfig)")
+    add_config_args(p, TrainConfig, exclude=("seed",), group_title="training (TrainConfig)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+
+    from ..training.loop import RUN_JSON, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.resume:
+        run_dir = Path(args.resume)
+        meta_path = run_dir / RUN_JSON
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path}: not found, so {run_dir} is not a merkit run folder")
+        import json
+
+        meta = json.loads(meta_path.read_text())
+        model_cfg = from_dict(ModelConfig, meta["model"])
+        train_cfg = from_dict(TrainConfig, meta["train"])
+        seeds, data, unlabelled = meta["seeds"], meta["data"], meta.get("unlabelled")
+        log.info("resuming %s (settings from %s; other flags are ignored)", run_dir, meta_path)
+    else:
+        if not args.data:
+            raise ValueError("--data is required (or --resume RUN_DIR)")
+        model_cfg = config_from_args(ModelConfig(name=args.model), args)
+        train_cfg = config_from_args(TrainConfig(), args)
+        seeds = args.seeds or [train_cfg.seed]
+        data, unlabelled = args.data, args.unlabelled
+        run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (
+            f"{Path(data).name}_{train_cfg.label}_{model_cfg.name}_{time.strftime('%Y%m%d-%H%M%S')}")
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise ValueError(f"{run_dir}: exists and is not empty; use --resume {run_dir} "
+                             "or another --run-dir")
+    fs = load_features(data)
+    pool = load_features(unlabelled) if unlabelled else None
+    out = train(fs, model_cfg, train_cfg, run_dir, seeds=seeds, unlabelled=pool,
+                resume=bool(args.resume), progress=args.progress, data_ref=str(data))
+    print(out["table"])
+    print(f"results: {run_dir / 'results.json'}")
+    return 0

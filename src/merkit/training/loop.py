@@ -1,0 +1,532 @@
+"""Training DAMER on a :class:`~merkit.data.memo2496.FeatureSet` (paper Algorithm 1, §IV-E, §V-A).
+
+:func:`fit` trains one seed into a run folder::
+
+    RUN/last.pt        everything needed to continue (model, optimiser, scheduler, queue, key
+                       encoder, RNG state, history), rewritten atomically after every epoch
+    RUN/best.pt        the model of the best validation epoch (test metrics added at the end)
+    RUN/log.csv        one row per epoch: losses, PCL and SAML statistics, validation metrics
+    RUN/results.json   validation and test metrics of the selected model, per head
+
+:func:`train` runs several seeds into ``RUN/seed_<k>/`` and writes the mean ± std table to
+``RUN/results.json``. Both continue a killed run with ``resume=True`` and then produce exactly
+the weights an uninterrupted run would have (on CPU): the batch order is drawn from a generator
+seeded by ``(seed, epoch)``, and the global torch RNG (dropout) is saved with each epoch.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import ModelConfig, TrainConfig
+from ..data.memo2496 import FeatureSet
+from ..evaluation.protocol import (Splits, drop_nonfinite, format_table, head_metrics, make_splits, predict,
+                                   summarise_seeds)
+from ..models import build_model
+from .checkpoint import load_checkpoint, save_checkpoint, versions
+from .losses import (classification_loss, pseudo_label_loss, supervised_contrastive_loss,
+                     view_consistency_loss)
+from .memory_queue import MemoryQueue, MomentumEncoder
+from .pseudo_labels import PCLSchedule, PCLStats, select_pseudo_labels
+
+log = logging.getLogger(__name__)
+
+LAST, BEST, LOG_CSV, RESULTS, RUN_JSON = "last.pt", "best.pt", "log.csv", "results.json", "run.json"
+LOSS_TERMS = ("loss", "cls", "pl", "js", "cont")
+# Probability floor of the validation NLL: a confidently wrong sample costs log(1e12) ~ 27.6
+# nats instead of inf, so one such sample cannot make every epoch tie at inf.
+NLL_FLOOR = 1e-12
+# On an accelerator, reading the running losses for the progress bar forces a sync; every
+# this many steps is enough for a human to watch.
+POSTFIX_EVERY = 10
+
+
+class StopTraining(Exception):
+    """Raised by an ``on_epoch_end`` callback to end training early (the run stays resumable)."""
+
+
+@dataclass
+class Part:
+    """One split held in RAM: raw features and labels as tensors."""
+
+    mel: torch.Tensor  # (N, n_mels, T) float32
+    coch: torch.Tensor  # (N, n_coch, T) float32
+    y: torch.Tensor  # (N,) int64 (-1 for unlabelled)
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def from_featureset(cls, fs: FeatureSet, idx, y=None) -> "Part":
+        idx = np.asarray(idx, dtype=np.int64)
+        mel = torch.from_numpy(np.ascontiguousarray(fs.mel[idx], dtype=np.float32))
+        coch = torch.from_numpy(np.ascontiguousarray(fs.coch[idx], dtype=np.float32))
+        y = torch.full((len(idx),), -1) if y is None else torch.as_tensor(y)
+        y = y.to(torch.long)
+        return cls(mel, coch, y, [fs.tracks[i].track_id for i in idx])
+
+    def to(self, device) -> "Part":
+        return Part(self.mel.to(device), self.coch.to(device), self.y.to(device), self.ids)
+
+
+def band_statistics(mel: torch.Tensor, coch: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-band mean and standard deviation over tracks and frames (float64 accumulation)."""
+    out = {}
+    for name, x in (("mel", mel), ("coch", coch)):
+        x = x.double()
+        out[f"{name}_mean"] = x.mean(dim=(0, 2)).float()
+        out[f"{name}_std"] = x.std(dim=(0, 2), correction=0).float()
+    return out
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    return dev
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator of one epoch's batch order: a function of ``(seed, epoch)`` only, so a
+    resumed run draws the same batches as an uninterrupted one."""
+    state = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+class Trainer:
+    """Holds the model and all training state; :meth:`train_epoch` runs one epoch of Algorithm 1."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, *, device: torch.device, n_classes: int,
+                 fusion_dim: int):
+        self.model, self.cfg, self.device, self.n_classes = model, cfg, device, n_classes
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cfg.epochs)
+        self.schedule = PCLSchedule.from_config(cfg)
+        self.queue = MemoryQueue(cfg.queue_size, fusion_dim).to(device) if cfg.use_saml else None
+        self.key_encoder = (MomentumEncoder(model, cfg.key_momentum)
+                            if cfg.use_saml and cfg.key_momentum > 0 else None)
+        use_amp = cfg.amp and device.type == "cuda"
+        self.amp_dtype = None
+        if use_amp:
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # Loss scaling is needed for float16 only; a disabled scaler passes everything through.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    # -- one optimisation step -------------------------------------------------------------------
+    def step(self, mel, coch, y, mel_u=None, coch_u=None, *, tau: float, theta: float,
+             pcl_stats: PCLStats | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One update on a labelled batch (and an unlabelled one in the semi-supervised regime).
+
+        ``L = w_cls L_cls + w_pl L_PL + w_js JS + w_cont L_cont`` (Eq. 22). Only labelled
+        features enter the memory queue: a wrong pseudo-label there would pull a class anchor
+        towards the other class for ``K`` steps.
+
+        Returns the detached losses ``(5,)`` in :data:`LOSS_TERMS` order and the number of correct
+        training predictions of the inference head (a tensor, read once per epoch).
+        """
+        cfg = self.cfg
+        n = mel.shape[0]
+        if mel_u is not None:
+            mel, coch = torch.cat([mel, mel_u]), torch.cat([coch, coch_u])
+        with self._autocast():
+            out = self.model(mel, coch)
+        logits = {k: v[:n] for k, v in out.head_logits().items()}
+        zero = logits["fused"].new_zeros((), dtype=torch.float32)
+        l_cls = classification_loss(logits, y)
+        l_pl = l_js = l_cont = zero
+        if cfg.use_pcl:
+            # Algorithm 1 labels the labelled batch itself; with an unlabelled pool PCL labels
+            # the pool's batch instead. The view-consistency term needs no labels: all samples.
+            src = slice(n, None) if mel_u is not None else slice(0, n)
+            pl = select_pseudo_labels(out.logits_mel[src], out.logits_coch[src],
+                                      out.logits_fused[src], tau=tau, theta=theta, fused=cfg.pcl_fused)
+            l_pl = pseudo_label_loss(out.logits_fused[src], pl.labels, pl.reliability, pl.mask)
+            l_js = view_consistency_loss(out.logits_mel, out.logits_coch, tau)
+            if pcl_stats is not None:
+                pcl_stats.update(pl)
+        if self.queue is not None:
+            q = self.queue
+            l_cont = supervised_contrastive_loss(out.z_fuse[:n], y, q.keys, q.labels, q.valid, cfg.cont_tau)
+        loss = cfg.w_cls * l_cls + cfg.w_pl * l_pl + cfg.w_js * l_js + cfg.w_cont * l_cont
+
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+        if self.queue is not None:  # Eq. 18 / Algorithm 1 line 18: enqueue after the update
+            if self.key_encoder is not None:
+                self.key_encoder.update(self.model)
+                with self._autocast():
+                    keys = self.key_encoder(mel[:n], coch[:n]).z_fuse
+            else:
+                keys = out.z_fuse[:n].detach()
+            self.queue.push(keys.float(), y)
+        terms = torch.stack([loss, l_cls, l_pl, l_js, l_cont]).detach().float()
+        return terms, self._correct(logits, y)
+
+    def _correct(self, logits: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        head = self.model.cfg.inference_head
+        with torch.no_grad():
+            if head == "ensemble":
+                score = sum(torch.softmax(z.float(), -1) for z in logits.values())
+            else:
+                score = logits[head]
+            return (score.argmax(-1) == y).sum()
+
+    # -- one epoch -------------------------------------------------------------------------------
+    def train_epoch(self, data: Part, epoch: int, *, seed: int, unlabelled: Part | None = None,
+                    progress: bool = True) -> dict[str, float]:
+        """Epoch ``epoch`` (1-based) over ``data`` in batches of a seeded permutation."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        tau, theta = self.schedule(epoch, cfg.epochs)
+        lr = self.optimizer.param_groups[0]["lr"]
+        gen = epoch_generator(seed, epoch)
+        n = len(data)
+        perm = torch.randperm(n, generator=gen).to(self.device)
+        n_steps = math.ceil(n / cfg.batch_size)
+        perm_u, bu = None, 0
+        if unlabelled is not None and len(unlabelled) and cfg.unlabelled_ratio > 0:
+            bu = max(1, round(cfg.batch_size * cfg.unlabelled_ratio))
+            reps = math.ceil(n_steps * bu / len(unlabelled))
+            perm_u = torch.cat([torch.randperm(len(unlabelled), generator=gen) for _ in range(reps)])
+            perm_u = perm_u.to(self.device)
+        self.model.train()
+        pcl_stats = PCLStats()
+        sums = torch.zeros(len(LOSS_TERMS), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        t0 = time.perf_counter()
+        # disable=None: tqdm shows the bar on a terminal only, so logs and CI stay clean
+        bar = tqdm(range(n_steps), desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
+                   disable=None if progress else True, unit="step")
+        for i in bar:
+            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            mel_u = coch_u = None
+            if perm_u is not None:
+                iu = perm_u[i * bu:(i + 1) * bu]
+                mel_u, coch_u = unlabelled.mel[iu], unlabelled.coch[iu]
+            terms, ok = self.step(data.mel[idx], data.coch[idx], data.y[idx], mel_u, coch_u,
+                                  tau=tau, theta=theta, pcl_stats=pcl_stats)
+            sums += terms * len(idx)
+            correct += ok
+            if progress and (self.device.type == "cpu" or i % POSTFIX_EVERY == 0):
+                bar.set_postfix({k: f"{v:.3f}" for k, v in zip(LOSS_TERMS, terms.tolist())})
+        bar.close()
+        self.scheduler.step()
+        record = {"epoch": epoch, "lr": lr, "tau": tau, "theta": theta}
+        record.update({f"loss_{k}" if k != "loss" else k: v / n
+                       for k, v in zip(LOSS_TERMS, sums.tolist())})
+        record["train_acc"] = correct.item() / n
+        if cfg.use_pcl:
+            record.update(pcl_stats.summary())
+        if self.queue is not None:
+            record.update(self.queue.stats(self.n_classes))
+        record["time_s"] = time.perf_counter() - t0
+        return record
+
+    # -- resumable state -------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "queue": self.queue.state_dict() if self.queue is not None else None,
+            "key_encoder": self.key_encoder.state_dict() if self.key_encoder is not None else None,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.queue is not None:
+            self.queue.load_state_dict(state["queue"])
+        if self.key_encoder is not None:
+            self.key_encoder.load_state_dict(state["key_encoder"])
+
+
+# -- validation and model selection --------------------------------------------------------------
+def validation_record(model: nn.Module, part: Part, *, head: str, batch_size: int,
+                      device) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Validation metrics of the inference head (``val_acc``, ``val_f1``, ``val_auc``,
+    ``val_loss`` = its NLL) and of every head."""
+    probs = predict(model, part.mel, part.coch, batch_size=batch_size, device=device)
+    y = part.y.cpu().numpy()
+    per_head = head_metrics(y, probs)
+    p_true = probs[head][np.arange(len(y)), y]
+    rec = {f"val_{k}": v for k, v in per_head[head].items()}
+    rec["val_loss"] = float(-np.log(np.maximum(p_true, NLL_FLOOR)).mean())
+    return rec, per_head
+
+
+def selection_key(record: dict, metric: str) -> tuple[float, ...]:
+    """Larger is better; ties on the metric go to the lower validation loss."""
+    loss = record["val_loss"]
+    if metric == "loss":
+        return (-loss,)
+    value = record[f"val_{metric}"]
+    return (value if math.isfinite(value) else -math.inf, -loss)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    names: list[str] = []
+    for r in rows:
+        names += [k for k in r if k not in names]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=names)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, allow_nan=True))
+    os.replace(tmp, path)
+
+
+def _tensorboard(run_dir: Path):
+    """A TensorBoard writer when the optional ``tensorboard`` package is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tb"))
+
+
+def data_description(fs: FeatureSet, splits: Splits, cfg: TrainConfig,
+                     unlabelled: FeatureSet | None) -> dict:
+    """What a checkpoint records about its data: source, task, split and its track ids."""
+    return {
+        "data": str(fs.root) if fs.root else "",
+        "n_tracks": len(fs),
+        "task": cfg.label,
+        "threshold": cfg.threshold,
+        "n_classes": cfg.n_classes,
+        "split": cfg.split,
+        "split_seed": cfg.seed,
+        "sizes": splits.sizes(),
+        "track_ids": {k: [fs.tracks[i].track_id for i in getattr(splits, k)]
+                      for k in ("train", "val", "test")},
+        "feature_info": fs.feature_info,
+        "normalisation": "per-band mean and std over tracks and frames of the training part",
+        "unlabelled": ({"data": str(unlabelled.root) if unlabelled.root else "", "n_tracks": len(unlabelled)}
+                       if unlabelled is not None else None),
+    }
+
+
+# -- one seed ------------------------------------------------------------------------------------
+def _usable(fs: FeatureSet, what: str) -> FeatureSet:
+    """``fs`` without tracks whose features hold nan/inf (skipped with a warning)."""
+    fs, bad = drop_nonfinite(fs)
+    if bad:
+        log.warning("%s: skipping %d %s track(s) with non-finite features (e.g. %s)",
+                    fs.root or "data", len(bad), what, bad[0])
+    return fs
+
+
+def _resume(run_dir: Path, config: dict, model: nn.Module, trainer: Trainer) -> dict:
+    """Load ``last.pt`` into the model and trainer and restore the RNG; its ``train_state``."""
+    ckpt = load_checkpoint(run_dir / LAST)
+    if ckpt["config"] != config:
+        raise ValueError(f"{run_dir / LAST}: trained with a different configuration; "
+                         "resume needs the original data and settings")
+    model.load_state_dict(ckpt["state_dict"])
+    st = ckpt["train_state"]
+    trainer.load_state_dict(st)
+    torch.set_rng_state(st["rng_torch"])
+    if st.get("rng_cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["rng_cuda"])
+    log.info("resuming %s after epoch %d", run_dir, st["epoch"])
+    return st
+
+
+def _log_epoch(rec: dict, epochs: int, improved: bool) -> None:
+    val = (f"  val acc {rec['val_acc']:.4f} f1 {rec['val_f1']:.4f} auc {rec['val_auc']:.4f}"
+           if "val_acc" in rec else "")
+    log.info("epoch %d/%d  loss %.4f (cls %.4f pl %.4f js %.4f cont %.4f)%s  %.1fs%s", rec["epoch"],
+             epochs, rec["loss"], rec["loss_cls"], rec["loss_pl"], rec["loss_js"], rec["loss_cont"],
+             val, rec["time_s"], "  *" if improved else "")
+
+
+def fit(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str | os.PathLike, *,
+        unlabelled: FeatureSet | None = None, resume: bool = False, progress: bool = True,
+        on_epoch_end: Callable[[int, dict], None] | None = None) -> dict:
+    """Train one seed (``cfg.seed``) of ``model_cfg`` on ``fs`` into ``run_dir``.
+
+    The input sizes and class count of ``model_cfg`` are taken from the data and the task. The
+    model is selected on the validation part; the test part is predicted once, at the end.
+    ``on_epoch_end(epoch, record)`` runs after each epoch's checkpoint is written (raise
+    :class:`StopTraining` to stop; the run can then be resumed). Tracks with non-finite features
+    are skipped with a warning.
+
+    Returns ``{"seed", "best_epoch", "epochs_run", "val", "test", "history", ...}`` where ``val``
+    and ``test`` are ``{head: {"acc", "f1", "auc"}}`` of the selected model.
+    """
+    run_dir = Path(run_dir)
+    if resume and (run_dir / RESULTS).is_file():  # this seed finished before the kill
+        return json.loads((run_dir / RESULTS).read_text())
+    if not resume and (run_dir / LAST).exists():
+        raise ValueError(f"{run_dir}: already holds a run; resume it or choose another folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+
+    # -- data: split, tensors in RAM, the model's input sizes ------------------------------------
+    fs = _usable(fs, "labelled")
+    splits = make_splits(fs, cfg.label, threshold=cfg.threshold, mode=cfg.split,
+                         test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed)
+    model_cfg = replace(model_cfg, n_mels=fs.mel.shape[1], n_coch=fs.coch.shape[1],
+                        n_frames=fs.mel.shape[2], n_classes=cfg.n_classes)
+    pool = None
+    if unlabelled is not None:
+        unlabelled = _usable(unlabelled, "unlabelled")
+        if unlabelled.mel.shape[1:] != fs.mel.shape[1:] or unlabelled.coch.shape[1:] != fs.coch.shape[1:]:
+            raise ValueError(f"{unlabelled.root or 'unlabelled data'}: features of shapes "
+                             f"{unlabelled.mel.shape[1:]} / {unlabelled.coch.shape[1:]}, but the "
+                             f"labelled ones are {fs.mel.shape[1:]} / {fs.coch.shape[1:]}")
+        pool = Part.from_featureset(unlabelled, np.arange(len(unlabelled))).to(device)
+    config = {"model": asdict(model_cfg), "train": asdict(cfg)}
+    data_info = data_description(fs, splits, cfg, unlabelled)
+    train_part = Part.from_featureset(fs, splits.train, splits.y_train)
+    val_part = Part.from_featureset(fs, splits.val, splits.y_val).to(device)
+
+    # -- model and training state ----------------------------------------------------------------
+    torch.manual_seed(cfg.seed)  # the one global seed of this run: initialisation and dropout
+    model = build_model(model_cfg.name, model_cfg)
+    model.set_normalisation(**band_statistics(train_part.mel, train_part.coch))
+    model.to(device)
+    train_part = train_part.to(device)
+    trainer = Trainer(model, cfg, device=device, n_classes=cfg.n_classes, fusion_dim=model_cfg.fusion_dim)
+    history: list[dict] = []
+    best_key: tuple | None = None
+    best_epoch = 0
+    if resume and (run_dir / LAST).is_file():
+        st = _resume(run_dir, config, model, trainer)
+        history, best_epoch = st["history"], st["best_epoch"]
+        best_key = tuple(st["best_key"]) if st["best_key"] is not None else None
+
+    # -- epochs ----------------------------------------------------------------------------------
+    tb = _tensorboard(run_dir)
+    head = model_cfg.inference_head
+    try:
+        for epoch in range(len(history) + 1, cfg.epochs + 1):
+            if cfg.patience and best_epoch and epoch - best_epoch > cfg.patience:
+                log.info("early stop: no validation improvement in %d epochs", cfg.patience)
+                break
+            rec = trainer.train_epoch(train_part, epoch, seed=cfg.seed, unlabelled=pool, progress=progress)
+            improved = True  # without a validation part the last epoch is kept
+            if len(val_part):
+                rec.update(validation_record(model, val_part, head=head, batch_size=cfg.eval_batch_size,
+                                             device=device)[0])
+                key = selection_key(rec, cfg.select_metric)
+                improved = best_key is None or key > best_key
+                best_key = key if improved else best_key
+            if improved:
+                best_epoch = epoch
+                val_metrics = {k: v for k, v in rec.items() if k.startswith("val_")}
+                save_checkpoint(run_dir / BEST, {"config": config, "state_dict": model.state_dict(),
+                                                 "data_info": data_info,
+                                                 "metrics": {"epoch": epoch, **val_metrics}})
+            rec["best_epoch"] = best_epoch
+            history.append(rec)
+            train_state = {**trainer.state_dict(), "epoch": epoch, "history": history,
+                           "best_key": list(best_key) if best_key is not None else None,
+                           "best_epoch": best_epoch, "rng_torch": torch.get_rng_state(),
+                           "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}
+            save_checkpoint(run_dir / LAST, {"config": config, "state_dict": model.state_dict(),
+                                             "data_info": data_info, "metrics": rec,
+                                             "train_state": train_state})
+            _write_csv(run_dir / LOG_CSV, history)
+            if tb is not None:
+                for k, v in rec.items():
+                    if isinstance(v, (int, float)) and k != "epoch":
+                        tb.add_scalar(k, v, epoch)
+            _log_epoch(rec, cfg.epochs, improved)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, rec)
+    finally:
+        if tb is not None:
+            tb.close()
+
+    # -- test once, with the model selected on validation ----------------------------------------
+    best = load_checkpoint(run_dir / BEST)
+    model.load_state_dict(best["state_dict"])
+    test_part = Part.from_featureset(fs, splits.test, splits.y_test)
+    test = head_metrics(splits.y_test, predict(model, test_part.mel, test_part.coch,
+                                               batch_size=cfg.eval_batch_size, device=device))
+    val = {}
+    if len(val_part):
+        val = head_metrics(splits.y_val, predict(model, val_part.mel, val_part.coch,
+                                                 batch_size=cfg.eval_batch_size, device=device))
+    best["metrics"] = {"epoch": best_epoch, "val": val, "test": test}
+    save_checkpoint(run_dir / BEST, {k: v for k, v in best.items() if k not in ("format", "versions")})
+    result = {"seed": cfg.seed, "best_epoch": best_epoch, "epochs_run": len(history),
+              "inference_head": head, "val": val, "test": test, "sizes": splits.sizes(),
+              "history": history}
+    write_json(run_dir / RESULTS, result)
+    return result
+
+
+# -- several seeds -------------------------------------------------------------------------------
+def train(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str | os.PathLike, *,
+          seeds: list[int] | None = None, unlabelled: FeatureSet | None = None,
+          resume: bool = False, progress: bool = True, data_ref: str | None = None,
+          on_epoch_end: Callable[[int, dict], None] | None = None) -> dict:
+    """Train one run per seed into ``run_dir/seed_<k>`` and summarise the test metrics.
+
+    Writes ``run_dir/run.json`` (the settings, for ``merkit train --resume``) and
+    ``run_dir/results.json`` (per-seed test metrics, mean ± std per head, the printed table).
+    Returns the content of the latter.
+    """
+    run_dir = Path(run_dir)
+    seeds = list(seeds) if seeds is not None else [cfg.seed]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {seeds}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    meta = {"model": asdict(model_cfg), "train": asdict(cfg), "seeds": seeds,
+            "data": data_ref or (str(fs.root) if fs.root else ""),
+            "unlabelled": (str(unlabelled.root) if unlabelled is not None and unlabelled.root else None),
+            "versions": versions()}
+    if not resume or not (run_dir / RUN_JSON).is_file():
+        write_json(run_dir / RUN_JSON, meta)
+    per_seed = []
+    for seed in seeds:
+        res = fit(fs, model_cfg, replace(cfg, seed=seed), run_dir / f"seed_{seed}",
+                  unlabelled=unlabelled, resume=resume, progress=progress, on_epoch_end=on_epoch_end)
+        per_seed.append(res)
+    summary = summarise_seeds([r["test"] for r in per_seed])
+    title = (f"{meta['data'] or 'data'}  task={cfg.label}  model={model_cfg.name}  split={cfg.split}  "
+             f"test metrics over {len(seeds)} seed(s), mean ± std")
+    table = format_table(summary, title=title)
+    out = {"seeds": seeds, "task": cfg.label, "model": model_cfg.name,
+           "inference_head": model_cfg.inference_head,
+           "per_seed": [{"seed": r["seed"], "best_epoch": r["best_epoch"], "val": r["val"], "test": r["test"]}
+                        for r in per_seed],
+           "summary": summary, "table": table}
+    write_json(run_dir / RESULTS, out)
+    return out
