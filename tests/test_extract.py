@@ -42,6 +42,7 @@ def test_extract_layout_matches_direct_features(tmp_path, workers):
         np.testing.assert_array_equal(fs.coch[i], f.coch)
     assert fs.tracks[3].duration == pytest.approx(4.0)
     assert not (tmp_path / "out" / WORK_DIR).exists()
+    assert (tmp_path / "out" / "failures.csv").read_text().strip() == "track_id,path,reason"
     assert json.loads((tmp_path / "out" / "features.json").read_text())["geometry"]["n_frames"] == 31
 
 

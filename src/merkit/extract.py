@@ -52,8 +52,7 @@ class ExtractReport:
     def summary(self) -> str:
         s = (f"{self.n_done}/{self.n_tracks} tracks extracted to {self.out_dir} in {self.seconds:.1f} s"
              + (f" ({self.n_skipped_resumed} already done)" if self.n_skipped_resumed else ""))
-        if self.failures:
-            s += f"; {len(self.failures)} failed (see {self.out_dir / FAILURES_FILE})"
+        s += f"; {len(self.failures)} failed (see {self.out_dir / FAILURES_FILE})" if self.failures else "; none failed"
         return s
 
 
@@ -298,10 +297,7 @@ def _finalise(out: Path, tracks: list[Track], store: _Store, failures: dict[int,
 
 
 def _write_failures(path: Path, failed: list[tuple[str, str, str]]):
-    if not failed:
-        if path.exists():
-            path.unlink()
-        return
+    """The failure report, written on every run (only its header when nothing failed)."""
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
