@@ -1,0 +1,83 @@
+"""merkit ablate --data DIR --label a|v|quadrant [--seeds 0 1 2 3 4]: the module ablation (Table V).
+
+Trains DAMER with DSAF, PCL and SAML switched on and off (by default the seven combinations with
+at least one module on; ``--combos`` picks others, e.g. ``--combos full dsaf+pcl none``) over the
+same seeds and splits, and prints one table of the inference head's test metrics. Every other
+ModelConfig / TrainConfig field is a flag as in ``merkit train``. ``merkit ablate --resume RUN``
+continues a stopped ablation: finished combination/seed runs are not trained again.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from ..config import ModelConfig, TrainConfig, from_dict
+from ._args import add_config_args, config_from_args
+
+log = logging.getLogger(__name__)
+
+# Set from the data and the task, or by the combination, never by a flag.
+_MODEL_FIXED = ("name", "n_mels", "n_coch", "n_frames", "n_classes", "use_dsaf")
+_TRAIN_FIXED = ("seed", "use_pcl", "use_saml")
+
+
+def register(sub) -> None:
+    from ..evaluation.ablation import ALL_COMBOS, TABLE_V_COMBOS
+
+    p = sub.add_parser("ablate", help="train the DSAF / PCL / SAML module combinations (Table V), one table",
+                       description=__doc__.split("\n", 1)[1].strip())
+    p.add_argument("--data", metavar="DIR", help="feature folder (Memo2496 layout)")
+    p.add_argument("--model", default="damer", help="model name (default: damer)")
+    p.add_argument("--combos", nargs="+", metavar="COMBO",
+                   help=f"combinations: modules joined by '+', 'full' or 'none' (default: the Table V "
+                        f"rows {' '.join(TABLE_V_COMBOS)}; all: {' '.join(ALL_COMBOS)})")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="SEED", help="seeds to run (default: 0)")
+    p.add_argument("--run-dir", metavar="DIR",
+                   help="output folder (default: runs/ablation_<data>_<label>_<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a stopped ablation with its stored settings (--combos / --seeds may add runs)")
+    p.add_argument("--unlabelled", metavar="PATH", help="feature folder of unlabelled tracks for PCL")
+    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_config_args(p, ModelConfig, exclude=_MODEL_FIXED, group_title="model (ModelConfig)")
+    add_config_args(p, TrainConfig, exclude=_TRAIN_FIXED, group_title="training (TrainConfig)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+
+    from ..evaluation.ablation import RESULTS_JSON, TABLE_MD, load_ablation_meta, parse_combo, run_ablation
+    from .train import load_features
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    combos = [parse_combo(c) for c in args.combos] if args.combos else None
+    if args.resume:
+        run_dir = Path(args.resume)
+        meta = load_ablation_meta(run_dir)
+        model_cfg = from_dict(ModelConfig, meta["model"])
+        train_cfg = from_dict(TrainConfig, meta["train"])
+        data, unlabelled = meta["data"], meta.get("unlabelled")
+        combos = combos or meta["combos"]
+        seeds = args.seeds or meta["seeds"]
+        log.info("resuming %s (settings from its ablation.json; only --combos / --seeds are read)", run_dir)
+    else:
+        if not args.data:
+            raise ValueError("--data is required (or --resume RUN_DIR)")
+        model_cfg = config_from_args(ModelConfig(name=args.model), args)
+        train_cfg = config_from_args(TrainConfig(), args)
+        seeds = args.seeds or [train_cfg.seed]
+        data, unlabelled = args.data, args.unlabelled
+        run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (
+            f"ablation_{Path(data).name}_{train_cfg.label}_{time.strftime('%Y%m%d-%H%M%S')}")
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise ValueError(f"{run_dir}: exists and is not empty; use --resume {run_dir} or another --run-dir")
+    fs = load_features(data)
+    pool = load_features(unlabelled) if unlabelled else None
+    out = run_ablation(fs, model_cfg, train_cfg, run_dir, combos=combos, seeds=seeds, unlabelled=pool,
+                       resume=bool(args.resume), progress=args.progress, data_ref=str(data))
+    print(out["table"])
+    print(f"results: {run_dir / RESULTS_JSON}  table: {run_dir / TABLE_MD}")
+    return 0
