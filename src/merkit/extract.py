@@ -173,6 +173,8 @@ def extract(tracks: list[Track], out_dir: str | os.PathLike, *, audio: AudioConf
     fingerprint = _fingerprint(tracks, {**fx.info(), "min": min_duration, "max": max_duration})
     if not (out / WORK_DIR).exists() and _published_fingerprint(out) == fingerprint:
         log.info("%s already holds these features; nothing to do", out)
+        if not (out / FAILURES_FILE).exists():
+            _write_failures(out / FAILURES_FILE, [])
         return ExtractReport(out, len(tracks), len(tracks), seconds=time.perf_counter() - t0,
                              n_skipped_resumed=len(tracks))
     store = _Store(out, len(tracks), fx, fingerprint)
