@@ -123,3 +123,20 @@ def test_curation_duration_filter(tmp_path):
     rep = extract(tracks, tmp_path / "out", audio=AUDIO, features=FEATS, workers=0, progress=False,
                   min_duration=30.0)
     assert rep.n_done == 0 and all("curation" in f[2] for f in rep.failures)
+
+
+def test_cli_extract_folder_with_bad_file(tmp_path, capsys):
+    from merkit.cli import main
+
+    _corpus(tmp_path, 3)
+    (tmp_path / "audio" / "notes.txt").write_text("not audio")  # ignored: not an audio extension
+    (tmp_path / "audio" / "broken.flac").write_bytes(b"fLaC" + b"\0" * 64)
+    rc = main(["extract", str(tmp_path / "audio"), "-o", str(tmp_path / "out"), "--workers", "0",
+               "--no-progress", "--sample-rate", "22050", "--window-start", "0.5", "--window-seconds", "3",
+               "--n-frames", "31"])
+    assert rc == 1  # some tracks failed; the others are saved
+    err = capsys.readouterr().err
+    assert "broken.flac" in err and "cannot decode" in err
+    fs = load_memo2496(tmp_path / "out")
+    assert len(fs) == 3 and fs.mel.shape[2] == 31
+    assert np.isnan(fs.label_a).all()  # a bare folder is unlabelled
