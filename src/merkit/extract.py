@@ -164,6 +164,8 @@ def extract(tracks: list[Track], out_dir: str | os.PathLike, *, audio: AudioConf
         shutil.rmtree(out / WORK_DIR)
     out.mkdir(parents=True, exist_ok=True)
     fx = FeatureExtractor(audio, features)
+    if not fx.audio.mono:
+        raise ValueError("the Memo2496 layout holds mono features: extract with AudioConfig(mono=True)")
     if not tracks:
         raise ValueError("no tracks to extract")
     ids = [t.track_id for t in tracks]
