@@ -94,6 +94,37 @@ def _fingerprint(tracks: list[Track], info: dict) -> str:
     return h.hexdigest()
 
 
+class _RowFile:
+    """A ``.npy`` file of shape ``(n, *row)`` written and read one row at a time with
+    ``pwrite``/``pread``: unlike a memory map, nothing of the file stays mapped into this
+    process, so its resident memory does not grow with the corpus."""
+
+    def __init__(self, path: Path, n: int, row: tuple[int, ...], *, create: bool):
+        if create:
+            m = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, *row))
+            self.offset = m.offset  # header length; the data is left sparse on disk
+            del m
+        else:
+            m = np.load(path, mmap_mode="r")
+            if m.shape != (n, *row) or m.dtype != np.float32:
+                raise ValueError(f"{path}: expected float32 {(n, *row)}, found {m.dtype} {m.shape}")
+            self.offset = m.offset
+            del m
+        self.path, self.n, self.row = path, n, row
+        self.row_bytes = int(np.prod(row)) * 4
+        self.fd = os.open(path, os.O_RDWR)
+
+    def write(self, i: int, a: np.ndarray) -> None:
+        os.pwrite(self.fd, np.ascontiguousarray(a, dtype=np.float32).tobytes(), self.offset + i * self.row_bytes)
+
+    def read(self, i: int) -> np.ndarray:
+        b = os.pread(self.fd, self.row_bytes, self.offset + i * self.row_bytes)
+        return np.frombuffer(b, dtype=np.float32).reshape(self.row)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 class _Store:
     """The resumable on-disk state of one extraction (``OUT/.partial``)."""
 
@@ -108,11 +139,11 @@ class _Store:
                                  f"use another output folder or pass --overwrite")
             fresh = False
         T = fx.n_frames
-        mode = "w+" if fresh else "r+"
-        om = np.lib.format.open_memmap
-        self.mel = om(self.dir / "mel.npy", mode=mode, dtype=np.float32, shape=(n, fx.cfg.n_mels, T))
-        self.coch = om(self.dir / "coch.npy", mode=mode, dtype=np.float32, shape=(n, fx.cfg.n_gammatone, T))
-        self.done = om(self.dir / "done.npy", mode=mode, dtype=np.uint8, shape=(n,))
+        self.mel = _RowFile(self.dir / "mel.npy", n, (fx.cfg.n_mels, T), create=fresh)
+        self.coch = _RowFile(self.dir / "coch.npy", n, (fx.cfg.n_gammatone, T), create=fresh)
+        # n bytes: small enough to map
+        self.done = np.lib.format.open_memmap(self.dir / "done.npy", mode="w+" if fresh else "r+",
+                                              dtype=np.uint8, shape=(n,))
         self.info_path = self.dir / "track_info.jsonl"
         if fresh:
             self.info_path.write_text("")
@@ -122,15 +153,14 @@ class _Store:
         self._info_fh = open(self.info_path, "a", encoding="utf-8")
 
     def put(self, i: int, mel, coch, info: dict):
-        self.mel[i] = mel
-        self.coch[i] = coch
+        self.mel.write(i, mel)
+        self.coch.write(i, coch)
         self._info_fh.write(json.dumps({"i": i, **info}) + "\n")
         self._info_fh.flush()
         self.done[i] = 1  # marked only after the data, so a kill never leaves a "done" hole
 
     def flush(self):
-        for a in (self.mel, self.coch, self.done):
-            a.flush()
+        self.done.flush()
 
     def track_info(self) -> dict[int, dict]:
         out = {}
@@ -147,6 +177,8 @@ class _Store:
     def close(self):
         self.flush()
         self._info_fh.close()
+        self.mel.close()
+        self.coch.close()
 
 
 def extract(tracks: list[Track], out_dir: str | os.PathLike, *, audio: AudioConfig | None = None,
@@ -271,18 +303,18 @@ def _finalise(out: Path, tracks: list[Track], store: _Store, failures: dict[int,
         d = infos.get(int(i), {})
         extra = {**t.extra, **{k: d[k] for k in ("lufs", "gain_db", "window_start", "repeated") if k in d}}
         kept.append(replace(t, duration=d.get("duration", t.duration), extra=extra))
-    om = np.lib.format.open_memmap
     if len(done) == len(tracks):  # everything succeeded: the work arrays are the result
         os.replace(store.dir / "mel.npy", out / MEL_FILE)
         os.replace(store.dir / "coch.npy", out / COCH_FILE)
-    else:  # copy the rows that succeeded, in chunks (bounded memory), then rename
+    else:  # copy the rows that succeeded, one at a time (bounded memory), then rename
         for src, name in ((store.mel, MEL_FILE), (store.coch, COCH_FILE)):
             tmp = out / (name + ".tmp.npy")
-            dst = om(tmp, mode="w+", dtype=np.float32, shape=(len(done),) + src.shape[1:])
-            for a in range(0, len(done), 512):
-                dst[a:a + 512] = src[done[a:a + 512]]
-            dst.flush()
-            del dst
+            src = _RowFile(src.path, src.n, src.row, create=False)
+            dst = _RowFile(tmp, len(done), src.row, create=True)
+            for j, i in enumerate(done):
+                dst.write(j, src.read(int(i)))
+            src.close()
+            dst.close()
             os.replace(tmp, out / name)
     (out / "labels").mkdir(exist_ok=True)
     for name, vals in ((LABEL_A_FILE, [t.label_a for t in kept]), (LABEL_V_FILE, [t.label_v for t in kept])):
