@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # Installs merkit and everything it needs on a fresh Debian/Ubuntu machine with Python >= 3.10.
-#   apt: FluidSynth + the General MIDI soundfont (rendering MIDI: EMOPIA, `merkit predict x.mid`)
+#   apt: FluidSynth + the General MIDI soundfont (rendering MIDI: EMOPIA, `merkit predict x.mid`);
+#        chromium + chromium-driver for the end-to-end test of the web page (tests/test_web_browser.py;
+#        MERKIT_NO_BROWSER=1 skips them, and that test then skips itself)
 #   pip: the CPU build of torch (pinned: an unpinned torch pulls several GB of CUDA packages),
 #        then merkit itself with its test/benchmark extras.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 
-need_apt=0
-command -v fluidsynth >/dev/null 2>&1 || need_apt=1
-[ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need_apt=1
-if [ "$need_apt" = 1 ]; then
+apt_pkgs=()
+command -v fluidsynth >/dev/null 2>&1 || apt_pkgs+=(fluidsynth)
+[ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || apt_pkgs+=(fluid-soundfont-gm)
+if [ "${MERKIT_NO_BROWSER:-0}" != 1 ]; then
+  { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } || apt_pkgs+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || apt_pkgs+=(chromium-driver)
+fi
+if [ "${#apt_pkgs[@]}" -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fluidsynth fluid-soundfont-gm >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_pkgs[@]}" >/dev/null
 fi
 
 $PY -m pip install -q --disable-pip-version-check "torch==2.13.0"

@@ -79,6 +79,18 @@ def load_audio(path: str | os.PathLike, *, sample_rate: int | None = None, mono:
     return _finish(y, sr, sample_rate=sample_rate, mono=mono, name=str(path))
 
 
+def downmix(y: np.ndarray) -> np.ndarray:
+    """``(n, channels)`` -> ``(n,)``: the mean of the channels, bit-identical to
+    ``y.mean(axis=1)`` for stereo but ~7x faster (numpy reduces a short inner axis slowly; this
+    was the largest stage after decoding in bench/predict.py)."""
+    if y.ndim == 1 or y.shape[1] == 1:
+        return y.reshape(-1)
+    mono = y[:, 0].copy()
+    for c in range(1, y.shape[1]):
+        mono += y[:, c]
+    return mono / np.float32(y.shape[1])
+
+
 def _finish(y: np.ndarray, sr: int, *, sample_rate, mono, name) -> tuple[np.ndarray, int]:
     if y.ndim == 1:
         y = y[:, None]
@@ -88,7 +100,7 @@ def _finish(y: np.ndarray, sr: int, *, sample_rate, mono, name) -> tuple[np.ndar
         bad = int((~np.isfinite(y)).sum())
         raise AudioError(f"{name}: {bad} NaN/Inf samples")
     if mono and y.shape[1] > 1:
-        y = y.mean(axis=1, keepdims=True)
+        y = downmix(y)[:, None]
     if sample_rate is not None and sr != sample_rate:
         y = resample(y, sr, sample_rate)
         sr = sample_rate

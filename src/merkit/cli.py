@@ -17,6 +17,10 @@ COMMANDS = [
     "datasets",
     "train",
     "evaluate",
+    "ablate",
+    "plot",
+    "predict",
+    "serve",
 ]
 
 

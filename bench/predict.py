@@ -1,0 +1,196 @@
+"""Speed of `merkit predict`: end to end on a 5-minute MP3, against librosa's bare decode.
+
+    python bench/predict.py                 # -> bench/results/predict.json and predict.md
+
+End to end = decode → mono / 44.1 kHz → analysis window → loudness → Mel + cochleagram →
+network, with the shipped model loaded once beforehand (its load time is reported apart). The
+reference is ``librosa.load(path, sr=None)``: decoding the same file and nothing else, timed in
+the same run, so machine load affects both. Target: end to end ≤ 3x the decode.
+Folder throughput: ``EmotionModel.analyse_files`` over a folder of 30 s MP3s (tracks per second).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SR = 44_100
+LONG_S = 300.0  # the issue's 5-minute track
+SHORT_S = 30.0  # folder throughput: clip-length files, as in most emotion datasets
+TARGET_RATIO = 3.0  # issue #4: end to end at most 3x the decode time
+
+
+def music_like(seconds: float, seed: int, channels: int = 2) -> np.ndarray:
+    """A deterministic stereo test signal with chords, a beat and changing loudness (MP3 encoders
+    and the loudness gate behave as on music, unlike on a pure tone)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    y = np.zeros_like(t)
+    for k, root in enumerate(rng.choice([110.0, 130.8, 146.8, 164.8, 196.0], size=int(seconds // 4) + 1)):
+        seg = (t >= 4 * k) & (t < 4 * (k + 1))
+        for ratio in (1.0, 1.26, 1.5, 2.0):
+            y[seg] += np.sin(2 * np.pi * root * ratio * t[seg]) / 4
+    beat = np.exp(-20 * ((t * 2.0) % 1.0)) * rng.standard_normal(len(t)) * 0.3
+    y = (0.25 * y + beat) * (0.6 + 0.4 * np.sin(2 * np.pi * t / 60))
+    out = np.stack([y, np.roll(y, 441)] if channels == 2 else [y], axis=1)
+    return (0.5 * out / np.abs(out).max()).astype(np.float32)
+
+
+def write_mp3(path: Path, y: np.ndarray) -> Path:
+    import soundfile as sf
+
+    sf.write(path, y, SR, format="MP3")
+    return path
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    """Median wall time of ``repeats`` calls, and the last result."""
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def stages(model, path: Path) -> dict[str, float]:
+    """Seconds per stage of the track-level prediction, run one after the other."""
+    from merkit.audio import as_audio, decode, prepare
+    from merkit.predict import downmix
+
+    a = model.config.audio
+    t = {}
+    t0 = time.perf_counter()
+    y, sr = decode(path)
+    t["decode"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    y = as_audio(downmix(y), sr, sample_rate=a.sample_rate)
+    t["mono_resample"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    win, _ = prepare(y, a.sample_rate, a)
+    t["window_loudness"] = time.perf_counter() - t0
+    fx = model._extractor(a)
+    t0 = time.perf_counter()
+    f = fx(win)
+    t["features"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model.predict_features(f.mel[None], f.coch[None])
+    t["network"] = time.perf_counter() - t0
+    return t
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--folder-files", type=int, default=16)
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = p.parse_args(argv)
+
+    import librosa
+    import soundfile as sf
+    import torch
+
+    import merkit
+
+    with tempfile.TemporaryDirectory(prefix="merkit-bench-") as tmp:
+        tmp = Path(tmp)
+        long_mp3 = write_mp3(tmp / "long.mp3", music_like(LONG_S, 0))
+        folder = tmp / "folder"
+        folder.mkdir()
+        for i in range(args.folder_files):
+            write_mp3(folder / f"clip{i:03d}.mp3", music_like(SHORT_S, i + 1))
+
+        t0 = time.perf_counter()
+        model = merkit.load_model()
+        load_s = time.perf_counter() - t0
+        model.predict_file(long_mp3)  # warm-up: filterbanks, allocator, lazy imports
+
+        decode_s, (y_ref, _) = timed(lambda: librosa.load(long_mp3, sr=None, mono=True), args.repeats)
+        e2e_s, _ = timed(lambda: model.predict_file(long_mp3), args.repeats)
+        model.predict_file_timeline(long_mp3)  # warm-up of the 10 s filterbanks
+        timeline_s, tl = timed(lambda: model.predict_file_timeline(long_mp3), args.repeats)
+        stage_s = stages(model, long_mp3)
+        decode_again_s, _ = timed(lambda: librosa.load(long_mp3, sr=None, mono=True), args.repeats)
+        # libsndfile alone (what merkit decodes with): a stricter floor than librosa's wrapper
+        sf_decode_s, _ = timed(lambda: sf.read(long_mp3, dtype="float32"), args.repeats)
+
+        files = sorted(folder.glob("*.mp3"))
+        throughput = {}
+        for workers in (1, 2):
+            t0 = time.perf_counter()
+            results = list(model.analyse_files(files, workers=workers))
+            dt = time.perf_counter() - t0
+            assert all(r.ok for r in results)
+            throughput[f"workers_{workers}"] = {"seconds": dt, "tracks_per_s": len(files) / dt}
+
+    decode_ref = min(decode_s, decode_again_s)  # the floor: the faster of the two decode runs
+    res = {
+        "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                    "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+                    "load_avg_1min": os.getloadavg()[0], "platform": platform.platform()},
+        "track_seconds": LONG_S,
+        "model_load_s": load_s,
+        "librosa_decode_s": decode_ref,
+        "librosa_decode_runs_s": [decode_s, decode_again_s],
+        "predict_s": e2e_s,
+        "predict_over_decode": e2e_s / decode_ref,
+        "soundfile_decode_s": sf_decode_s,
+        "predict_over_soundfile_decode": e2e_s / sf_decode_s,
+        "timeline_s": timeline_s,
+        "timeline_windows": len(tl),
+        "timeline_over_decode": timeline_s / decode_ref,
+        "target_ratio": TARGET_RATIO,
+        "meets_target": e2e_s / decode_ref <= TARGET_RATIO,
+        "stages_s": stage_s,
+        "folder": {"files": len(files), "seconds_per_file": SHORT_S, **throughput},
+        "repeats": args.repeats,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    _write(args.out / "predict.json", json.dumps(res, indent=2) + "\n")
+    _write(args.out / "predict.md", table(res))
+    print(table(res))
+    return 0
+
+
+def table(r: dict) -> str:
+    st = r["stages_s"]
+    lines = [
+        "# `merkit predict` speed (bench/predict.py)", "",
+        f"{r['machine']['cpus']} CPUs, torch {r['machine']['torch']} ({r['machine']['torch_threads']} threads), "
+        f"1-min load average {r['machine']['load_avg_1min']:.1f} at the end of the run; medians of "
+        f"{r['repeats']} runs.", "",
+        "| 5-minute MP3 (44.1 kHz stereo) | seconds | × librosa decode |", "|---|---:|---:|",
+        f"| `librosa.load(sr=None)` (decode only, the floor) | {r['librosa_decode_s']:.3f} | 1.00 |",
+        f"| `soundfile.read` (libsndfile decode alone) | {r['soundfile_decode_s']:.3f} "
+        f"| {r['soundfile_decode_s'] / r['librosa_decode_s']:.2f} |",
+        f"| `merkit predict` end to end (track window) | {r['predict_s']:.3f} | **{r['predict_over_decode']:.2f}** |",
+        f"| `merkit predict --timeline` ({r['timeline_windows']} windows of 10 s + track) | {r['timeline_s']:.3f} "
+        f"| {r['timeline_over_decode']:.2f} |",
+        f"| model load (once per process) | {r['model_load_s']:.3f} | |", "",
+        f"Target ≤ {r['target_ratio']:g}× the librosa decode: {'met' if r['meets_target'] else 'NOT met'} "
+        f"({r['predict_over_soundfile_decode']:.2f}× the bare libsndfile decode).", "",
+        "Stages of one track-level prediction (s): " + ", ".join(f"{k} {v:.3f}" for k, v in st.items()) + ".", "",
+        f"Folder of {r['folder']['files']} MP3s of {r['folder']['seconds_per_file']:g} s: "
+        + ", ".join(f"{k.replace('_', ' ')}: {v['tracks_per_s']:.2f} tracks/s"
+                    for k, v in r["folder"].items() if k.startswith("workers")) + ".", "",
+    ]
+    return "\n".join(lines)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,514 @@
+"""Emotion of a piece of music: one result per track, and a timeline of sliding windows.
+
+::
+
+    file ──decode, 44.1 kHz mono──> y ──window, -23 LUFS──> (L,) ──Mel + cochleagram──> (128, T), (84, T)
+                                                                     └──DAMER──> p_mel, p_coch, p_fused
+
+>>> model = load_model()                       # the model shipped inside the package
+>>> r = model.predict_file("song.mp3")
+>>> r.quadrant, r.quadrant_word, r.arousal, r.valence, r.confidence
+
+The track-level result uses the paper's analysis window (60 s from 15 s, §III-A). The timeline
+uses windows of ``TIMELINE_WINDOW_S`` every ``TIMELINE_HOP_S``: the feature extractor derives
+the frame length from the window (``N = L / 44``), so a 10 s window still gives the T = 87
+frames the network takes, at a finer time resolution. The shipped model is trained on both
+window lengths (``bench/train_default.py``), so both are in its training distribution.
+
+A model holds one or more DAMER networks, each trained on one task:
+
+* ``quadrant`` (4 classes): arousal and valence are the marginals,
+  ``P(high A) = P(Q1) + P(Q2)`` and ``P(positive V) = P(Q1) + P(Q4)``;
+* ``a`` and/or ``v`` (2 classes each): the quadrant probabilities are the products of the two
+  marginals (the two networks are independent estimates).
+
+The confidence is DAMER's cross-view reliability ``r = exp(-JS(p_mel, p_coch))`` (paper Eq. 12,
+§IV-C), averaged over the networks: 1 when the Mel and cochleagram views agree exactly, and at
+least ``exp(-log 2) = 0.5``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .audio import AUDIO_EXTENSIONS, MIDI_EXTENSIONS, AudioError, as_audio, decode, downmix, prepare
+from .config import AudioConfig, FeatureConfig, from_dict, to_dict
+from .data.manifest import QUADRANT_WORDS
+
+# Sliding windows of the timeline: 10 s every 5 s (issue #4's example). 10 s is long enough to
+# hold a few bars at any common tempo and short enough to follow the sections of a song.
+TIMELINE_WINDOW_S = 10.0
+TIMELINE_HOP_S = 5.0
+# Where the default model lives inside the package (package data, no network at load time).
+DEFAULT_MODEL_FILE = Path(__file__).parent / "assets" / "default_model.pt"
+# Files `merkit predict FOLDER` picks up: the audio front end's formats and MIDI (rendered).
+PREDICT_EXTENSIONS = tuple(sorted(set(AUDIO_EXTENSIONS) | set(MIDI_EXTENSIONS)))
+PREDICTOR_KEY = "predictor"  # the checkpoint entry holding the front-end settings
+# A float16 model file may move a probability by this much from its float32 original; the
+# export refuses larger changes and EmotionModel.check verifies a loaded file against it.
+FP16_TOLERANCE = 0.02
+TASKS = ("quadrant", "a", "v")
+# Quadrant q (1..4) is high arousal for Q1, Q2 and positive valence for Q1, Q4 (Russell 1980;
+# the same convention as merkit.data.manifest.quadrant_from_va).
+_HIGH_A = np.array([1.0, 1.0, 0.0, 0.0])
+_POS_V = np.array([1.0, 0.0, 0.0, 1.0])
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The emotion of one analysis window.
+
+    ``arousal`` and ``valence`` are probabilities of high arousal and positive valence; the
+    ``*_score`` fields hold a continuous estimate where the model has a regression output
+    (DAMER has none: ``None``). ``start`` / ``end`` are seconds into the track (for a clip
+    shorter than the window, the clip was looped to fill it: ``looped``).
+    """
+
+    arousal: float | None
+    valence: float | None
+    quadrant: int | None  # 1..4
+    quadrant_word: str | None
+    quadrant_probs: tuple[float, float, float, float] | None
+    confidence: float
+    start: float
+    end: float
+    looped: bool = False
+    arousal_score: float | None = None
+    valence_score: float | None = None
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        if d["quadrant_probs"] is not None:
+            d["quadrant_probs"] = list(d["quadrant_probs"])
+        return d
+
+
+@dataclass
+class FileResult:
+    """What ``merkit predict`` reports for one input: the track result and its timeline, or an
+    error message (then ``prediction`` is None)."""
+
+    path: str
+    prediction: Prediction | None = None
+    timeline: list[Prediction] | None = None
+    duration: float | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "ok": self.ok, "error": self.error, "duration": self.duration,
+                "prediction": self.prediction.to_dict() if self.prediction else None,
+                "timeline": [p.to_dict() for p in self.timeline] if self.timeline is not None else None}
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """The front end a model was trained with; saved in the model file (``"predictor"``)."""
+
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    timeline_window: float = TIMELINE_WINDOW_S
+    timeline_hop: float = TIMELINE_HOP_S
+
+    def to_dict(self) -> dict:
+        return {"audio": to_dict(self.audio), "features": to_dict(self.features),
+                "timeline_window": self.timeline_window, "timeline_hop": self.timeline_hop}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PredictorConfig":
+        return cls(audio=from_dict(AudioConfig, d.get("audio", {})),
+                   features=from_dict(FeatureConfig, d.get("features", {})),
+                   timeline_window=float(d.get("timeline_window", TIMELINE_WINDOW_S)),
+                   timeline_hop=float(d.get("timeline_hop", TIMELINE_HOP_S)))
+
+    def timeline_audio(self) -> AudioConfig:
+        """Front end of one timeline window: the window is cut by the caller, so it starts at 0."""
+        return dataclasses.replace(self.audio, window_seconds=self.timeline_window, window_start=0.0,
+                                   min_seconds=min(self.audio.min_seconds, self.timeline_window))
+
+
+def timeline_starts(n_samples: int, sr: int, window: float, hop: float) -> list[int]:
+    """Start samples of the timeline windows: every ``hop`` seconds while a full window fits,
+    plus one final window flush with the end so that the tail is covered; a single window at 0
+    for audio no longer than one window."""
+    w, h = int(round(window * sr)), int(round(hop * sr))
+    if h <= 0 or w <= 0:
+        raise ValueError(f"timeline window and hop must be > 0, got {window} and {hop}")
+    if n_samples <= w:
+        return [0]
+    starts = list(range(0, n_samples - w + 1, h))
+    if starts[-1] + w < n_samples:
+        starts.append(n_samples - w)
+    return starts
+
+
+def combine(probs: dict[str, np.ndarray], reliability: np.ndarray) -> list[dict]:
+    """Per-window fields of :class:`Prediction` from each task's ensemble probabilities.
+
+    probs: ``{task: (B, C)}`` with task in ``quadrant`` / ``a`` / ``v``; reliability: ``(B,)``.
+    """
+    b = len(reliability)
+    if "quadrant" in probs:
+        pq = probs["quadrant"]
+        pa, pv = pq @ _HIGH_A, pq @ _POS_V
+        if "a" in probs:  # independent estimates of the same marginal: average them
+            pa = (pa + probs["a"][:, 1]) / 2
+        if "v" in probs:
+            pv = (pv + probs["v"][:, 1]) / 2
+    else:
+        pa = probs["a"][:, 1] if "a" in probs else None
+        pv = probs["v"][:, 1] if "v" in probs else None
+        pq = None
+        if pa is not None and pv is not None:
+            pq = np.stack([pa * pv, pa * (1 - pv), (1 - pa) * (1 - pv), (1 - pa) * pv], axis=1)
+    out = []
+    for i in range(b):
+        q = int(np.argmax(pq[i])) + 1 if pq is not None else None
+        out.append({
+            "arousal": float(pa[i]) if pa is not None else None,
+            "valence": float(pv[i]) if pv is not None else None,
+            "quadrant": q,
+            "quadrant_word": QUADRANT_WORDS[q] if q else None,
+            "quadrant_probs": tuple(float(x) for x in pq[i]) if pq is not None else None,
+            "confidence": float(reliability[i]),
+        })
+    return out
+
+
+class EmotionModel:
+    """A predictor: DAMER network(s) and the front end they were trained with.
+
+    Parameters
+    ----------
+    networks : ``{task: model}`` with task ``quadrant``, ``a`` or ``v``; each model takes raw
+        features (``merkit.models.load_model``) and is put in eval mode.
+    config : the front end (window, loudness, features, timeline).
+    info : free-form description kept with the model (data, metrics, licences).
+    """
+
+    def __init__(self, networks: dict, config: PredictorConfig | None = None, *, info: dict | None = None):
+        import torch
+
+        if not networks or set(networks) - set(TASKS):
+            raise ValueError(f"networks must be a non-empty dict with keys in {TASKS}, got {list(networks)}")
+        self.networks = {k: m.eval() for k, m in networks.items()}
+        self.config = config or PredictorConfig()
+        self.info = info or {}
+        self.reference: dict | None = None  # float32 predictions of reference_signal(), if stored
+        self._extractors: dict[float, object] = {}
+        self._torch = torch
+        for task, m in self.networks.items():
+            want = 4 if task == "quadrant" else 2
+            if m.cfg.n_classes != want:
+                raise ValueError(f"a {task!r} network needs {want} classes, this one has {m.cfg.n_classes}")
+            if m.cfg.n_frames != self.config.features.n_frames:
+                raise ValueError(f"the {task!r} network takes T={m.cfg.n_frames} frames, the front end "
+                                 f"makes {self.config.features.n_frames}")
+
+    def __repr__(self) -> str:
+        a = self.config.audio
+        return (f"EmotionModel(tasks={list(self.networks)}, window={a.window_seconds:g} s from "
+                f"{a.window_start:g} s, timeline={self.config.timeline_window:g} s every "
+                f"{self.config.timeline_hop:g} s)")
+
+    # -- loading ---------------------------------------------------------------------------------
+    @classmethod
+    def from_files(cls, paths: Iterable[str | os.PathLike]) -> "EmotionModel":
+        """A predictor from checkpoint files: the shipped model file or ``best.pt`` of
+        ``merkit train`` runs (one per task; the front end comes from the first file, or from
+        the feature folder's settings stored with a training run)."""
+        from .models import load_model as load_network
+        from .training.checkpoint import load_checkpoint
+
+        networks, config, info, reference = {}, None, {}, None
+        for path in paths:
+            ckpt = load_checkpoint(path)
+            net = load_network(path).float()
+            task = ckpt["config"].get("train", {}).get("label") or ckpt.get(PREDICTOR_KEY, {}).get("task")
+            if task not in TASKS:
+                raise ValueError(f"{path}: checkpoint of unknown task {task!r}")
+            if task in networks:
+                raise ValueError(f"{path}: a second {task!r} network; give one file per task")
+            networks[task] = net
+            if config is None:
+                if PREDICTOR_KEY in ckpt:
+                    config = PredictorConfig.from_dict(ckpt[PREDICTOR_KEY])
+                    info = ckpt[PREDICTOR_KEY].get("info", {})
+                    reference = ckpt[PREDICTOR_KEY].get("reference")
+                else:
+                    fi = (ckpt.get("data_info") or {}).get("feature_info") or {}
+                    config = PredictorConfig(audio=from_dict(AudioConfig, fi.get("audio", {})),
+                                             features=from_dict(FeatureConfig, fi.get("features", {})))
+                    info = {"checkpoint": str(path), "metrics": ckpt.get("metrics")}
+        if not networks:
+            raise ValueError("no model file given")
+        model = cls(networks, config, info=info)
+        model.reference = reference
+        return model
+
+    def reference_probabilities(self) -> dict[str, list[list[float]]]:
+        """``{task: (B, C)}`` ensemble probabilities of the track and timeline windows of
+        :func:`reference_signal` (stored in a model file at export, see :meth:`check`)."""
+        feats = self.features(reference_signal(), REFERENCE_SR, timeline=True)
+        torch = self._torch
+        m, c = (torch.from_numpy(feats[k]) for k in ("mel", "coch"))
+        with torch.inference_mode():
+            return {t: net.predict_proba(m, c)["ensemble"].double().tolist() for t, net in self.networks.items()}
+
+    def check(self, tolerance: float = FP16_TOLERANCE) -> float:
+        """Largest difference between this model's probabilities on :func:`reference_signal` and
+        those stored in its file when it was exported (float32); raises ValueError above
+        ``tolerance`` (a damaged file, or a front end that changed since the model was trained)."""
+        if not self.reference:
+            raise ValueError("this model file stores no reference predictions")
+        now = self.reference_probabilities()
+        diff = max(float(np.abs(np.asarray(now[t]) - np.asarray(self.reference[t])).max()) for t in now)
+        if diff > tolerance:
+            raise ValueError(f"predictions differ from the stored reference by {diff:.4f} > {tolerance}")
+        return diff
+
+    # -- features --------------------------------------------------------------------------------
+    def _extractor(self, audio: AudioConfig):
+        from .features.extractor import FeatureExtractor
+
+        key = audio.window_seconds
+        if key not in self._extractors:  # filterbanks are built once per window length
+            self._extractors[key] = FeatureExtractor(audio, self.config.features)
+        return self._extractors[key]
+
+    def _track_window(self, y: np.ndarray, name: str) -> tuple[np.ndarray, tuple[float, float, bool]]:
+        """The paper's analysis window of ``y`` (44.1 kHz mono) and its (start, end, looped)."""
+        a = self.config.audio
+        win, info = prepare(y, a.sample_rate, a, name=name)
+        end = info.window_start + min(a.window_seconds, info.duration)
+        return win, (info.window_start, end, info.repeated)
+
+    def _timeline_windows(self, y: np.ndarray, name: str) -> tuple[np.ndarray, list[tuple]]:
+        """``(n_windows, L)`` loudness-normalised timeline windows and their (start, end, looped)."""
+        a = self.config.timeline_audio()
+        sr = a.sample_rate
+        w = a.window_samples
+        wins, times = [], []
+        for s in timeline_starts(len(y), sr, self.config.timeline_window, self.config.timeline_hop):
+            win, info = prepare(y[s:s + w], sr, a, name=name)
+            wins.append(win)
+            times.append((s / sr, min(s + w, len(y)) / sr, info.repeated))
+        return np.stack(wins), times
+
+    def features(self, y: np.ndarray, sr: int, *, name: str | None = None, timeline: bool = False) -> dict:
+        """Features of the track window and (optionally) the timeline windows.
+
+        Returns ``{"mel": (B, n_mels, T), "coch": (B, n_coch, T), "times": [(start, end, looped)],
+        "duration": s}``: row 0 is the track window, rows 1.. the timeline windows.
+        """
+        a = self.config.audio
+        y = as_audio(y, sr, sample_rate=a.sample_rate)
+        return self._features_of(y, name or "<array>", timeline)
+
+    def _features_of(self, y: np.ndarray, name: str, timeline: bool) -> dict:
+        a = self.config.audio
+        win, times = self._track_window(y, name)
+        f = self._extractor(a)(win)
+        mel, coch, all_times = [f.mel[None]], [f.coch[None]], [times]
+        if timeline:
+            wins, t_times = self._timeline_windows(y, name)
+            ft = self._extractor(self.config.timeline_audio())(wins)
+            mel.append(ft.mel)
+            coch.append(ft.coch)
+            all_times += t_times
+        return {"mel": np.concatenate(mel), "coch": np.concatenate(coch), "times": all_times,
+                "duration": len(y) / a.sample_rate}
+
+    def _file_features(self, path: str | os.PathLike, timeline: bool) -> dict:
+        a = self.config.audio
+        y, src_sr = decode(path, midi_sample_rate=a.sample_rate)
+        return self._features_of(as_audio(downmix(y), src_sr, sample_rate=a.sample_rate), str(path), timeline)
+
+    # -- the networks ----------------------------------------------------------------------------
+    def predict_features(self, mel: np.ndarray, coch: np.ndarray) -> list[dict]:
+        """Prediction fields (see :func:`combine`) of raw features ``(B, n_mels, T)``, ``(B, n_coch, T)``."""
+        from .training.losses import js_divergence_probs
+
+        torch = self._torch
+        m = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))
+        c = torch.from_numpy(np.ascontiguousarray(coch, dtype=np.float32))
+        probs, rel = {}, []
+        with torch.inference_mode():
+            for task, net in self.networks.items():
+                p = net.predict_proba(m, c)
+                probs[task] = p["ensemble"].double().numpy()
+                rel.append(torch.exp(-js_divergence_probs(p["mel"], p["coch"])).numpy())
+        return combine(probs, np.mean(rel, axis=0))
+
+    def _results(self, feats: dict) -> tuple[Prediction, list[Prediction]]:
+        fields = self.predict_features(feats["mel"], feats["coch"])
+        preds = [Prediction(**f, start=t[0], end=t[1], looped=t[2]) for f, t in zip(fields, feats["times"])]
+        return preds[0], preds[1:]
+
+    # -- public API ------------------------------------------------------------------------------
+    def predict(self, y: np.ndarray, sr: int) -> Prediction:
+        """Emotion of a signal ``y`` (``(n,)``, ``(n, ch)`` or ``(ch, n)``, any rate) in its
+        analysis window (60 s from 15 s, or the whole clip looped when shorter)."""
+        return self._results(self.features(y, sr))[0]
+
+    def predict_timeline(self, y: np.ndarray, sr: int) -> list[Prediction]:
+        """Emotion of each timeline window (``config.timeline_window`` s every ``timeline_hop`` s)."""
+        return self._results(self.features(y, sr, timeline=True))[1]
+
+    def predict_file(self, path: str | os.PathLike) -> Prediction:
+        """:meth:`predict` of an audio file (wav, flac, ogg, mp3) or a MIDI file (rendered)."""
+        return self._results(self._file_features(path, timeline=False))[0]
+
+    def predict_file_timeline(self, path: str | os.PathLike) -> list[Prediction]:
+        """:meth:`predict_timeline` of a file."""
+        return self._results(self._file_features(path, timeline=True))[1]
+
+    def analyse_file(self, path: str | os.PathLike, *, timeline: bool = False) -> FileResult:
+        """Track result (and timeline) of one file, decoded once; errors become ``FileResult.error``."""
+        try:
+            feats = self._file_features(path, timeline)
+        except (AudioError, ValueError, OSError, RuntimeError) as e:
+            return FileResult(str(path), error=_one_line(e, path))
+        track, tl = self._results(feats)
+        return FileResult(str(path), track, tl if timeline else None, feats["duration"])
+
+    def analyse_files(self, paths: list[str | os.PathLike], *, timeline: bool = False,
+                      workers: int | None = None) -> Iterator[FileResult]:
+        """:meth:`analyse_file` of many files, in input order. Decoding and features run in
+        ``workers`` threads (libsndfile, soxr, numpy's FFT and BLAS release the GIL), the
+        networks in the calling thread. A file that fails gives an error entry and the rest go on."""
+        workers = workers or min(4, os.cpu_count() or 1)
+
+        def work(path):
+            try:
+                return path, self._file_features(path, timeline), None
+            except (AudioError, ValueError, OSError, RuntimeError) as e:
+                return path, None, _one_line(e, path)
+            except MemoryError:
+                return path, None, f"{path}: out of memory while decoding"
+
+        if workers <= 1:
+            results = map(work, paths)
+            pool = None
+        else:
+            pool = ThreadPoolExecutor(workers)
+            results = pool.map(work, paths)
+        try:
+            for path, feats, err in results:
+                if err is not None:
+                    yield FileResult(str(path), error=err)
+                    continue
+                track, tl = self._results(feats)
+                yield FileResult(str(path), track, tl if timeline else None, feats["duration"])
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+
+REFERENCE_SR = 44_100
+REFERENCE_SECONDS = 24.0  # longer than two timeline windows, shorter than the track window
+
+
+def reference_signal() -> np.ndarray:
+    """A fixed, synthetic 24 s signal (an A-minor triad with a 2 Hz tremolo and a rising
+    noise burst every 6 s) at 44.1 kHz; its predictions are stored in a model file so that a
+    loaded model can verify itself (:meth:`EmotionModel.check`)."""
+    t = np.arange(int(REFERENCE_SECONDS * REFERENCE_SR)) / REFERENCE_SR
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 261.63, 329.63)) / 3
+    tremolo = 0.6 + 0.4 * np.sin(2 * np.pi * 2.0 * t)
+    # deterministic "noise": a sum of incommensurate sines, not an RNG whose stream could change
+    burst = sum(np.sin(2 * np.pi * f * t + k) for k, f in enumerate((1234.5, 2718.3, 4096.7, 7777.7)))
+    envelope = (t % 6.0) / 6.0
+    return (0.3 * chord * tremolo + 0.05 * burst * envelope).astype(np.float32)
+
+
+def _one_line(e: BaseException, path) -> str:
+    msg = " ".join(str(e).split()) or type(e).__name__
+    return msg if str(path) in msg else f"{path}: {msg}"
+
+
+def find_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files to predict: each file given as is (whatever its extension, so that a bad file gets
+    an error entry), folders searched recursively for :data:`PREDICT_EXTENSIONS`, sorted."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in PREDICT_EXTENSIONS)
+        else:
+            out.append(p)  # a missing file becomes an error entry, not an abort
+    return out
+
+
+def load_model(path: str | os.PathLike | Iterable[str | os.PathLike] | None = None) -> EmotionModel:
+    """The shipped default model (``path=None``), or a model file / one checkpoint per task."""
+    if path is None:
+        if not DEFAULT_MODEL_FILE.is_file():
+            raise FileNotFoundError(f"{DEFAULT_MODEL_FILE}: the default model is missing from the "
+                                    "installation; rebuild it with `python bench/train_default.py`")
+        return EmotionModel.from_files([DEFAULT_MODEL_FILE])
+    if isinstance(path, (str, os.PathLike)):
+        return EmotionModel.from_files([path])
+    return EmotionModel.from_files(list(path))
+
+
+def quadrant_point(p: Prediction) -> tuple[float, float]:
+    """Position on the valence-arousal plane, each in [-1, 1]: ``2 P - 1`` of each dimension
+    (0 = undecided). Used by the plots and the web page."""
+    v = 2 * p.valence - 1 if p.valence is not None else 0.0
+    a = 2 * p.arousal - 1 if p.arousal is not None else 0.0
+    return v, a
+
+
+def plot_timeline(result: FileResult, path: str | os.PathLike | None = None, *, title: str | None = None):
+    """Two panels: P(positive valence) and P(high arousal) over time, and the path of the
+    timeline on the valence-arousal plane. Saves a PNG atomically when ``path`` is given;
+    returns the matplotlib figure."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    tl = result.timeline or []
+    if not tl:
+        raise ValueError(f"{result.path}: no timeline to plot (run with timeline=True)")
+    t = np.array([(p.start + p.end) / 2 for p in tl])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.8, 1]})
+    ax1.plot(t, [p.valence for p in tl], "-o", ms=3, label="valence P(positive)", color="tab:green")
+    ax1.plot(t, [p.arousal for p in tl], "-o", ms=3, label="arousal P(high)", color="tab:red")
+    ax1.axhline(0.5, color="0.6", lw=0.8, ls="--")
+    ax1.set(xlabel="time (s, window centre)", ylabel="probability", ylim=(0, 1))
+    ax1.legend(loc="upper right", fontsize=8)
+    xy = np.array([quadrant_point(p) for p in tl])
+    ax2.add_patch(plt.Circle((0, 0), 1, fill=False, color="0.7"))
+    ax2.axhline(0, color="0.7", lw=0.8)
+    ax2.axvline(0, color="0.7", lw=0.8)
+    for q, (x, y) in {1: (0.5, 0.5), 2: (-0.5, 0.5), 3: (-0.5, -0.5), 4: (0.5, -0.5)}.items():
+        ax2.text(x, y, f"Q{q}\n{QUADRANT_WORDS[q]}", ha="center", va="center", fontsize=7, color="0.5")
+    ax2.plot(xy[:, 0], xy[:, 1], "-", color="tab:blue", lw=1, alpha=0.6)
+    sc = ax2.scatter(xy[:, 0], xy[:, 1], c=t, cmap="viridis", s=18, zorder=3)
+    fig.colorbar(sc, ax=ax2, label="time (s)", fraction=0.046)
+    ax2.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), xlabel="valence", ylabel="arousal", aspect="equal")
+    fig.suptitle(title or Path(result.path).name, fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.png")
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+        plt.close(fig)
+    return fig
+
+
+__all__ = ["EmotionModel", "FileResult", "Prediction", "PredictorConfig", "DEFAULT_MODEL_FILE",
+           "TIMELINE_WINDOW_S", "TIMELINE_HOP_S", "combine", "downmix", "find_inputs", "load_model",
+           "plot_timeline", "quadrant_point", "reference_signal", "timeline_starts"]

@@ -1,0 +1,155 @@
+"""The local web app of ``merkit serve``: a static page and a JSON endpoint.
+
+::
+
+    GET  /                  the page (static/index.html; everything is served locally, no CDN)
+    GET  /static/...        its script and style sheet
+    GET  /api/health        {"status": "ok", "model": ...}
+    POST /api/predict       multipart form, field "file" (optional query timeline=0 to skip the
+                            timeline) -> FileResult.to_dict() plus "filename"; 4xx with
+                            {"ok": false, "error": "..."} for bad uploads
+
+Uploads are limited in size (checked on the Content-Length header and again while the body
+streams in), stored only inside a fresh temporary directory that is removed after the
+prediction, and decoded by the same front end as ``merkit predict``: a file that is not audio
+gets the decoder's one-line message, never a stack trace. Predictions run in worker threads,
+at most ``max_concurrent`` at a time (each holds a decoded track in memory).
+"""
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+import threading
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from . import DEFAULT_MAX_UPLOAD_MB
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+DEFAULT_MAX_CONCURRENT = 2  # a decoded 10-minute track is ~100 MB of float32; bound the peak
+_SAFE_SUFFIX = re.compile(r"^\.[a-z0-9]{1,5}$")
+_COPY_CHUNK = 1 << 20
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for request bodies over ``max_bytes``, judged by the Content-Length
+    header when there is one and by counting the bytes as they arrive (chunked uploads)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return await self._reject(scope, receive, send)
+        seen = 0
+
+        async def counted_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    # raised inside the endpoint's form parsing: the app's HTTPException
+                    # handler turns it into the same JSON 413
+                    raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, counted_receive, send)
+
+    def _message(self) -> str:
+        return f"upload too large (limit {self.max_bytes / 1e6:g} MB)"
+
+    async def _reject(self, scope, receive, send):
+        await JSONResponse({"ok": False, "error": self._message()}, status_code=413)(scope, receive, send)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": message}, status_code=status)
+
+
+def create_app(model=None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+               max_concurrent: int = DEFAULT_MAX_CONCURRENT):
+    """The ASGI app. ``model``: an :class:`~merkit.predict.EmotionModel` (default: the shipped one)."""
+    from ..predict import load_model
+
+    model = model if model is not None else load_model()
+    max_bytes = int(max_upload_mb * 1e6)
+    slots = threading.BoundedSemaphore(max_concurrent)
+
+    def analyse(upload_path: Path, timeline: bool):
+        with slots:
+            return model.analyse_file(upload_path, timeline=timeline)
+
+    async def index(request: Request):
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    async def health(request: Request):
+        return JSONResponse({"status": "ok", "model": repr(model), "max_upload_mb": max_upload_mb})
+
+    async def predict(request: Request):
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            return _error(415, "send the audio file as multipart/form-data in a field named 'file'")
+        timeline = request.query_params.get("timeline", "1").lower() not in ("0", "false", "no")
+        async with request.form(max_files=1, max_fields=8) as form:
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                return _error(400, "no file in the form (field 'file')")
+            name = Path(upload.filename or "upload").name
+            suffix = Path(name).suffix.lower()
+            # the client's name is never used on disk: only a short, safe suffix (decoders use it)
+            suffix = suffix if _SAFE_SUFFIX.match(suffix) else ".bin"
+            with tempfile.TemporaryDirectory(prefix="merkit-serve-") as tmp:
+                path = Path(tmp) / f"upload{suffix}"
+                size = 0
+                with open(path, "wb") as fh:
+                    while chunk := await upload.read(_COPY_CHUNK):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            return _error(413, f"upload too large (limit {max_upload_mb:g} MB)")
+                        fh.write(chunk)
+                if size == 0:
+                    return _error(422, f"{name}: empty file (0 bytes)")
+                res = await run_in_threadpool(analyse, path, timeline)
+        out = res.to_dict()
+        out["path"] = name
+        out["filename"] = name
+        if not res.ok:
+            # the message names the temporary file; the user knows it by its own name
+            out["error"] = res.error.replace(str(path), name)
+            return JSONResponse(out, status_code=422)
+        return JSONResponse(out)
+
+    async def http_error(request: Request, exc: HTTPException):
+        # every error the page sees is JSON with a one-line message (malformed forms included)
+        return _error(exc.status_code, str(exc.detail))
+
+    app = Starlette(exception_handlers={HTTPException: http_error}, routes=[
+        Route("/", index),
+        Route("/api/health", health),
+        Route("/api/predict", predict, methods=["POST"]),
+        Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+    ])
+    app.state.model = model
+    return BodySizeLimit(app, max_bytes)
+
+
+def serve(model=None, *, host: str = "127.0.0.1", port: int = 8000,
+          max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, log_level: str = "info") -> None:
+    """Run the app with uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(model, max_upload_mb=max_upload_mb), host=host, port=port, log_level=log_level)

@@ -1,0 +1,96 @@
+"""End to end in a real headless browser: Debian's chromium + chromedriver, driven by Selenium.
+
+Loads the page served by `merkit serve` (the shipped model), uploads a generated audio file and
+reads the result off the page, then uploads a file that is not audio and reads the message.
+Skips, with the reason, when chromium, chromedriver or selenium is missing (``.ci/run``
+installs them through ``install.sh``).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+import soundfile as sf
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+pytest.importorskip("uvicorn")
+
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from test_predict import tone  # noqa: E402
+from test_serve import running_server  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)"),
+    pytest.mark.skipif(CHROMEDRIVER is None, reason="chromedriver is not installed (apt-get install chromium-driver)"),
+]
+# Offline and reproducible: no sandbox (containers), no GPU, no network side channels, a fresh profile.
+CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--window-size=1200,1000")
+TIMEOUT_S = 120  # first prediction includes decoding and the model on a busy 2-core machine
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        opts.add_argument(flag)
+    opts.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    # an explicit driver path: Selenium Manager never looks for (or downloads) a driver
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def site():
+    from merkit.predict import load_model
+    from merkit.web.app import create_app
+
+    with running_server(create_app(load_model())) as url:
+        yield url
+
+
+def test_upload_audio_and_bad_file(browser, site, tmp_path):
+    song = tmp_path / "generated song.wav"
+    sf.write(song, tone(25.0), 44_100)
+    browser.get(site + "/")
+    assert "merkit" in browser.title
+    wait = WebDriverWait(browser, TIMEOUT_S)
+
+    browser.find_element(By.ID, "file-input").send_keys(str(song))
+    wait.until(EC.visibility_of_element_located((By.ID, "result")))
+    quadrant = browser.find_element(By.ID, "quadrant").text
+    assert re.fullmatch(r"Q[1-4]", quadrant)
+    word = browser.find_element(By.ID, "quadrant-word").text
+    assert word in ("happy/excited", "angry/tense", "sad/depressed", "calm/relaxed")
+    conf = float(browser.find_element(By.ID, "confidence").text)
+    assert 0.5 <= conf <= 1.0
+    for key in ("arousal", "valence"):
+        assert 0.0 <= float(browser.find_element(By.ID, key).text) <= 1.0
+    # the point on the V-A circle sits where P(V) and P(A) put it (SVG y grows downwards)
+    dot = browser.find_element(By.ID, "va-point")
+    v, a = float(browser.find_element(By.ID, "valence").text), float(browser.find_element(By.ID, "arousal").text)
+    assert float(dot.get_attribute("cx")) == pytest.approx(2 * v - 1, abs=0.011)
+    assert float(dot.get_attribute("cy")) == pytest.approx(-(2 * a - 1), abs=0.011)
+    # 25 s -> timeline windows at 0, 5, 10, 15 s: both series drawn with 4 points
+    for key in ("valence", "arousal"):
+        pts = browser.find_element(By.CSS_SELECTOR, f"#timeline .series-{key}").get_attribute("points")
+        assert len(pts.split()) == 4
+    assert browser.find_element(By.ID, "error").is_displayed() is False
+
+    bad = tmp_path / "shopping list.mp3"
+    bad.write_text("eggs, milk, bread\n" * 50)
+    browser.find_element(By.ID, "file-input").send_keys(str(bad))
+    err = wait.until(EC.visibility_of_element_located((By.ID, "error")))
+    assert "shopping list.mp3" in err.text and "cannot decode" in err.text
+    assert not browser.find_element(By.ID, "result").is_displayed()
