@@ -44,7 +44,7 @@ class AudioConfig:
     window_seconds: float = WINDOW_SECONDS
     short_policy: str = "repeat"  # "repeat" | "zero"
     min_seconds: float = 1.0  # shorter audio is rejected as too short
-    mono: bool = True
+    mono: bool = True  # False keeps (n, channels) windows for the API; extraction is mono
 
     def __post_init__(self):
         if self.short_policy not in ("repeat", "zero"):
@@ -239,6 +239,9 @@ class TrainConfig:
     grad_clip: float = _f(5.0, "gradient-norm clipping (0: off)")
     amp: bool = _f(True, "mixed precision where the device supports it (CUDA); ignored on CPU")
     device: str = _f("auto", "auto | cpu | cuda | cuda:N")
+    compile: bool = _f(False, "torch.compile the training and key-encoder forward passes (same "
+                              "maths; costs minutes of compilation once per run, pays off on long "
+                              "runs; falls back to eager with a warning if compilation fails)")
     # --- evaluation protocol ------------------------------------------------------------------
     split: str = _f("protocol", "protocol: stratified, song-grouped train/test split; official: "
                                 "the tracks' own train/val/test split")

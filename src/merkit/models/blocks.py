@@ -9,9 +9,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Position embeddings start small so the content projection dominates early on (the usual
-# Transformer practice, e.g. BERT/GPT-2 initialise them from N(0, 0.02^2)).
-POS_INIT_STD = 0.02
+# Band-position embeddings start at unit scale (nn.Embedding's N(0, 1)), the scale of the
+# projected band tokens. Attention and mean pooling are blind to token order, so the position
+# embedding is the only way DAMER can tell *which* band carries energy (what a major/minor mode
+# changes). With the usual Transformer initialisation N(0, 0.02^2) (BERT/GPT-2) the bands stay
+# indistinguishable for the few hundred steps a small corpus gives. Measured on the synthetic
+# corpus' valence task (`merkit quickstart` data, validation split only, 20 epochs, batch 64,
+# seeds 0-2): best validation accuracy 0.69 +- 0.01 -> 0.75 +- 0.01, last-epoch accuracy
+# 0.66 +- 0.02 -> 0.75 +- 0.01.
+POS_INIT_STD = 1.0
 
 
 class TokenEmbedding(nn.Module):

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import ModelConfig, TrainConfig
+from ..config import ModelConfig, TrainConfig, from_dict
 from ..data.memo2496 import FeatureSet
 from ..evaluation.protocol import (Splits, drop_nonfinite, format_table, head_metrics, make_splits, predict,
                                    summarise_seeds)
@@ -51,6 +51,30 @@ NLL_FLOOR = 1e-12
 # On an accelerator, reading the running losses for the progress bar forces a sync; every
 # this many steps is enough for a human to watch.
 POSTFIX_EVERY = 10
+
+
+class CompiledOrEager:
+    """Call ``torch.compile(module)``; if compilation fails (no C compiler, an unsupported
+    operation), warn once and call the eager module from then on. Compilation happens on the
+    first call of each input shape and mode, so that is where a failure shows."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        # dynamic=False: an epoch has at most two batch sizes (full and last), so two static
+        # graphs beat one symbolic-shape graph.
+        self.compiled = torch.compile(module, dynamic=False)
+
+    def __call__(self, *args):
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as e:  # inductor and dynamo raise many types
+                out = self.module(*args)  # bad input raises here, as it would without compile
+                log.warning("torch.compile failed (%s: %s); training continues eagerly",
+                            type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+                self.compiled = None
+                return out
+        return self.module(*args)
 
 
 class StopTraining(Exception):
@@ -114,12 +138,21 @@ class Trainer:
     def __init__(self, model: nn.Module, cfg: TrainConfig, *, device: torch.device, n_classes: int,
                  fusion_dim: int):
         self.model, self.cfg, self.device, self.n_classes = model, cfg, device, n_classes
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # foreach: one multi-tensor kernel per Adam operation instead of one per parameter (the
+        # same update; torch enables it by default on CUDA only).
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                          foreach=True)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cfg.epochs)
         self.schedule = PCLSchedule.from_config(cfg)
         self.queue = MemoryQueue(cfg.queue_size, fusion_dim).to(device) if cfg.use_saml else None
         self.key_encoder = (MomentumEncoder(model, cfg.key_momentum)
                             if cfg.use_saml and cfg.key_momentum > 0 else None)
+        # The checkpointed modules stay the plain ones; compiled wrappers only run them.
+        self.forward = CompiledOrEager(model) if cfg.compile else model
+        self.key_forward = None
+        if self.key_encoder is not None:
+            enc = self.key_encoder.encoder
+            self.key_forward = CompiledOrEager(enc) if cfg.compile else enc
         use_amp = cfg.amp and device.type == "cuda"
         self.amp_dtype = None
         if use_amp:
@@ -149,7 +182,7 @@ class Trainer:
         if mel_u is not None:
             mel, coch = torch.cat([mel, mel_u]), torch.cat([coch, coch_u])
         with self._autocast():
-            out = self.model(mel, coch)
+            out = self.forward(mel, coch)
         logits = {k: v[:n] for k, v in out.head_logits().items()}
         zero = logits["fused"].new_zeros((), dtype=torch.float32)
         l_cls = classification_loss(logits, y)
@@ -173,15 +206,15 @@ class Trainer:
         self.scaler.scale(loss).backward()
         if cfg.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip, foreach=True)
         self.scaler.step(self.optimizer)
         self.scaler.update()
 
         if self.queue is not None:  # Eq. 18 / Algorithm 1 line 18: enqueue after the update
             if self.key_encoder is not None:
                 self.key_encoder.update(self.model)
-                with self._autocast():
-                    keys = self.key_encoder(mel[:n], coch[:n]).z_fuse
+                with torch.no_grad(), self._autocast():
+                    keys = self.key_forward(mel[:n], coch[:n]).z_fuse
             else:
                 keys = out.z_fuse[:n].detach()
             self.queue.push(keys.float(), y)
@@ -353,7 +386,10 @@ def _usable(fs: FeatureSet, what: str) -> FeatureSet:
 def _resume(run_dir: Path, config: dict, model: nn.Module, trainer: Trainer) -> dict:
     """Load ``last.pt`` into the model and trainer and restore the RNG; its ``train_state``."""
     ckpt = load_checkpoint(run_dir / LAST)
-    if ckpt["config"] != config:
+    # Fields added to the configs since the run started take their defaults (as in run.json).
+    stored = {"model": asdict(from_dict(ModelConfig, ckpt["config"]["model"])),
+              "train": asdict(from_dict(TrainConfig, ckpt["config"]["train"]))}
+    if stored != config:
         raise ValueError(f"{run_dir / LAST}: trained with a different configuration; "
                          "resume needs the original data and settings")
     model.load_state_dict(ckpt["state_dict"])

@@ -100,8 +100,9 @@ class MomentumEncoder(nn.Module):
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """``theta_k <- m * theta_k + (1 - m) * theta``; buffers (normalisation) are copied."""
-        for pk, p in zip(self.encoder.parameters(), model.parameters()):
-            pk.lerp_(p.detach(), 1.0 - self.momentum)
+        # One multi-tensor kernel instead of ~100 small ones (the same lerp per element).
+        torch._foreach_lerp_(list(self.encoder.parameters()), [p.detach() for p in model.parameters()],
+                             1.0 - self.momentum)
         for bk, b in zip(self.encoder.buffers(), model.buffers()):
             bk.copy_(b)
 

@@ -1,0 +1,338 @@
+"""DAMER training speed at Memo2496 scale on the CPU, against the GEMM peak and a naive reference.
+
+Measures, in one process and on the same synthetic data (1 747 training tracks of 128 x 87 Mel
++ 84 x 87 cochleagram, the size of Memo2496's 70 % training part; batch 256; the paper's
+D = 128, L = 2, H = 4; full objective: 3-head CE + PCL + JS + memory contrastive with the EMA
+key encoder):
+
+* ``gemm``: the fp32 matrix-product peak, the median of ``GEMM_REPEATS`` 4096 x 4096 products;
+* ``naive``: a straightforward PyTorch DAMER epoch kept in this script (``nn.MultiheadAttention``,
+  ``nn.Sequential`` FFN, per-parameter EMA loop, the same maths as merkit's);
+* ``merkit``: :meth:`merkit.training.loop.Trainer.train_epoch` eager, and with
+  ``TrainConfig(compile=True)`` (compile time reported separately).
+
+Achieved FLOP/s uses the analytic count of :func:`train_flops_per_track` (matrix products only;
+elementwise work is not counted, so the ratio to the GEMM peak is a lower bound of efficiency).
+Other people share the machine: every figure is a median of several epochs, the ratios are taken
+within this run, and the load average is recorded.
+
+    python bench/train_speed.py [--epochs 3] [--threads 2] [--no-naive] [--no-compile]
+
+Writes bench/results/train_speed.json and bench/results/train_speed.md.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from merkit.config import ModelConfig, TrainConfig  # noqa: E402
+from merkit.models import build_model  # noqa: E402
+from merkit.training.loop import Part, Trainer, band_statistics  # noqa: E402
+
+# Memo2496 (paper §III-B): 2 496 tracks, 70 / 30 split -> 1 747 training tracks.
+N_TRAIN = 1747
+N_MELS, N_COCH, N_FRAMES = 128, 84, 87  # paper §III-C
+BATCH = 256  # paper §V-A
+GEMM_N = 4096  # large enough that MKL runs at its peak on 2 cores
+GEMM_REPEATS = 5
+
+
+# -- the analytic FLOP count ------------------------------------------------------------------------
+def forward_flops_per_track(m: ModelConfig) -> dict[str, int]:
+    """Matrix-product FLOPs (2 per multiply-add) of one DAMER forward pass for one track.
+
+    Per view with ``N`` band tokens (N = 128 Mel, 84 cochleagram) and ``D`` = dim:
+    embedding ``N T D``; per layer: fused QKV ``3 N D^2``, attention scores against the other
+    view's ``M`` tokens ``N M D`` and the weighted sum ``N M D``, output projection ``N D^2``,
+    FFN ``2 mult N D^2``; heads: ``D C``. Fusion MLP: ``2 D D_f + D_f^2 + D_f C``.
+    """
+    n, mm, t, d = m.n_mels, m.n_coch, m.n_frames, m.dim
+    f = m.ffn_mult
+    counts = {
+        "embed": (n + mm) * t * d,
+        "qkv": m.n_layers * 3 * (n + mm) * d * d,
+        "attention": m.n_layers * 2 * (2 * n * mm * d),  # both directions read N x M scores
+        "out_proj": m.n_layers * (n + mm) * d * d,
+        "ffn": m.n_layers * 2 * f * (n + mm) * d * d,
+        "fusion_heads": 2 * d * m.fusion_dim + m.fusion_dim ** 2 + (2 * d + m.fusion_dim) * m.n_classes,
+    }
+    return {k: 2 * v for k, v in counts.items()}
+
+
+def train_flops_per_track(m: ModelConfig) -> dict[str, int]:
+    """FLOPs of one training step per track: forward (1x), backward (2x: gradients of the inputs
+    and of the weights of every product, except the embedding, whose input needs no gradient:
+    1x), and the key encoder's forward (1x) that fills the memory queue."""
+    fwd = forward_flops_per_track(m)
+    total_fwd = sum(fwd.values())
+    backward = 2 * total_fwd - fwd["embed"]
+    return {"forward": total_fwd, "backward": backward, "key_encoder": total_fwd,
+            "total": 2 * total_fwd + backward}
+
+
+# -- the GEMM peak ----------------------------------------------------------------------------------
+def gemm_peak() -> float:
+    a = torch.randn(GEMM_N, GEMM_N)
+    b = torch.randn(GEMM_N, GEMM_N)
+    torch.mm(a, b)  # warm-up (thread pool, MKL buffers)
+    times = []
+    for _ in range(GEMM_REPEATS):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - t)
+    return 2 * GEMM_N ** 3 / statistics.median(times)
+
+
+# -- the naive reference ----------------------------------------------------------------------------
+class NaiveView(nn.Module):
+    def __init__(self, n_bands, m: ModelConfig):
+        super().__init__()
+        self.proj = nn.Linear(m.n_frames, m.dim)
+        self.pos = nn.Parameter(torch.randn(n_bands, m.dim) * 0.02)
+
+
+class NaiveLayer(nn.Module):
+    """Cross-view attention with nn.MultiheadAttention, post-norm, GELU FFN: merkit's maths."""
+
+    def __init__(self, m: ModelConfig):
+        super().__init__()
+        d = m.dim
+        self.attn = nn.ModuleList([nn.MultiheadAttention(d, m.n_heads, batch_first=True) for _ in range(2)])
+        self.norm1 = nn.ModuleList([nn.LayerNorm(d) for _ in range(2)])
+        self.ffn = nn.ModuleList([nn.Sequential(nn.Linear(d, m.ffn_mult * d), nn.GELU(),
+                                                nn.Linear(m.ffn_mult * d, d), nn.Dropout(m.dropout))
+                                  for _ in range(2)])
+        self.norm2 = nn.ModuleList([nn.LayerNorm(d) for _ in range(2)])
+        self.drop = nn.Dropout(m.dropout)
+
+    def forward(self, hs):
+        outs = []
+        for i in range(2):
+            other = hs[1 - i]
+            a, _ = self.attn[i](hs[i], other, other, need_weights=False)
+            h = self.norm1[i](hs[i] + self.drop(a))
+            outs.append(self.norm2[i](h + self.ffn[i](h)))
+        return outs
+
+
+class NaiveDamer(nn.Module):
+    def __init__(self, m: ModelConfig):
+        super().__init__()
+        self.views = nn.ModuleList([NaiveView(m.n_mels, m), NaiveView(m.n_coch, m)])
+        self.layers = nn.ModuleList([NaiveLayer(m) for _ in range(m.n_layers)])
+        self.fusion = nn.Sequential(nn.Linear(2 * m.dim, m.fusion_dim), nn.GELU(), nn.Dropout(m.dropout),
+                                    nn.Linear(m.fusion_dim, m.fusion_dim))
+        self.heads = nn.ModuleList([nn.Linear(m.dim, m.n_classes), nn.Linear(m.dim, m.n_classes),
+                                    nn.Linear(m.fusion_dim, m.n_classes)])
+
+    def forward(self, mel, coch):
+        hs = []
+        for view, x in zip(self.views, (mel, coch)):
+            x = (x - x.mean(dim=(0, 2), keepdim=True)) / x.std(dim=(0, 2), keepdim=True)
+            hs.append(view.proj(x) + view.pos)
+        for layer in self.layers:
+            hs = layer(hs)
+        z = [h.mean(1) for h in hs]
+        zf = self.fusion(torch.cat(z, -1))
+        return self.heads[0](z[0]), self.heads[1](z[1]), self.heads[2](zf), zf
+
+
+def naive_epoch(model, key_model, opt, queue, mel, coch, y, gen, tc: TrainConfig):
+    """One epoch of Eq. 22 written plainly (fixed tau/theta of the first epoch)."""
+    tau, theta = tc.tau_max, tc.theta0
+    keys, key_labels = queue
+    model.train()
+    perm = torch.randperm(len(y), generator=gen)
+    for i in range(math.ceil(len(y) / BATCH)):
+        idx = perm[i * BATCH:(i + 1) * BATCH]
+        lm, lc, lf, zf = model(mel[idx], coch[idx])
+        yb = y[idx]
+        cls = F.cross_entropy(lm, yb) + F.cross_entropy(lc, yb) + F.cross_entropy(lf, yb)
+        pm, pc = F.softmax(lm / tau, -1), F.softmax(lc / tau, -1)
+        mid = (pm + pc) / 2
+        js = 0.5 * (F.kl_div(mid.log(), pm, reduction="none").sum(-1)
+                    + F.kl_div(mid.log(), pc, reduction="none").sum(-1))
+        with torch.no_grad():
+            pf = F.softmax(lf / tau, -1)
+            conf, pseudo = pf.max(-1)
+            r = torch.exp(-js)
+            mask = (r * conf >= theta).float()
+        pl = (r * F.cross_entropy(lf, pseudo, reduction="none") * mask).sum() / mask.sum().clamp_min(1)
+        q = F.normalize(zf, dim=-1)
+        logits = q @ keys.t() / tc.cont_tau
+        logp = logits.log_softmax(-1)
+        pos = (yb[:, None] == key_labels[None, :]).float()
+        cont = (-(logp * pos).sum(1) / pos.sum(1).clamp_min(1)).mean()
+        loss = tc.w_cls * cls + tc.w_pl * pl + tc.w_js * js.mean() + tc.w_cont * cont
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        opt.step()
+        with torch.no_grad():
+            for pk, p in zip(key_model.parameters(), model.parameters()):
+                pk.mul_(tc.key_momentum).add_(p, alpha=1 - tc.key_momentum)
+            new_keys = F.normalize(key_model(mel[idx], coch[idx])[3], dim=-1)
+            keys = torch.cat([keys, new_keys])[-tc.queue_size:]
+            key_labels = torch.cat([key_labels, yb])[-tc.queue_size:]
+    return keys, key_labels
+
+
+# -- the runs ---------------------------------------------------------------------------------------
+def synthetic_part(seed=0) -> Part:
+    g = torch.Generator().manual_seed(seed)
+    mel = torch.randn(N_TRAIN, N_MELS, N_FRAMES, generator=g) * 10 - 40
+    coch = torch.randn(N_TRAIN, N_COCH, N_FRAMES, generator=g) - 2
+    y = torch.randint(0, 2, (N_TRAIN,), generator=g)
+    return Part(mel, coch, y, [f"t{i}" for i in range(N_TRAIN)])
+
+
+def time_naive(part: Part, m: ModelConfig, tc: TrainConfig, epochs: int) -> list[float]:
+    torch.manual_seed(0)
+    model = NaiveDamer(m)
+    key_model = copy.deepcopy(model).eval()
+    for p in key_model.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    queue = (torch.zeros(0, m.fusion_dim), torch.zeros(0, dtype=torch.long))
+    times = []
+    for e in range(epochs + 1):  # the first epoch warms up allocators and thread pools
+        t = time.perf_counter()
+        queue = naive_epoch(model, key_model, opt, queue, part.mel, part.coch, part.y,
+                            torch.Generator().manual_seed(e), tc)
+        if e:
+            times.append(time.perf_counter() - t)
+    return times
+
+
+def time_merkit(part: Part, m: ModelConfig, tc: TrainConfig, epochs: int) -> tuple[list[float], float]:
+    """Epoch times (after a warm-up epoch) and the duration of the warm-up epoch itself (which
+    includes the compilation when ``tc.compile``)."""
+    torch.manual_seed(0)
+    model = build_model("damer", m)
+    model.set_normalisation(**band_statistics(part.mel, part.coch))
+    trainer = Trainer(model, tc, device=torch.device("cpu"), n_classes=m.n_classes, fusion_dim=m.fusion_dim)
+    times, first = [], 0.0
+    for e in range(1, epochs + 2):
+        t = time.perf_counter()
+        trainer.train_epoch(part, e, seed=0, progress=False)
+        if e == 1:
+            first = time.perf_counter() - t
+        else:
+            times.append(time.perf_counter() - t)
+    return times, first
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--epochs", type=int, default=3, help="timed epochs per variant (after one warm-up "
+                                                          "epoch, which includes any compilation)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-naive", dest="naive", action="store_false")
+    ap.add_argument("--no-compile", dest="compile", action="store_false")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    m = ModelConfig(n_mels=N_MELS, n_coch=N_COCH, n_frames=N_FRAMES, n_classes=2)
+    tc = TrainConfig(batch_size=BATCH, epochs=100)  # long schedule: tau/theta barely move
+    part = synthetic_part()
+    flops = train_flops_per_track(m)
+    epoch_flops = flops["total"] * N_TRAIN
+    load_before = os.getloadavg()
+
+    peak = gemm_peak()
+    print(f"GEMM peak {peak / 1e9:.1f} GFLOP/s", flush=True)
+    res: dict = {"gemm_peak_flops": peak, "epoch_flops": epoch_flops, "flops_per_track": flops,
+                 "forward_flops_per_track": forward_flops_per_track(m), "n_train": N_TRAIN,
+                 "batch_size": BATCH, "threads": args.threads, "epochs_timed": args.epochs}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    res["machine"] = {"cpu_count": os.cpu_count(), "torch": torch.__version__,
+                      "python": platform.python_version(), "platform": platform.platform()}
+    res["loadavg_before"] = list(load_before)
+    # Order: the cheap, always-available figures first; the results files are rewritten after
+    # every variant, so a run stopped during compilation still leaves the eager comparison.
+    plan = [("merkit_eager", replace_tc(tc, compile=False))]
+    if args.naive:
+        plan.append(("naive", None))
+    if args.compile:
+        plan.append(("merkit_compiled", replace_tc(tc, compile=True)))
+    for name, cfg in plan:
+        if cfg is None:
+            res[name] = summary(time_naive(part, m, tc, args.epochs), epoch_flops, peak)
+        else:
+            times, first = time_merkit(part, m, cfg, args.epochs)
+            res[name] = summary(times, epoch_flops, peak)
+            res[name]["first_epoch_s"] = first
+            if cfg.compile:
+                res[name]["compile_s_approx"] = first - res[name]["median_s"]
+        print(f"{name}: {res[name]['median_s']:.2f} s/epoch", flush=True)
+        merkit = [k for k in ("merkit_eager", "merkit_compiled") if k in res]
+        best = min(merkit, key=lambda k: res[k]["median_s"])
+        res["best"] = best
+        res["seconds_per_epoch"] = res[best]["median_s"]
+        res["flops_over_gemm_peak"] = res[best]["flops_over_peak"]
+        if "naive" in res:
+            res["speedup_over_naive"] = res["naive"]["median_s"] / res[best]["median_s"]
+        res["loadavg_after"] = list(os.getloadavg())
+        write_atomic(out / "train_speed.json", json.dumps(res, indent=2))
+        write_atomic(out / "train_speed.md", markdown(res))
+    print(markdown(res))
+    return 0
+
+
+def replace_tc(tc: TrainConfig, **kw) -> TrainConfig:
+    from dataclasses import replace
+
+    return replace(tc, **kw)
+
+
+def summary(times: list[float], epoch_flops: float, peak: float) -> dict:
+    med = statistics.median(times)
+    return {"times_s": times, "median_s": med, "flops_per_s": epoch_flops / med,
+            "flops_over_peak": epoch_flops / med / peak}
+
+
+def markdown(r: dict) -> str:
+    rows = ["| variant | s / epoch (median) | GFLOP/s | / GEMM peak | vs naive |", "|---|---|---|---|---|"]
+    naive = r.get("naive", {}).get("median_s")
+    for k in ("naive", "merkit_eager", "merkit_compiled"):
+        if k in r:
+            v = r[k]
+            ratio = f"{naive / v['median_s']:.2f}x" if naive else "-"
+            rows.append(f"| {k} | {v['median_s']:.2f} | {v['flops_per_s'] / 1e9:.1f} | "
+                        f"{v['flops_over_peak']:.2f} | {ratio} |")
+    extra = ""
+    if "merkit_compiled" in r:
+        extra = f"\nCompilation (first epoch minus a steady one): {r['merkit_compiled']['compile_s_approx']:.1f} s.\n"
+    return (f"# DAMER training speed (Memo2496 scale: {r['n_train']} tracks, batch {r['batch_size']}, "
+            f"{r['threads']} threads)\n\n"
+            f"GEMM peak (fp32 {GEMM_N}^3): {r['gemm_peak_flops'] / 1e9:.1f} GFLOP/s; "
+            f"analytic work per epoch {r['epoch_flops'] / 1e12:.3f} TFLOP "
+            f"(forward + backward + key encoder, matrix products only).\n\n" + "\n".join(rows) + "\n" + extra +
+            f"\nLoad average before / after: {r['loadavg_before'][0]:.2f} / {r['loadavg_after'][0]:.2f} "
+            f"(the machine is shared; ratios are within one run).\n")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
