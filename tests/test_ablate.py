@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from merkit.cli import main
 from merkit.config import ModelConfig, TrainConfig
@@ -14,17 +13,10 @@ from merkit.evaluation.ablation import (ALL_COMBOS, TABLE_V_COMBOS, combo_config
                                         parse_combo)
 from merkit.training.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 TINY_FLAGS = ["--dim", "16", "--n-heads", "2", "--n-layers", "1", "--fusion-dim", "32", "--batch-size", "32",
               "--lr", "3e-3", "--queue-size", "64", "--epochs", "3", "--no-progress"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The machine's 2 cores are shared; tiny models train fastest single-threaded.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def separable(n=100, n_mels=12, n_coch=10, n_frames=6, seed=0, shift=1.5):

@@ -11,16 +11,10 @@ from merkit.models import build_model, head_probabilities, load_model
 from merkit.models.blocks import DualViewLayer, merge_heads, split_heads
 from merkit.training.checkpoint import save_checkpoint
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 TINY = ModelConfig(n_mels=12, n_coch=10, n_frames=6, dim=16, n_heads=4, n_layers=2, fusion_dim=24,
                    dropout=0.1)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def inputs(cfg, b=5, seed=0):

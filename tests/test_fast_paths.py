@@ -10,20 +10,13 @@ from torch import nn
 
 from merkit.config import ModelConfig, TrainConfig
 from merkit.models import build_model
-from merkit.training.loop import CompiledOrEager, Part, Trainer, band_statistics
-from merkit.training.memory_queue import MomentumEncoder
+from merkit.training.loop import CompiledOrEager, Trainer, band_statistics
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 TINY = ModelConfig(n_mels=12, n_coch=10, n_frames=6, dim=16, n_heads=2, n_layers=1, fusion_dim=24,
                    dropout=0.0)
 TRAIN = TrainConfig(epochs=4, batch_size=8, queue_size=16, lr=3e-3)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def batch(b=8, seed=0):

@@ -103,7 +103,6 @@ def test_gammatone_shape_matches_gammatone_package():
     """Our channel response (the standard pole approximation, squared for power) against the
     `gammatone` package's FFT weights (Ellis), which use the exact 4th-order gammatone magnitude."""
     gt = pytest.importorskip("gammatone.fftweight")
-    from merkit.features.cochleagram import erb
 
     sr, n_fft = 22_050, 8192
     ref_all, _ = gt.fft_weights(n_fft, sr, 32, 1.0, 100.0, sr / 2, n_fft // 2 + 1)

@@ -11,14 +11,7 @@ from merkit.training.losses import (classification_loss, js_divergence, js_diver
                                     pseudo_label_loss, supervised_contrastive_loss,
                                     view_consistency_loss)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The test machine's 2 cores are shared; tiny tensors run fastest single-threaded.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture

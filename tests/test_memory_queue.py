@@ -8,13 +8,7 @@ from torch import nn
 
 from merkit.training.memory_queue import MemoryQueue, MomentumEncoder
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def rows(start, n, dim=3):

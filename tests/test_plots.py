@@ -20,17 +20,11 @@ from merkit.training import loop as loop_module
 from merkit.training.checkpoint import load_checkpoint
 from merkit.training.memory_queue import MemoryQueue
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 TINY_MODEL = ModelConfig(dim=16, n_heads=2, n_layers=1, fusion_dim=32)
 TINY_TRAIN = TrainConfig(epochs=3, batch_size=16, lr=3e-3, queue_size=24)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def separable(n=160, n_mels=12, n_coch=10, n_frames=6, seed=0, shift=1.5):

@@ -17,19 +17,12 @@ from merkit.training.checkpoint import load_checkpoint
 from merkit.training.loop import Part, Trainer, band_statistics
 from merkit.training.pseudo_labels import PCLSchedule, PCLStats, select_pseudo_labels
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 TINY_MODEL = ModelConfig(dim=16, n_heads=2, n_layers=1, fusion_dim=32)
 TINY_TRAIN = TrainConfig(epochs=12, batch_size=32, lr=3e-3, queue_size=64)
 TINY_FLAGS = ["--dim", "16", "--n-heads", "2", "--n-layers", "1", "--fusion-dim", "32",
               "--batch-size", "32", "--lr", "3e-3", "--queue-size", "64", "--no-progress"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The test machine's 2 cores are shared; tiny models train fastest single-threaded.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def separable(n=160, n_mels=16, n_coch=12, n_frames=8, seed=0, shift=1.5, clips_per_song=1):

@@ -37,7 +37,7 @@ def quickstart(out: str | Path = "merkit_quickstart", *, n_tracks: int = 240, ep
     t0 = time.perf_counter()
     log(f"[1/4] generating {n_tracks} synthetic tracks in {out / 'corpus'}")
     tracks = generate(out / "corpus", n_tracks=n_tracks, seed=seed, workers=workers)
-    log(f"[2/4] extracting features (paper preset: 60 s window at 44.1 kHz, 128 Mel + 84 gammatone, T = 87)")
+    log("[2/4] extracting features (paper preset: 60 s window at 44.1 kHz, 128 Mel + 84 gammatone, T = 87)")
     rep = extract(tracks, out / "features", workers=workers, progress=progress)
     log("      " + rep.summary())
     fs = load_memo2496(out / "features")
