@@ -9,11 +9,10 @@ continues a stopped ablation: finished combination/seed runs are not trained aga
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from ..config import ModelConfig, TrainConfig, from_dict
-from ._args import add_config_args, config_from_args
+from ._args import add_config_args
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ def run(args) -> int:
     import torch
 
     from ..evaluation.ablation import RESULTS_JSON, TABLE_MD, load_ablation_meta, parse_combo, run_ablation
-    from .train import load_features
+    from .train import load_features, new_run
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -64,16 +63,8 @@ def run(args) -> int:
         seeds = args.seeds or meta["seeds"]
         log.info("resuming %s (settings from its ablation.json; only --combos / --seeds are read)", run_dir)
     else:
-        if not args.data:
-            raise ValueError("--data is required (or --resume RUN_DIR)")
-        model_cfg = config_from_args(ModelConfig(name=args.model), args)
-        train_cfg = config_from_args(TrainConfig(), args)
-        seeds = args.seeds or [train_cfg.seed]
+        model_cfg, train_cfg, seeds, run_dir = new_run(args, "ablation_{data}_{label}")
         data, unlabelled = args.data, args.unlabelled
-        run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (
-            f"ablation_{Path(data).name}_{train_cfg.label}_{time.strftime('%Y%m%d-%H%M%S')}")
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise ValueError(f"{run_dir}: exists and is not empty; use --resume {run_dir} or another --run-dir")
     fs = load_features(data)
     pool = load_features(unlabelled) if unlabelled else None
     out = run_ablation(fs, model_cfg, train_cfg, run_dir, combos=combos, seeds=seeds, unlabelled=pool,

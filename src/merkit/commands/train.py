@@ -54,6 +54,23 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def new_run(args, name: str):
+    """Configs, seeds and a fresh run folder for a new run from the command line.
+
+    ``name`` formats the default folder under ``runs/`` with ``data``, ``label`` and ``model``;
+    a time stamp is appended."""
+    if not args.data:
+        raise ValueError("--data is required (or --resume RUN_DIR)")
+    model_cfg = config_from_args(ModelConfig(name=args.model), args)
+    train_cfg = config_from_args(TrainConfig(), args)
+    seeds = args.seeds or [train_cfg.seed]
+    default = name.format(data=Path(args.data).name, label=train_cfg.label, model=model_cfg.name)
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{default}_{time.strftime('%Y%m%d-%H%M%S')}"
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ValueError(f"{run_dir}: exists and is not empty; use --resume {run_dir} or another --run-dir")
+    return model_cfg, train_cfg, seeds, run_dir
+
+
 def run(args) -> int:
     import torch
 
@@ -74,17 +91,8 @@ def run(args) -> int:
         seeds, data, unlabelled = meta["seeds"], meta["data"], meta.get("unlabelled")
         log.info("resuming %s (settings from %s; other flags are ignored)", run_dir, meta_path)
     else:
-        if not args.data:
-            raise ValueError("--data is required (or --resume RUN_DIR)")
-        model_cfg = config_from_args(ModelConfig(name=args.model), args)
-        train_cfg = config_from_args(TrainConfig(), args)
-        seeds = args.seeds or [train_cfg.seed]
+        model_cfg, train_cfg, seeds, run_dir = new_run(args, "{data}_{label}_{model}")
         data, unlabelled = args.data, args.unlabelled
-        run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (
-            f"{Path(data).name}_{train_cfg.label}_{model_cfg.name}_{time.strftime('%Y%m%d-%H%M%S')}")
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise ValueError(f"{run_dir}: exists and is not empty; use --resume {run_dir} "
-                             "or another --run-dir")
     fs = load_features(data)
     pool = load_features(unlabelled) if unlabelled else None
     out = train(fs, model_cfg, train_cfg, run_dir, seeds=seeds, unlabelled=pool,
