@@ -30,7 +30,8 @@ import numpy as np
 from .audio import AudioError, load_window
 from .config import AudioConfig, FeatureConfig
 from .data.manifest import Track, write_manifest
-from .data.memo2496 import COCH_FILE, FEATURES_FILE, LABEL_A_FILE, LABEL_V_FILE, MANIFEST_FILE, MEL_FILE
+from .data.memo2496 import (COCH_FILE, FEATURES_FILE, LABEL_A_FILE, LABEL_V_FILE, MANIFEST_FILE, MEL_FILE,
+                            labels_from_tracks)
 from .features.extractor import FeatureExtractor
 
 log = logging.getLogger(__name__)
@@ -317,9 +318,9 @@ def _finalise(out: Path, tracks: list[Track], store: _Store, failures: dict[int,
             dst.close()
             os.replace(tmp, out / name)
     (out / "labels").mkdir(exist_ok=True)
-    for name, vals in ((LABEL_A_FILE, [t.label_a for t in kept]), (LABEL_V_FILE, [t.label_v for t in kept])):
+    for name, vals in zip((LABEL_A_FILE, LABEL_V_FILE), labels_from_tracks(kept)):
         tmp = out / (name + ".tmp.npy")
-        np.save(tmp, np.asarray(vals, dtype=np.float32))
+        np.save(tmp, vals)
         os.replace(tmp, out / name)
     write_manifest(kept, out / MANIFEST_FILE)
     tmp = out / (FEATURES_FILE + ".tmp")
