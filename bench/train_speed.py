@@ -225,7 +225,7 @@ def time_merkit(part: Part, m: ModelConfig, tc: TrainConfig, epochs: int) -> tup
     torch.manual_seed(0)
     model = build_model("damer", m)
     model.set_normalisation(**band_statistics(part.mel, part.coch))
-    trainer = Trainer(model, tc, device=torch.device("cpu"), n_classes=m.n_classes, fusion_dim=m.fusion_dim)
+    trainer = Trainer(model, tc, device=torch.device("cpu"), n_classes=m.n_classes)
     times, first = [], 0.0
     for e in range(1, epochs + 2):
         t = time.perf_counter()

@@ -153,7 +153,7 @@ def test_bad_configs_and_names_are_rejected():
     with pytest.raises(ConfigError):
         replace(TINY, token_mode="patch")
     with pytest.raises(ValueError, match="unknown model"):
-        build_model("resnet", TINY)
+        build_model("transformer9000", TINY)
 
 
 def test_load_model_rebuilds_the_model_from_its_checkpoint(tmp_path):

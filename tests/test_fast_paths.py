@@ -11,6 +11,7 @@ from torch import nn
 from merkit.config import ModelConfig, TrainConfig
 from merkit.models import build_model
 from merkit.training.loop import CompiledOrEager, Trainer, band_statistics
+from merkit.training.objective import Batch
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -31,20 +32,22 @@ def trainer(cfg=TRAIN, mcfg=TINY):
     model = build_model("damer", mcfg)
     mel, coch, _ = batch(32, seed=9)
     model.set_normalisation(**band_statistics(mel, coch))
-    return Trainer(model, cfg, device=torch.device("cpu"), n_classes=2, fusion_dim=mcfg.fusion_dim)
+    t = Trainer(model, cfg, device=torch.device("cpu"), n_classes=2)
+    t.objective.tau, t.objective.theta = 1.0, 0.5
+    return t
 
 
 def test_multi_tensor_adam_and_ema_equal_the_per_parameter_updates():
     fast = trainer()
     slow_model = copy.deepcopy(fast.model)
-    slow_key = copy.deepcopy(fast.key_encoder.encoder)
+    slow_key = copy.deepcopy(fast.objective.key_encoder.encoder)
     slow_opt = torch.optim.Adam(slow_model.parameters(), lr=TRAIN.lr, weight_decay=TRAIN.weight_decay,
                                 foreach=False)
     mel, coch, y = batch()
     for _ in range(3):
-        fast.step(mel, coch, y, tau=1.0, theta=0.5)
+        fast.step(Batch(mel, coch, y))
     # the same three steps written per parameter (same losses: the queue state is replayed)
-    queue = copy.deepcopy(trainer().queue)
+    queue = copy.deepcopy(trainer().objective.queue)
     from merkit.training.losses import (classification_loss, pseudo_label_loss, supervised_contrastive_loss,
                                         view_consistency_loss)
     from merkit.training.pseudo_labels import select_pseudo_labels
@@ -72,11 +75,11 @@ def test_multi_tensor_adam_and_ema_equal_the_per_parameter_updates():
         return {n: (torch.cat([p[:d], p[2 * d:]]) if n.endswith(("qkv.0.bias", "qkv.1.bias")) else p)
                 for n, p in named}
 
-    for model_a, model_b in ((fast.model, slow_model), (fast.key_encoder.encoder, slow_key)):
+    for model_a, model_b in ((fast.model, slow_model), (fast.objective.key_encoder.encoder, slow_key)):
         a, b = comparable(model_a.named_parameters()), comparable(model_b.named_parameters())
         for name in a:
             torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
-    torch.testing.assert_close(fast.queue.keys, queue.keys, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast.objective.queue.keys, queue.keys, rtol=1e-5, atol=1e-6)
 
 
 class Broken(nn.Module):
@@ -112,16 +115,16 @@ def test_bad_input_is_reported_not_mistaken_for_a_compile_failure(monkeypatch):
 def test_compiled_training_steps_equal_eager_ones():
     # dropout 0: the compiled graph draws its dropout masks from its own generator
     eager, compiled = trainer(), trainer(replace(TRAIN, compile=True))
-    assert isinstance(compiled.forward, CompiledOrEager)
+    assert isinstance(compiled.objective.forward, CompiledOrEager)
     mel, coch, y = batch()
     for _ in range(2):
-        te, _ = eager.step(mel, coch, y, tau=1.0, theta=0.5)
-        tc, _ = compiled.step(mel, coch, y, tau=1.0, theta=0.5)
+        te, _ = eager.step(Batch(mel, coch, y))
+        tc, _ = compiled.step(Batch(mel, coch, y))
         torch.testing.assert_close(te, tc, rtol=1e-4, atol=1e-5)
-    assert compiled.forward.compiled is not None  # it really ran compiled
+    assert compiled.objective.forward.compiled is not None  # it really ran compiled
     for a, b in zip(eager.model.parameters(), compiled.model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(eager.queue.keys, compiled.queue.keys, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(eager.objective.queue.keys, compiled.objective.queue.keys, rtol=1e-4, atol=1e-5)
 
 
 def test_position_embedding_lets_mean_pooling_see_which_band_is_loud():

@@ -157,7 +157,7 @@ def test_rebuilt_queue_and_initial_model_match_the_run(trained):
     _, y_train = _task_positions(fs, info, "train")
     trace = queue_trace(y_train, seed=7, batch_size=tcfg["batch_size"], epochs=len(hist["epoch"]),
                         queue_size=tcfg["queue_size"], n_classes=4)
-    np.testing.assert_array_equal(trace["final_labels"], last["train_state"]["queue"]["labels"].numpy())
+    np.testing.assert_array_equal(trace["final_labels"], last["train_state"]["objective"]["queue"]["labels"].numpy())
     ends = trace["epoch_end_step"] - 1
     np.testing.assert_allclose(trace["entropy"][ends], hist["queue_entropy"], rtol=1e-9)
     np.testing.assert_allclose(trace["coverage"][ends], hist["queue_coverage"], rtol=1e-9)

@@ -15,6 +15,7 @@ from merkit.models import build_model, load_model
 from merkit.training import StopTraining, fit, train
 from merkit.training.checkpoint import load_checkpoint
 from merkit.training.loop import Part, Trainer, band_statistics
+from merkit.training.objective import Batch
 from merkit.training.pseudo_labels import PCLSchedule, PCLStats, select_pseudo_labels
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -108,43 +109,43 @@ def trainer_for(fs, cfg=TINY_TRAIN):
     y = (fs.label_a >= 0).astype(np.int64)
     part = Part.from_featureset(fs, np.arange(len(fs)), y)
     model.set_normalisation(**band_statistics(part.mel, part.coch))
-    return Trainer(model, cfg, device=torch.device("cpu"), n_classes=2, fusion_dim=mcfg.fusion_dim), part
+    return Trainer(model, cfg, device=torch.device("cpu"), n_classes=2), part
 
 
 def test_step_fills_the_queue_and_pseudo_labels_the_unlabelled_batch():
     fs = separable(64)
     trainer, part = trainer_for(fs)
-    stats = PCLStats()
+    obj = trainer.objective
+    obj.tau, obj.theta = 1.0, 0.0
+    stats = obj.pcl_stats
     pool = Part.from_featureset(fs, np.arange(40, 64))
-    terms, correct = trainer.step(part.mel[:16], part.coch[:16], part.y[:16], pool.mel[:24], pool.coch[:24],
-                                  tau=1.0, theta=0.0, pcl_stats=stats)
+    terms, correct = trainer.step(Batch(part.mel[:16], part.coch[:16], part.y[:16], pool.mel[:24], pool.coch[:24]))
     assert stats.count == 24  # PCL saw the unlabelled batch only
-    assert trainer.queue.filled.item() == 16  # the queue holds labelled features only
-    assert torch.equal(trainer.queue.labels[:16], part.y[:16])
+    assert obj.queue.filled.item() == 16  # the queue holds labelled features only
+    assert torch.equal(obj.queue.labels[:16], part.y[:16])
     assert terms.shape == (5,) and torch.isfinite(terms).all() and 0 <= correct.item() <= 16
     loss, cls, pl, js, cont = terms.tolist()
     assert cont == 0.0  # the queue was empty before this step
     assert loss == pytest.approx(cls + 0.8 * pl + 0.2 * js + 0.1 * cont, rel=1e-5)
     # the next step contrasts against the queue
-    terms, _ = trainer.step(part.mel[16:32], part.coch[16:32], part.y[16:32], tau=1.0, theta=0.0,
-                            pcl_stats=stats)
+    terms, _ = trainer.step(Batch(part.mel[16:32], part.coch[16:32], part.y[16:32]))
     assert terms[4] > 0 and stats.count == 24 + 16
 
 
 def test_modules_off_leave_only_the_classification_loss():
     fs = separable(32)
     trainer, part = trainer_for(fs, replace(TINY_TRAIN, use_pcl=False, use_saml=False))
-    assert trainer.queue is None and trainer.key_encoder is None
-    terms, _ = trainer.step(part.mel, part.coch, part.y, tau=1.0, theta=0.5)
+    assert trainer.objective.queue is None and trainer.objective.key_encoder is None
+    terms, _ = trainer.step(Batch(part.mel, part.coch, part.y))
     assert terms[0] == terms[1] and terms[2:].abs().sum() == 0
 
 
 def test_online_keys_without_momentum():
     fs = separable(32)
     trainer, part = trainer_for(fs, replace(TINY_TRAIN, key_momentum=0.0))
-    assert trainer.key_encoder is None
-    trainer.step(part.mel[:8], part.coch[:8], part.y[:8], tau=1.0, theta=0.5)
-    assert trainer.queue.filled.item() == 8
+    assert trainer.objective.key_encoder is None
+    trainer.step(Batch(part.mel[:8], part.coch[:8], part.y[:8]))
+    assert trainer.objective.queue.filled.item() == 8
 
 
 # -- fit, resume -----------------------------------------------------------------------------------
@@ -196,8 +197,8 @@ def test_resume_after_a_kill_gives_the_same_weights(tmp_path):
         assert a["state_dict"].keys() == b["state_dict"].keys()
         for k in a["state_dict"]:
             assert torch.equal(a["state_dict"][k], b["state_dict"][k]), (name, k)
-    qa = load_checkpoint(tmp_path / "straight" / "last.pt")["train_state"]["queue"]
-    qb = load_checkpoint(tmp_path / "killed" / "last.pt")["train_state"]["queue"]
+    qa = load_checkpoint(tmp_path / "straight" / "last.pt")["train_state"]["objective"]["queue"]
+    qb = load_checkpoint(tmp_path / "killed" / "last.pt")["train_state"]["objective"]["queue"]
     assert all(torch.equal(qa[k], qb[k]) for k in qa)
     assert straight["test"] == resumed["test"] and straight["best_epoch"] == resumed["best_epoch"]
     assert without_times(straight["history"]) == without_times(resumed["history"])

@@ -147,8 +147,9 @@ DAMER_FUSION_DIM = 256  # §IV-B: D_f of the FusionMLP
 # The paper gives no dropout rate; 0.1 is the Transformer default (Vaswani et al. 2017, §5.4).
 DAMER_DROPOUT = 0.1
 
-MODEL_HEADS = ("mel", "coch", "fused", "ensemble")
+MODEL_HEADS = ("auto", "mel", "coch", "fused", "ensemble", "out")
 TASKS = ("a", "v", "quadrant")
+SELECT_METRICS = ("acc", "f1", "auc", "loss", "ccc")
 
 
 def _f(default, help: str):
@@ -166,7 +167,8 @@ class ModelConfig:
     n_mels: int = _f(N_MELS, "Mel bands of the input")
     n_coch: int = _f(N_GAMMATONE, "cochleagram channels of the input")
     n_frames: int = _f(N_FRAMES, "time frames T of the input")
-    n_classes: int = _f(2, "2 for arousal/valence, 4 for quadrants")
+    n_classes: int = _f(2, "2 for arousal/valence, 4 for quadrants, 1 for regression (one "
+                           "continuous output per head)")
     token_mode: str = _f("band", "'band': each frequency band is a token with its T frames as "
                                  "features (§IV-A); 'frame': each time frame is a token")
     dim: int = _f(DAMER_DIM, "token dimension D (§IV-B)")
@@ -180,22 +182,29 @@ class ModelConfig:
     # learned position (band or frame index) embedding a band token would not know its band.
     pos_embedding: bool = _f(True, "add a learned band/frame index embedding to the tokens")
     use_dsaf: bool = _f(True, "cross-view attention (DSAF); off: self-attention within each view")
-    inference_head: str = _f("ensemble", "head used for predictions and model selection: "
-                                         "mel | coch | fused | ensemble (mean of the 3 heads' "
-                                         "probabilities)")
+    inference_head: str = _f("auto", "head used for predictions and model selection: auto (the "
+                                     "model's own choice: the ensemble for DAMER) | mel | coch | "
+                                     "fused | ensemble (mean of the heads' outputs) | out (single-"
+                                     "head models)")
+    # --- CNN baselines (merkit.models.resnet) ---------------------------------------------------
+    width: int = _f(64, "resnet/shortchunk: channels of the first stage (later stages double it)")
+    chunk_frames: int = _f(16, "shortchunk: frames per chunk (16 of the paper preset's 87 frames "
+                               "~ 11 s); predictions average all chunks")
 
     def __post_init__(self):
         if self.token_mode not in ("band", "frame"):
             raise ConfigError(f"token_mode must be 'band' or 'frame', got {self.token_mode!r}")
         if self.inference_head not in MODEL_HEADS:
             raise ConfigError(f"inference_head must be one of {MODEL_HEADS}, got {self.inference_head!r}")
+        if self.width < 1 or self.chunk_frames < 1:
+            raise ConfigError("width and chunk_frames must be >= 1")
         if self.dim % self.n_heads:
             raise ConfigError(f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
         if min(self.n_mels, self.n_coch, self.n_frames, self.dim, self.n_heads, self.ffn_mult,
                self.fusion_dim) < 1 or self.n_layers < 0:
             raise ConfigError("model sizes must be >= 1 (n_layers >= 0)")
-        if self.n_classes < 2:
-            raise ConfigError(f"n_classes must be >= 2, got {self.n_classes}")
+        if self.n_classes < 1:
+            raise ConfigError(f"n_classes must be >= 1 (1: regression), got {self.n_classes}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -208,6 +217,8 @@ class TrainConfig:
     label: str = _f("a", "task: a (arousal), v (valence) or quadrant (4 classes)")
     threshold: float = _f(0.0, "labels >= threshold are the positive class (0 for labels centred "
                                "at 0; 0.5 for PMEmo's [0, 1] scale)")
+    regression: bool = _f(False, "regress the continuous label (a or v) with MSE and report R², "
+                                 "Pearson r, CCC and RMSE instead of classifying")
     # --- objective, Eq. 22 and §V-A ----------------------------------------------------------
     w_cls: float = _f(1.0, "weight of L_cls, CE summed over the three heads (Eq. 22)")
     w_pl: float = _f(0.8, "weight of the pseudo-label loss L_PL (Eq. 22)")
@@ -231,10 +242,27 @@ class TrainConfig:
     cont_tau: float = _f(0.07, "temperature of the supervised InfoNCE (Eqs. 19-20)")
     key_momentum: float = _f(0.95, "EMA momentum of the key encoder that fills the queue "
                                    "(§IV-D 'momentum 0.95'); 0: keys are the online features")
+    # --- MuseFuse (merkit.models.musefuse; its public README) ----------------------------------
+    proto_momentum: float = _f(0.9, "musefuse ProtoAlign: EMA momentum of the class prototypes")
+    w_proto: float = _f(0.1, "musefuse: weight of the prototype-alignment loss")
+    rp_theta_start: float = _f(0.6, "musefuse ReliaPseudo: reliability threshold at the first epoch")
+    rp_theta_end: float = _f(0.3, "musefuse ReliaPseudo: reliability threshold at the last epoch")
+    w_rp: float = _f(0.5, "musefuse: weight of the reliability-weighted pseudo-label loss")
+    kd_temperature: float = _f(2.0, "musefuse TriDistill: distillation temperature T")
+    w_kd: float = _f(0.5, "musefuse: weight of the symmetric tri-branch distillation loss")
+    # --- CNN baselines ------------------------------------------------------------------------
+    augment: bool = _f(True, "resnet/shortchunk: on-the-fly augmentation (random time shift, "
+                             "time and frequency masking)")
     # --- optimisation, §V-A -------------------------------------------------------------------
     epochs: int = _f(80, "training epochs")
     batch_size: int = _f(256, "batch size")
-    lr: float = _f(1e-3, "Adam learning rate (cosine-annealed to 0 over the epochs)")
+    lr: float = _f(1e-3, "Adam learning rate")
+    scheduler: str = _f("cosine", "learning-rate schedule: cosine (annealed to 0 over the epochs, "
+                                  "§V-A) | plateau (multiplied by plateau_factor when the "
+                                  "validation metric stalls for plateau_patience epochs)")
+    plateau_factor: float = _f(0.5, "scheduler=plateau: learning-rate factor")
+    plateau_patience: int = _f(3, "scheduler=plateau: epochs without validation improvement "
+                                  "before the learning rate drops")
     weight_decay: float = _f(1e-4, "Adam weight decay")
     grad_clip: float = _f(5.0, "gradient-norm clipping (0: off)")
     amp: bool = _f(True, "mixed precision where the device supports it (CUDA); ignored on CPU")
@@ -249,7 +277,8 @@ class TrainConfig:
     val_size: float = _f(0.15, "validation share carved from the training part for model "
                                "selection (0: keep the last epoch)")
     select_metric: str = _f("acc", "validation metric that picks the best epoch: acc | f1 | auc | "
-                                   "loss (ties go to the lower validation loss)")
+                                   "loss (ties go to the lower validation loss); with --regression "
+                                   "acc/f1/auc mean ccc")
     patience: int = _f(0, "stop after this many epochs without validation improvement (0: off)")
     seed: int = _f(0, "seed of the split, the initialisation and the batch order")
     eval_batch_size: int = _f(512, "batch size for validation and test predictions")
@@ -263,8 +292,17 @@ class TrainConfig:
             raise ConfigError(f"pcl_fused must be 'head' or 'views', got {self.pcl_fused!r}")
         if self.split not in ("protocol", "official"):
             raise ConfigError(f"split must be 'protocol' or 'official', got {self.split!r}")
-        if self.select_metric not in ("acc", "f1", "auc", "loss"):
-            raise ConfigError(f"select_metric must be acc | f1 | auc | loss, got {self.select_metric!r}")
+        if self.select_metric not in SELECT_METRICS:
+            raise ConfigError(f"select_metric must be one of {' | '.join(SELECT_METRICS)}, "
+                              f"got {self.select_metric!r}")
+        if self.scheduler not in ("cosine", "plateau"):
+            raise ConfigError(f"scheduler must be 'cosine' or 'plateau', got {self.scheduler!r}")
+        if self.regression and self.label == "quadrant":
+            raise ConfigError("regression needs a continuous label: a or v, not quadrant")
+        if not (0.0 <= self.proto_momentum < 1.0 and 0.0 < self.plateau_factor < 1.0
+                and self.kd_temperature > 0 and self.plateau_patience >= 0):
+            raise ConfigError("need 0 <= proto_momentum < 1, 0 < plateau_factor < 1, "
+                              "kd_temperature > 0, plateau_patience >= 0")
         if not (0.0 < self.tau_min <= self.tau_max and 0.0 <= self.theta_min <= self.theta0 <= 1.0):
             raise ConfigError("need 0 < tau_min <= tau_max and 0 <= theta_min <= theta0 <= 1")
         if not 0.0 <= self.key_momentum < 1.0:
@@ -278,4 +316,7 @@ class TrainConfig:
 
     @property
     def n_classes(self) -> int:
+        """Outputs per head: 1 for regression, 4 for quadrants, 2 for a binary dimension."""
+        if self.regression:
+            return 1
         return 4 if self.label == "quadrant" else 2

@@ -247,14 +247,16 @@ def plot_seed(seed_dir: str | Path, out_dir: str | Path, *, data: str | None = N
     if tcfg.get("use_pcl", True) and "pcl_conf_mean" in history:
         written.append(plots.save_figure(plots.figure_pcl(history), out_dir / "fig5_pcl.png"))
     fs = None
-    needs_data = tsne or (tcfg.get("use_saml", True) and last["train_state"].get("queue") is not None)
+    state = last["train_state"]
+    # DAMER's queue: in the objective's state (older runs kept it at the top level)
+    queue = state.get("objective", state).get("queue")
+    needs_data = tsne or (tcfg.get("use_saml", True) and queue is not None)
     if needs_data:
         fs = _resolve_data(seed_dir, last, data)
         if fs is None:
             log.warning("%s: the feature folder it was trained on is not found (pass --data); "
                         "drawing the per-epoch queue statistics and no t-SNE", seed_dir)
 
-    queue = last["train_state"].get("queue")
     if tcfg.get("use_saml", True) and queue is not None:
         trace = None
         if fs is not None:

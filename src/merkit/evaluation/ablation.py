@@ -151,7 +151,9 @@ def run_ablation(fs: FeatureSet, model_cfg: ModelConfig, train_cfg: TrainConfig,
     # Rewritten on resume: combinations or seeds may be added to a finished ablation.
     write_json(meta_path, meta)
 
-    head = model_cfg.inference_head
+    from ..models import resolve_head
+
+    head = resolve_head(model_cfg)
     rows = []
     for i, name in enumerate(combos, 1):
         log.info("ablation %d/%d: %s", i, len(combos), name)

@@ -18,7 +18,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from ..data.manifest import quadrant_from_va
 from ..data.memo2496 import FeatureSet
-from .metrics import classification_metrics
+from .metrics import classification_metrics, regression_metrics
 
 # Splits are assembled from this many stratified group folds, so shares are exact in steps of
 # 1/20 = 5 % (the paper's 30 % test and our 15 % validation are both multiples).
@@ -105,7 +105,8 @@ class Splits:
 
 
 def make_splits(fs: FeatureSet, label: str, *, threshold: float = 0.0, mode: str = "protocol",
-                test_size: float = 0.3, val_size: float = 0.15, seed: int = 0) -> Splits:
+                test_size: float = 0.3, val_size: float = 0.15, seed: int = 0,
+                regression: bool = False) -> Splits:
     """Train/validation/test parts for one task and seed.
 
     ``mode="protocol"``: stratified, song-grouped ``1 - test_size`` / ``test_size`` split, then
@@ -134,6 +135,10 @@ def make_splits(fs: FeatureSet, label: str, *, threshold: float = 0.0, mode: str
     if len(val) == 0 and val_size > 0:
         tr, va = stratified_group_split(y[train], groups[train], val_size, seed)
         train, val = train[tr], train[va]
+    if regression:
+        if label not in ("a", "v"):
+            raise ValueError(f"regression needs a continuous label (a or v), got {label!r}")
+        y = fs.labels(label)[idx].astype(np.float32)
     return Splits(train=idx[train], val=idx[val], test=idx[test],
                   y_train=y[train], y_val=y[val], y_test=y[test])
 
@@ -144,27 +149,46 @@ def _as_tensor(x, device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
 
 
+def head_outputs(head_logits: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """What each head predicts: class probabilities ``(B, C)`` (softmax of its logits) or, for
+    one output, the regression value ``(B,)``; with several heads also their mean
+    (``"ensemble"``)."""
+    out = {}
+    for head, z in head_logits.items():
+        z = z.float()
+        out[head] = z.squeeze(-1) if z.shape[-1] == 1 else torch.softmax(z, dim=-1)
+    if len(out) > 1:
+        out["ensemble"] = sum(out.values()) / len(out)
+    return out
+
+
+@torch.no_grad()
 def predict(model: torch.nn.Module, mel, coch, *, batch_size: int = 512,
             device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
-    """Class probabilities ``(N, C)`` of every head (``mel``, ``coch``, ``fused``, ``ensemble``)
-    for raw features ``mel (N, n_mels, T)``, ``coch (N, n_coch, T)`` (arrays or tensors), in
-    eval mode and in batches."""
+    """Every head's output (:func:`head_outputs`: probabilities ``(N, C)`` or regression values
+    ``(N,)``) for raw features ``mel (N, n_mels, T)``, ``coch (N, n_coch, T)`` (arrays or
+    tensors), in eval mode and in batches. A classical model (with ``predict_heads``) is
+    called on the arrays directly."""
+    if hasattr(model, "predict_heads"):
+        return model.predict_heads(np.asarray(mel), np.asarray(coch))
     was_training = model.training
     model.eval()
     out: dict[str, list[np.ndarray]] = {}
     try:
         for s in range(0, len(mel), batch_size):
             m, c = (_as_tensor(x[s:s + batch_size], device) for x in (mel, coch))
-            for head, p in model.predict_proba(m, c).items():
+            for head, p in head_outputs(model(m, c).head_logits()).items():
                 out.setdefault(head, []).append(p.float().cpu().numpy())
     finally:
         model.train(was_training)
     return {h: np.concatenate(v) for h, v in out.items()}
 
 
-def head_metrics(y, probs: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """:func:`classification_metrics` of each head's probabilities."""
-    return {head: classification_metrics(y, p) for head, p in probs.items()}
+def head_metrics(y, outputs: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Per head: :func:`classification_metrics` of its probabilities ``(N, C)``, or
+    :func:`regression_metrics` of its values ``(N,)``."""
+    return {head: (regression_metrics(y, p) if np.ndim(p) == 1 else classification_metrics(y, p))
+            for head, p in outputs.items()}
 
 
 def summarise_seeds(per_seed: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, dict[str, float]]]:

@@ -2,28 +2,100 @@
 
 >>> model = load_model("runs/memo_a/seed_0/best.pt")     # eval mode, takes raw features
 >>> probs = model.predict_proba(mel, coch)["ensemble"]    # (B, C)
+
+Every model is a :class:`ModelSpec` in :data:`MODELS`. A torch model names its ``nn.Module``
+class and the :class:`~merkit.training.objective.Objective` it trains with; a classical model
+names its scikit-learn wrapper. Adding a model is one module plus one entry here.
 """
 from __future__ import annotations
 
+import importlib
 import os
+from dataclasses import dataclass, field
 
 from torch import nn
 
 from ..config import ModelConfig, from_dict
 from .damer import DAMER, DamerOutput, head_probabilities
 
-MODELS: dict[str, type[nn.Module]] = {"damer": DAMER}
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: where its code lives and how it trains by default."""
+
+    name: str
+    summary: str
+    kind: str  # "torch": trained by merkit.training.loop; "classical": scikit-learn
+    model: str  # "module:Class" (lazy, so that listing models imports nothing heavy)
+    objective: str = "merkit.training.objective:Objective"
+    # TrainConfig values this model trains with unless the command line says otherwise
+    train_defaults: dict = field(default_factory=dict)
+
+    def model_class(self):
+        return _load(self.model)
+
+    def objective_class(self):
+        return _load(self.objective)
+
+
+def _load(ref: str):
+    module, name = ref.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+# The CNN defaults follow the usual recipe for small Mel-spectrogram corpora (and the issue's
+# "early stopping and learning-rate reduction on a validation plateau"): batch 32 so that a
+# few hundred clips still give tens of steps per epoch, plateau schedule, patience 10.
+_CNN_DEFAULTS = {"epochs": 60, "batch_size": 32, "lr": 1e-3, "scheduler": "plateau", "patience": 10,
+                 "select_metric": "loss"}
+
+MODELS: dict[str, ModelSpec] = {s.name: s for s in (
+    ModelSpec("damer", "DAMER: Mel + cochleagram band tokens, cross-view attention (DSAF), PCL "
+                       "pseudo-labels, SAML memory (Memo2496 paper)",
+              "torch", "merkit.models.damer:DAMER", "merkit.training.damer_objective:DamerObjective"),
+    ModelSpec("musefuse", "MuseFuse: Mel / cochleagram / fused branches with ProtoAlign, "
+                          "ReliaPseudo and TriDistill",
+              "torch", "merkit.models.musefuse:MuseFuse", "merkit.models.musefuse:MuseFuseObjective"),
+    ModelSpec("resnet", "residual CNN on the Mel spectrogram (7x7 stem, 4 stages 64-512), "
+                        "SpecAugment-style augmentation",
+              "torch", "merkit.models.resnet:ResNetMER", "merkit.models.resnet:CNNObjective",
+              _CNN_DEFAULTS),
+    ModelSpec("shortchunk", "short-chunk ResNet (EMOPIA's audio baseline): random chunks in "
+                            "training, chunk average at inference",
+              "torch", "merkit.models.resnet:ShortChunkResNet", "merkit.models.resnet:CNNObjective",
+              _CNN_DEFAULTS),
+    ModelSpec("svm", "SVM (RBF) on handcrafted descriptors: MFCC, chroma, spectral statistics "
+                     "(the paper's Table II baseline)", "classical", "merkit.models.classical:ClassicalModel"),
+    ModelSpec("logreg", "logistic regression on mean MFCCs (EMOPIA's baseline)", "classical",
+              "merkit.models.classical:ClassicalModel"),
+)}
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    return MODELS[name]
 
 
 def build_model(name: str, cfg: ModelConfig) -> nn.Module:
-    """A freshly initialised model ``name`` of architecture ``cfg``."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
-    return MODELS[name](cfg)
+    """A freshly initialised torch model ``name`` of architecture ``cfg``."""
+    spec = get_spec(name)
+    if spec.kind != "torch":
+        raise ValueError(f"{name} is a {spec.kind} model, not a torch network")
+    return spec.model_class()(cfg)
+
+
+def resolve_head(cfg: ModelConfig) -> str:
+    """The head a model predicts with: ``cfg.inference_head``, or the model's own
+    ``default_head`` when that is ``auto``."""
+    if cfg.inference_head != "auto":
+        return cfg.inference_head
+    return getattr(get_spec(cfg.name).model_class(), "default_head", "ensemble")
 
 
 def load_model(path: str | os.PathLike, *, map_location="cpu") -> nn.Module:
-    """Rebuild a trained model (with its feature normalisation) from a checkpoint, in eval mode."""
+    """Rebuild a trained torch model (with its feature normalisation) from a checkpoint, in
+    eval mode."""
     from ..training.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path, map_location=map_location)
@@ -36,4 +108,5 @@ def load_model(path: str | os.PathLike, *, map_location="cpu") -> nn.Module:
     return model.eval()
 
 
-__all__ = ["MODELS", "DAMER", "DamerOutput", "build_model", "head_probabilities", "load_model"]
+__all__ = ["MODELS", "ModelSpec", "DAMER", "DamerOutput", "build_model", "get_spec", "resolve_head",
+           "head_probabilities", "load_model"]

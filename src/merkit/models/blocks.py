@@ -128,3 +128,37 @@ class FusionMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+# Bands whose training-set standard deviation is below this are constant (e.g. clamped at the
+# log floor); dividing by a tiny std would only amplify rounding noise.
+NORM_STD_FLOOR = 1e-5
+
+
+class BandNormalisation(nn.Module):
+    """Per-band standardisation of both views with statistics of the training part, stored as
+    buffers so that a saved model takes raw features. The loop calls :meth:`set` once with
+    :func:`merkit.training.loop.band_statistics` before training."""
+
+    def __init__(self, n_mels: int, n_coch: int):
+        super().__init__()
+        for name, n in (("mel", n_mels), ("coch", n_coch)):
+            self.register_buffer(f"{name}_mean", torch.zeros(n))
+            self.register_buffer(f"{name}_std", torch.ones(n))
+
+    @torch.no_grad()
+    def set(self, mel_mean, mel_std, coch_mean, coch_std) -> None:
+        for name, value in (("mel_mean", mel_mean), ("mel_std", mel_std),
+                            ("coch_mean", coch_mean), ("coch_std", coch_std)):
+            buf = getattr(self, name)
+            value = torch.as_tensor(value, dtype=buf.dtype, device=buf.device)
+            if value.shape != buf.shape:
+                raise ValueError(f"{name} must have shape {tuple(buf.shape)}, got {tuple(value.shape)}")
+            if name.endswith("std"):
+                value = value.clamp_min(NORM_STD_FLOOR)
+            buf.copy_(value)
+
+    def forward(self, mel: torch.Tensor, coch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw ``(B, n_mels, T)``, ``(B, n_coch, T)`` -> standardised, same shapes."""
+        return ((mel - self.mel_mean[:, None]) / self.mel_std[:, None],
+                (coch - self.coch_mean[:, None]) / self.coch_std[:, None])

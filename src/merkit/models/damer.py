@@ -49,6 +49,9 @@ def head_probabilities(out: DamerOutput) -> dict[str, torch.Tensor]:
 
 
 class DAMER(nn.Module):
+    heads = ("mel", "coch", "fused", "ensemble")
+    default_head = "ensemble"
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg

@@ -34,17 +34,13 @@ from ..config import ModelConfig, TrainConfig, from_dict
 from ..data.memo2496 import FeatureSet
 from ..evaluation.protocol import (Splits, drop_nonfinite, format_table, head_metrics, make_splits, predict,
                                    summarise_seeds)
-from ..models import build_model
+from ..models import build_model, get_spec, resolve_head
 from .checkpoint import load_checkpoint, save_checkpoint, versions
-from .losses import (classification_loss, pseudo_label_loss, supervised_contrastive_loss,
-                     view_consistency_loss)
-from .memory_queue import MemoryQueue, MomentumEncoder
-from .pseudo_labels import PCLSchedule, PCLStats, select_pseudo_labels
+from .objective import Batch, Objective
 
 log = logging.getLogger(__name__)
 
 LAST, BEST, LOG_CSV, RESULTS, RUN_JSON = "last.pt", "best.pt", "log.csv", "results.json", "run.json"
-LOSS_TERMS = ("loss", "cls", "pl", "js", "cont")
 # Probability floor of the validation NLL: a confidently wrong sample costs log(1e12) ~ 27.6
 # nats instead of inf, so one such sample cannot make every epoch tie at inf.
 NLL_FLOOR = 1e-12
@@ -99,7 +95,8 @@ class Part:
         mel = torch.from_numpy(np.ascontiguousarray(fs.mel[idx], dtype=np.float32))
         coch = torch.from_numpy(np.ascontiguousarray(fs.coch[idx], dtype=np.float32))
         y = torch.full((len(idx),), -1) if y is None else torch.as_tensor(y)
-        y = y.to(torch.long)
+        # classes are int64; regression targets stay floating point
+        y = y.to(torch.float32) if y.is_floating_point() else y.to(torch.long)
         return cls(mel, coch, y, [fs.tracks[i].track_id for i in idx])
 
     def to(self, device) -> "Part":
@@ -133,26 +130,27 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 class Trainer:
-    """Holds the model and all training state; :meth:`train_epoch` runs one epoch of Algorithm 1."""
+    """Holds the model, the optimiser and the model's :class:`Objective`; :meth:`train_epoch`
+    runs one epoch (for DAMER, Algorithm 1)."""
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, *, device: torch.device, n_classes: int,
-                 fusion_dim: int):
+                 objective: type[Objective] | None = None):
         self.model, self.cfg, self.device, self.n_classes = model, cfg, device, n_classes
         # foreach: one multi-tensor kernel per Adam operation instead of one per parameter (the
         # same update; torch enables it by default on CUDA only).
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                           foreach=True)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cfg.epochs)
-        self.schedule = PCLSchedule.from_config(cfg)
-        self.queue = MemoryQueue(cfg.queue_size, fusion_dim).to(device) if cfg.use_saml else None
-        self.key_encoder = (MomentumEncoder(model, cfg.key_momentum)
-                            if cfg.use_saml and cfg.key_momentum > 0 else None)
-        # The checkpointed modules stay the plain ones; compiled wrappers only run them.
-        self.forward = CompiledOrEager(model) if cfg.compile else model
-        self.key_forward = None
-        if self.key_encoder is not None:
-            enc = self.key_encoder.encoder
-            self.key_forward = CompiledOrEager(enc) if cfg.compile else enc
+        if cfg.scheduler == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cfg.epochs)
+        else:  # stepped by fit() with the validation score (larger is better)
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
+        # The checkpointed module stays the plain one; a compiled wrapper only runs it.
+        forward = CompiledOrEager(model) if cfg.compile else model
+        if objective is None:
+            objective = get_spec(model.cfg.name).objective_class()
+        self.objective = objective(model, cfg, n_classes=n_classes, device=device, forward=forward)
+        self.head = resolve_head(model.cfg)
         use_amp = cfg.amp and device.type == "cuda"
         self.amp_dtype = None
         if use_amp:
@@ -160,48 +158,27 @@ class Trainer:
         # Loss scaling is needed for float16 only; a disabled scaler passes everything through.
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
+    @property
+    def terms(self) -> tuple[str, ...]:
+        return self.objective.terms
+
     def _autocast(self):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     # -- one optimisation step -------------------------------------------------------------------
-    def step(self, mel, coch, y, mel_u=None, coch_u=None, *, tau: float, theta: float,
-             pcl_stats: PCLStats | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One update on a labelled batch (and an unlabelled one in the semi-supervised regime).
+    def step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """One update: the objective's loss, back-propagation, clipping, the optimiser step, then
+        the objective's post-step update (e.g. DAMER's memory queue).
 
-        ``L = w_cls L_cls + w_pl L_PL + w_js JS + w_cont L_cont`` (Eq. 22). Only labelled
-        features enter the memory queue: a wrong pseudo-label there would pull a class anchor
-        towards the other class for ``K`` steps.
-
-        Returns the detached losses ``(5,)`` in :data:`LOSS_TERMS` order and the number of correct
-        training predictions of the inference head (a tensor, read once per epoch).
+        Returns the detached loss terms (``objective.terms`` order) and the number of correct
+        training predictions of the inference head (a tensor, read once per epoch; 0 for
+        regression).
         """
         cfg = self.cfg
-        n = mel.shape[0]
-        if mel_u is not None:
-            mel, coch = torch.cat([mel, mel_u]), torch.cat([coch, coch_u])
         with self._autocast():
-            out = self.forward(mel, coch)
-        logits = {k: v[:n] for k, v in out.head_logits().items()}
-        zero = logits["fused"].new_zeros((), dtype=torch.float32)
-        l_cls = classification_loss(logits, y)
-        l_pl = l_js = l_cont = zero
-        if cfg.use_pcl:
-            # Algorithm 1 labels the labelled batch itself; with an unlabelled pool PCL labels
-            # the pool's batch instead. The view-consistency term needs no labels: all samples.
-            src = slice(n, None) if mel_u is not None else slice(0, n)
-            pl = select_pseudo_labels(out.logits_mel[src], out.logits_coch[src],
-                                      out.logits_fused[src], tau=tau, theta=theta, fused=cfg.pcl_fused)
-            l_pl = pseudo_label_loss(out.logits_fused[src], pl.labels, pl.reliability, pl.mask)
-            l_js = view_consistency_loss(out.logits_mel, out.logits_coch, tau)
-            if pcl_stats is not None:
-                pcl_stats.update(pl)
-        if self.queue is not None:
-            q = self.queue
-            l_cont = supervised_contrastive_loss(out.z_fuse[:n], y, q.keys, q.labels, q.valid, cfg.cont_tau)
-        loss = cfg.w_cls * l_cls + cfg.w_pl * l_pl + cfg.w_js * l_js + cfg.w_cont * l_cont
-
+            loss, terms, logits = self.objective.loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if cfg.grad_clip > 0:
@@ -209,25 +186,18 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip, foreach=True)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-
-        if self.queue is not None:  # Eq. 18 / Algorithm 1 line 18: enqueue after the update
-            if self.key_encoder is not None:
-                self.key_encoder.update(self.model)
-                with torch.no_grad(), self._autocast():
-                    keys = self.key_forward(mel[:n], coch[:n]).z_fuse
-            else:
-                keys = out.z_fuse[:n].detach()
-            self.queue.push(keys.float(), y)
-        terms = torch.stack([loss, l_cls, l_pl, l_js, l_cont]).detach().float()
-        return terms, self._correct(logits, y)
+        with self._autocast():
+            self.objective.after_step(batch)
+        return terms, self._correct(logits, batch.y)
 
     def _correct(self, logits: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
-        head = self.model.cfg.inference_head
+        if self.n_classes == 1:
+            return torch.zeros((), dtype=torch.long, device=y.device)
         with torch.no_grad():
-            if head == "ensemble":
+            if self.head == "ensemble":
                 score = sum(torch.softmax(z.float(), -1) for z in logits.values())
             else:
-                score = logits[head]
+                score = logits[self.head]
             return (score.argmax(-1) == y).sum()
 
     # -- one epoch -------------------------------------------------------------------------------
@@ -237,7 +207,7 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
-        tau, theta = self.schedule(epoch, cfg.epochs)
+        schedule = self.objective.start_epoch(epoch)
         lr = self.optimizer.param_groups[0]["lr"]
         gen = epoch_generator(seed, epoch)
         n = len(data)
@@ -250,8 +220,8 @@ class Trainer:
             perm_u = torch.cat([torch.randperm(len(unlabelled), generator=gen) for _ in range(reps)])
             perm_u = perm_u.to(self.device)
         self.model.train()
-        pcl_stats = PCLStats()
-        sums = torch.zeros(len(LOSS_TERMS), device=self.device)
+        names = self.terms
+        sums = torch.zeros(len(names), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         t0 = time.perf_counter()
         # disable=None: tqdm shows the bar on a terminal only, so logs and CI stay clean
@@ -259,26 +229,23 @@ class Trainer:
                    disable=None if progress else True, unit="step")
         for i in bar:
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            mel_u = coch_u = None
+            batch = Batch(data.mel[idx], data.coch[idx], data.y[idx])
             if perm_u is not None:
                 iu = perm_u[i * bu:(i + 1) * bu]
-                mel_u, coch_u = unlabelled.mel[iu], unlabelled.coch[iu]
-            terms, ok = self.step(data.mel[idx], data.coch[idx], data.y[idx], mel_u, coch_u,
-                                  tau=tau, theta=theta, pcl_stats=pcl_stats)
+                batch.mel_u, batch.coch_u = unlabelled.mel[iu], unlabelled.coch[iu]
+            terms, ok = self.step(batch)
             sums += terms * len(idx)
             correct += ok
             if progress and (self.device.type == "cpu" or i % POSTFIX_EVERY == 0):
-                bar.set_postfix({k: f"{v:.3f}" for k, v in zip(LOSS_TERMS, terms.tolist())})
+                bar.set_postfix({k: f"{v:.3f}" for k, v in zip(names, terms.tolist())})
         bar.close()
-        self.scheduler.step()
-        record = {"epoch": epoch, "lr": lr, "tau": tau, "theta": theta}
-        record.update({f"loss_{k}" if k != "loss" else k: v / n
-                       for k, v in zip(LOSS_TERMS, sums.tolist())})
-        record["train_acc"] = correct.item() / n
-        if cfg.use_pcl:
-            record.update(pcl_stats.summary())
-        if self.queue is not None:
-            record.update(self.queue.stats(self.n_classes))
+        if cfg.scheduler == "cosine":
+            self.scheduler.step()
+        record = {"epoch": epoch, "lr": lr, **schedule}
+        record.update({f"loss_{k}" if k != "loss" else k: v / n for k, v in zip(names, sums.tolist())})
+        if self.n_classes > 1:
+            record["train_acc"] = correct.item() / n
+        record.update(self.objective.epoch_stats())
         record["time_s"] = time.perf_counter() - t0
         return record
 
@@ -288,41 +255,52 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "queue": self.queue.state_dict() if self.queue is not None else None,
-            "key_encoder": self.key_encoder.state_dict() if self.key_encoder is not None else None,
+            "objective": self.objective.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        if self.queue is not None:
-            self.queue.load_state_dict(state["queue"])
-        if self.key_encoder is not None:
-            self.key_encoder.load_state_dict(state["key_encoder"])
+        # Runs checkpointed before objectives existed kept DAMER's queue at the top level.
+        obj = state.get("objective", {"queue": state.get("queue"), "key_encoder": state.get("key_encoder")})
+        self.objective.load_state_dict(obj)
 
 
 # -- validation and model selection --------------------------------------------------------------
 def validation_record(model: nn.Module, part: Part, *, head: str, batch_size: int,
                       device) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Validation metrics of the inference head (``val_acc``, ``val_f1``, ``val_auc``,
-    ``val_loss`` = its NLL) and of every head."""
-    probs = predict(model, part.mel, part.coch, batch_size=batch_size, device=device)
+    """Validation metrics of the inference head (``val_acc``, ``val_f1``, ``val_auc`` or, for
+    regression, ``val_r2``, ``val_pearson``, ``val_ccc``, ``val_rmse``; and ``val_loss``: its
+    NLL, or its MSE) and of every head."""
+    outputs = predict(model, part.mel, part.coch, batch_size=batch_size, device=device)
     y = part.y.cpu().numpy()
-    per_head = head_metrics(y, probs)
-    p_true = probs[head][np.arange(len(y)), y]
+    per_head = head_metrics(y, outputs)
     rec = {f"val_{k}": v for k, v in per_head[head].items()}
-    rec["val_loss"] = float(-np.log(np.maximum(p_true, NLL_FLOOR)).mean())
+    if outputs[head].ndim == 1:
+        rec["val_loss"] = float(np.mean((outputs[head] - y) ** 2))
+    else:
+        p_true = outputs[head][np.arange(len(y)), y]
+        rec["val_loss"] = float(-np.log(np.maximum(p_true, NLL_FLOOR)).mean())
     return rec, per_head
 
 
 def selection_key(record: dict, metric: str) -> tuple[float, ...]:
-    """Larger is better; ties on the metric go to the lower validation loss."""
+    """Larger is better; ties on the metric go to the lower validation loss. A regression run
+    has no acc/f1/auc and selects by CCC instead."""
     loss = record["val_loss"]
     if metric == "loss":
         return (-loss,)
+    if f"val_{metric}" not in record and "val_ccc" in record:
+        metric = "ccc"
     value = record[f"val_{metric}"]
     return (value if math.isfinite(value) else -math.inf, -loss)
+
+
+def best_key_value(record: dict, metric: str) -> float:
+    """The validation score the plateau schedule watches (larger is better)."""
+    value = selection_key(record, metric)[0]
+    return value if math.isfinite(value) else -math.inf
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -403,11 +381,12 @@ def _resume(run_dir: Path, config: dict, model: nn.Module, trainer: Trainer) -> 
 
 
 def _log_epoch(rec: dict, epochs: int, improved: bool) -> None:
-    val = (f"  val acc {rec['val_acc']:.4f} f1 {rec['val_f1']:.4f} auc {rec['val_auc']:.4f}"
-           if "val_acc" in rec else "")
-    log.info("epoch %d/%d  loss %.4f (cls %.4f pl %.4f js %.4f cont %.4f)%s  %.1fs%s", rec["epoch"],
-             epochs, rec["loss"], rec["loss_cls"], rec["loss_pl"], rec["loss_js"], rec["loss_cont"],
-             val, rec["time_s"], "  *" if improved else "")
+    parts = [f"{k[5:]} {v:.4f}" for k, v in rec.items() if k.startswith("loss_")]
+    terms = f" ({' '.join(parts)})" if parts else ""
+    val = "".join(f" {k[4:]} {rec[k]:.4f}" for k in ("val_acc", "val_f1", "val_auc", "val_r2", "val_ccc",
+                                                      "val_rmse") if k in rec)
+    log.info("epoch %d/%d  loss %.4f%s%s  %.1fs%s", rec["epoch"], epochs, rec["loss"], terms,
+             f"  val{val}" if val else "", rec["time_s"], "  *" if improved else "")
 
 
 def fit(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str | os.PathLike, *,
@@ -435,7 +414,8 @@ def fit(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str |
     # -- data: split, tensors in RAM, the model's input sizes ------------------------------------
     fs = _usable(fs, "labelled")
     splits = make_splits(fs, cfg.label, threshold=cfg.threshold, mode=cfg.split,
-                         test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed)
+                         test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed,
+                         regression=cfg.regression)
     model_cfg = replace(model_cfg, n_mels=fs.mel.shape[1], n_coch=fs.coch.shape[1],
                         n_frames=fs.mel.shape[2], n_classes=cfg.n_classes)
     pool = None
@@ -457,7 +437,9 @@ def fit(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str |
     model.set_normalisation(**band_statistics(train_part.mel, train_part.coch))
     model.to(device)
     train_part = train_part.to(device)
-    trainer = Trainer(model, cfg, device=device, n_classes=cfg.n_classes, fusion_dim=model_cfg.fusion_dim)
+    trainer = Trainer(model, cfg, device=device, n_classes=cfg.n_classes)
+    if pool is not None and not trainer.objective.semi_supervised:
+        raise ValueError(f"--unlabelled: model {model_cfg.name} does not use unlabelled data")
     history: list[dict] = []
     best_key: tuple | None = None
     best_epoch = 0
@@ -468,7 +450,7 @@ def fit(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str |
 
     # -- epochs ----------------------------------------------------------------------------------
     tb = _tensorboard(run_dir)
-    head = model_cfg.inference_head
+    head = trainer.head
     try:
         for epoch in range(len(history) + 1, cfg.epochs + 1):
             if cfg.patience and best_epoch and epoch - best_epoch > cfg.patience:
@@ -482,6 +464,8 @@ def fit(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str |
                 key = selection_key(rec, cfg.select_metric)
                 improved = best_key is None or key > best_key
                 best_key = key if improved else best_key
+            if cfg.scheduler == "plateau":  # the validation score, or the training loss without one
+                trainer.scheduler.step(best_key_value(rec, cfg.select_metric) if len(val_part) else -rec["loss"])
             if improved:
                 best_epoch = epoch
                 val_metrics = {k: v for k, v in rec.items() if k.startswith("val_")}
@@ -560,7 +544,7 @@ def train(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str
              f"test metrics over {len(seeds)} seed(s), mean ± std")
     table = format_table(summary, title=title)
     out = {"seeds": seeds, "task": cfg.label, "model": model_cfg.name,
-           "inference_head": model_cfg.inference_head,
+           "inference_head": resolve_head(model_cfg),
            "per_seed": [{"seed": r["seed"], "best_epoch": r["best_epoch"], "val": r["val"], "test": r["test"]}
                         for r in per_seed],
            "summary": summary, "table": table}
