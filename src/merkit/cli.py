@@ -18,6 +18,7 @@ COMMANDS = [
     "train",
     "evaluate",
     "ablate",
+    "compare",
     "plot",
     "predict",
     "serve",
@@ -36,9 +37,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def normalise_flags(argv: list[str]) -> list[str]:
+    """``--batch_size 8`` -> ``--batch-size 8``: the underscore spelling of every flag works, as
+    in the research scripts (MuseFuse's README uses ``--label_mode``, ``--data_root``, ...).
+    Values are left alone, and so is everything after a bare ``--``."""
+    out, flags = [], True
+    for a in argv:
+        if a == "--":
+            flags = False
+        if flags and a.startswith("--") and "_" in a.split("=", 1)[0]:
+            name, eq, value = a.partition("=")
+            a = name.replace("_", "-") + eq + value
+        out.append(a)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(normalise_flags(sys.argv[1:] if argv is None else list(argv)))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s: %(message)s", stream=sys.stderr)
     if not getattr(args, "func", None):

@@ -1,12 +1,19 @@
-"""merkit train --data DIR --label a|v|quadrant [--seeds 0 1 2 3 4]: train DAMER and print the table.
+"""merkit train --data DIR --label a|v|quadrant [--model damer] [--seeds 0 1 2 3 4]: train a
+model and print the table.
 
 Every field of :class:`~merkit.config.ModelConfig` and :class:`~merkit.config.TrainConfig` is a
-flag (``--epochs``, ``--no-use-pcl``, ...); ``merkit train --resume RUN_DIR`` continues a run
-that was stopped, with the settings stored in ``RUN_DIR/run.json``.
+flag (``--epochs``, ``--no-use-pcl``, ...; the underscore spelling ``--batch_size`` works too);
+a model's own defaults (:data:`merkit.models.MODELS`) apply where no flag is given.
+``merkit train --resume RUN_DIR`` continues a run that was stopped, with the settings stored in
+``RUN_DIR/run.json``. MuseFuse's documented command line (``--label_mode``, ``--data_root``,
+``--out_dir``, ``--mixed_precision``) is accepted as well, and a MuseFuse run also writes its
+checkpoint as ``musefuse_memo_{a|v}_{timestamp}.pt``.
 """
 from __future__ import annotations
 
+import argparse
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -39,10 +46,13 @@ def register(sub) -> None:
                        description="Train on a Memo2496-layout feature folder with the paper's protocol "
                                    "(stratified, song-grouped 70/30 split; model selection on a validation "
                                    "part of the training data) and print mean ± std over the seeds.")
-    p.add_argument("--data", metavar="DIR", help="feature folder (Memo2496 layout)")
-    p.add_argument("--model", default="damer", help="model name (default: damer)")
+    from ..models import MODELS
+
+    p.add_argument("--data", "--data-root", metavar="DIR", help="feature folder (Memo2496 layout)")
+    p.add_argument("--model", default="damer", choices=list(MODELS),
+                   help="model (default: damer; `merkit compare --list` describes them)")
     p.add_argument("--seeds", type=int, nargs="+", metavar="SEED", help="seeds to run (default: 0)")
-    p.add_argument("--run-dir", metavar="DIR",
+    p.add_argument("--run-dir", "--out-dir", metavar="DIR",
                    help="output folder (default: runs/<data>_<label>_<model>_<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run; all settings come from it")
     p.add_argument("--unlabelled", metavar="PATH", help="feature folder of unlabelled tracks for "
@@ -51,6 +61,9 @@ def register(sub) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_config_args(p, ModelConfig, exclude=_DATA_FIELDS, group_title="model (ModelConfig)")
     add_config_args(p, TrainConfig, exclude=("seed",), group_title="training (TrainConfig)")
+    # MuseFuse's README spells two options differently
+    p.add_argument("--label-mode", dest="label", choices=("a", "v"), help=argparse.SUPPRESS)
+    p.add_argument("--mixed-precision", dest="amp", action="store_true", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
@@ -61,8 +74,10 @@ def new_run(args, name: str):
     a time stamp is appended."""
     if not args.data:
         raise ValueError("--data is required (or --resume RUN_DIR)")
+    from ..models import get_spec
+
     model_cfg = config_from_args(ModelConfig(name=args.model), args)
-    train_cfg = config_from_args(TrainConfig(), args)
+    train_cfg = config_from_args(TrainConfig(**get_spec(args.model).train_defaults), args)
     seeds = args.seeds or [train_cfg.seed]
     default = name.format(data=Path(args.data).name, label=train_cfg.label, model=model_cfg.name)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{default}_{time.strftime('%Y%m%d-%H%M%S')}"
@@ -97,6 +112,20 @@ def run(args) -> int:
     pool = load_features(unlabelled) if unlabelled else None
     out = train(fs, model_cfg, train_cfg, run_dir, seeds=seeds, unlabelled=pool,
                 resume=bool(args.resume), progress=args.progress, data_ref=str(data))
+    if model_cfg.name == "musefuse":
+        _musefuse_checkpoints(run_dir, seeds, train_cfg.label)
     print(out["table"])
     print(f"results: {run_dir / 'results.json'}")
     return 0
+
+
+def _musefuse_checkpoints(run_dir: Path, seeds, label: str) -> None:
+    """MuseFuse's own checkpoint name beside ``best.pt`` (the same content: state dict, training
+    configuration, validation metrics), so scripts written for its README find it."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for seed in seeds:
+        best = run_dir / f"seed_{seed}" / "best.pt"
+        if best.is_file() and not any(best.parent.glob(f"musefuse_memo_{label}_*.pt")):
+            target = best.parent / f"musefuse_memo_{label}_{stamp}.pt"
+            shutil.copyfile(best, target.with_suffix(".tmp"))
+            target.with_suffix(".tmp").replace(target)

@@ -534,17 +534,25 @@ def train(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str
             "versions": versions()}
     if not resume or not (run_dir / RUN_JSON).is_file():
         write_json(run_dir / RUN_JSON, meta)
+    classical = get_spec(model_cfg.name).kind == "classical"
+    if classical and unlabelled is not None:
+        raise ValueError(f"--unlabelled: model {model_cfg.name} does not use unlabelled data")
     per_seed = []
     for seed in seeds:
-        res = fit(fs, model_cfg, replace(cfg, seed=seed), run_dir / f"seed_{seed}",
-                  unlabelled=unlabelled, resume=resume, progress=progress, on_epoch_end=on_epoch_end)
+        if classical:
+            from .classical_fit import fit_classical
+
+            res = fit_classical(fs, model_cfg, replace(cfg, seed=seed), run_dir / f"seed_{seed}", resume=resume)
+        else:
+            res = fit(fs, model_cfg, replace(cfg, seed=seed), run_dir / f"seed_{seed}",
+                      unlabelled=unlabelled, resume=resume, progress=progress, on_epoch_end=on_epoch_end)
         per_seed.append(res)
     summary = summarise_seeds([r["test"] for r in per_seed])
     title = (f"{meta['data'] or 'data'}  task={cfg.label}  model={model_cfg.name}  split={cfg.split}  "
              f"test metrics over {len(seeds)} seed(s), mean ± std")
     table = format_table(summary, title=title)
     out = {"seeds": seeds, "task": cfg.label, "model": model_cfg.name,
-           "inference_head": resolve_head(model_cfg),
+           "inference_head": per_seed[0]["inference_head"] if per_seed else resolve_head(model_cfg),
            "per_seed": [{"seed": r["seed"], "best_epoch": r["best_epoch"], "val": r["val"], "test": r["test"]}
                         for r in per_seed],
            "summary": summary, "table": table}

@@ -1,0 +1,73 @@
+"""Training the classical (scikit-learn) models on the same splits, seeds and metrics as the
+networks: :func:`fit_classical` is :func:`merkit.training.loop.fit` for a
+:class:`~merkit.models.classical.ClassicalModel`.
+
+The hyper-parameter (C, or Ridge's alpha) is chosen on the validation part carved from the
+training data, exactly as the networks choose their epoch; the test part is predicted once.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..config import ModelConfig, TrainConfig
+from ..data.memo2496 import FeatureSet
+from ..evaluation.protocol import drop_nonfinite, head_metrics, make_splits, track_groups
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.pkl"
+
+
+def fit_classical(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str | os.PathLike, *,
+                  resume: bool = False) -> dict:
+    """Fit one seed of classical model ``model_cfg.name`` (``svm`` or ``logreg``) into ``run_dir``
+    (``model.pkl``, ``results.json``) and return the same record as :func:`~merkit.training.loop.fit`."""
+    from ..models.classical import ClassicalModel
+    from .loop import RESULTS, data_description, write_json
+
+    run_dir = Path(run_dir)
+    if resume and (run_dir / RESULTS).is_file():
+        return json.loads((run_dir / RESULTS).read_text())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fs, bad = drop_nonfinite(fs)
+    if bad:
+        log.warning("%s: skipping %d track(s) with non-finite features (e.g. %s)", fs.root or "data",
+                    len(bad), bad[0])
+    splits = make_splits(fs, cfg.label, threshold=cfg.threshold, mode=cfg.split, test_size=cfg.test_size,
+                         val_size=cfg.val_size, seed=cfg.seed, regression=cfg.regression)
+    model_cfg = replace(model_cfg, n_mels=fs.mel.shape[1], n_coch=fs.coch.shape[1],
+                        n_frames=fs.mel.shape[2], n_classes=cfg.n_classes, inference_head="out")
+    model = ClassicalModel(model_cfg.name, n_classes=cfg.n_classes, seed=cfg.seed,
+                           feature_info=fs.feature_info)
+    t0 = time.perf_counter()
+    part = {k: np.sort(getattr(splits, k)) for k in ("train", "val", "test")}
+    # sorted positions read a memory map sequentially; the labels follow the same order
+    order = {k: np.argsort(getattr(splits, k)) for k in ("train", "val", "test")}
+    y = {k: getattr(splits, f"y_{k}")[order[k]] for k in ("train", "val", "test")}
+    val = {}
+    if len(part["val"]):
+        sel = model.fit(fs.mel[part["train"]], fs.coch[part["train"]], y["train"],
+                        fs.mel[part["val"]], fs.coch[part["val"]], y["val"])
+        val = head_metrics(y["val"], model.predict_heads(fs.mel[part["val"]], fs.coch[part["val"]]))
+    else:  # no validation part: the grid is scored by cross-validation on the training part
+        sel = model.fit(fs.mel[part["train"]], fs.coch[part["train"]], y["train"],
+                        groups=track_groups(fs, part["train"]))
+    test = head_metrics(y["test"], model.predict_heads(fs.mel[part["test"]], fs.coch[part["test"]]))
+    model.save(run_dir / MODEL_FILE)
+    result = {"seed": cfg.seed, "best_epoch": None, "epochs_run": 0, "inference_head": "out",
+              "selection": {k: v for k, v in sel.items() if k != "grid"} | {"grid": list(sel.get("grid", []))},
+              "val": val, "test": test, "sizes": splits.sizes(), "history": [],
+              "time_s": time.perf_counter() - t0,
+              "config": {"model": asdict(model_cfg), "train": asdict(cfg)},
+              "data_info": data_description(fs, splits, cfg, None)}
+    write_json(run_dir / RESULTS, result)
+    log.info("%s seed %d: %s = %s chosen by %s; test %s", model_cfg.name, cfg.seed, sel.get("param"),
+             sel.get("chosen"), sel.get("selection"), {k: round(v, 4) for k, v in test["out"].items()})
+    return result
