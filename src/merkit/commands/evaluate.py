@@ -33,11 +33,31 @@ def register(sub) -> None:
 
 def _find_checkpoint(path: Path) -> Path:
     if path.is_dir():
-        if (path / "best.pt").is_file():
-            return path / "best.pt"
-        raise FileNotFoundError(f"{path}: no best.pt here (a run folder needs no --data: "
+        for name in ("best.pt", "model.pkl"):  # a network's checkpoint, or a classical model
+            if (path / name).is_file():
+                return path / name
+        raise FileNotFoundError(f"{path}: no best.pt or model.pkl here (a run folder needs no --data: "
                                 "it prints its table)")
     return path
+
+
+def _load_trained(ckpt_path: Path):
+    """``(model, data_info, train_config)`` of a network checkpoint or of a classical model
+    (``model.pkl``, whose data description is in the ``results.json`` beside it)."""
+    if ckpt_path.suffix == ".pkl":
+        from ..models.classical import ClassicalModel
+
+        model = ClassicalModel.load(ckpt_path)
+        res_path = ckpt_path.parent / "results.json"
+        if not res_path.is_file():
+            raise FileNotFoundError(f"{res_path}: not found; it records which tracks {ckpt_path} was tested on")
+        res = json.loads(res_path.read_text())
+        return model, res.get("data_info") or {}, res["config"]["train"]
+    from ..models import load_model
+    from ..training.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(ckpt_path)
+    return load_model(ckpt_path), ckpt.get("data_info") or {}, ckpt["config"]["train"]
 
 
 def format_metrics(metrics: dict[str, dict[str, float]], title: str = "") -> str:
@@ -56,19 +76,17 @@ def evaluate_checkpoint(ckpt_path, data: str, *, subset: str = "test", batch_siz
     import numpy as np
 
     from ..evaluation.protocol import drop_nonfinite, head_metrics, predict, task_labels
-    from ..models import load_model
-    from ..training.checkpoint import load_checkpoint
     from .train import load_features
 
     ckpt_path = _find_checkpoint(Path(ckpt_path))
-    ckpt = load_checkpoint(ckpt_path)
-    info = ckpt.get("data_info") or {}
-    task, threshold = info.get("task", ckpt["config"]["train"]["label"]), info.get("threshold", 0.0)
-    model = load_model(ckpt_path)
+    model, info, train_cfg = _load_trained(ckpt_path)
+    task, threshold = info.get("task", train_cfg["label"]), info.get("threshold", 0.0)
     fs, bad = drop_nonfinite(load_features(data))
     if bad:
         log.warning("%s: skipping %d track(s) with non-finite features (e.g. %s)", data, len(bad), bad[0])
     idx, y = task_labels(fs, task, threshold)
+    if train_cfg.get("regression"):  # the same tracks, with their continuous labels
+        y = fs.labels(task)[idx].astype(np.float32)
     if subset != "all":
         wanted = info.get("track_ids", {}).get(subset)
         if not wanted:

@@ -41,7 +41,7 @@ from sklearn.svm import SVC, SVR
 from threadpoolctl import threadpool_limits
 
 from ..evaluation.metrics import accuracy, ccc
-from ..features.descriptors import handcrafted_descriptors, mean_mfcc
+from ..features.descriptors import N_MFCC, handcrafted_descriptors, mean_mfcc
 
 KINDS = ("svm", "logreg")
 # Exponentially spaced grids, as Hsu, Chang & Lin ("A practical guide to support vector
@@ -143,10 +143,12 @@ class ClassicalModel:
     # --- features ---------------------------------------------------------------------------------
 
     def features(self, mel, coch) -> np.ndarray:
-        """The model's input matrix: handcrafted descriptors (svm) or mean MFCCs (logreg), (N, D)."""
+        """The model's input matrix: handcrafted descriptors (svm) or mean MFCCs (logreg), (N, D).
+        Spectrograms with fewer Mel bands than :data:`N_MFCC` give one coefficient per band."""
+        n_mfcc = min(N_MFCC, np.shape(mel)[-2])
         if self.kind == "svm":
-            return handcrafted_descriptors(mel, coch, self.feature_info)
-        return mean_mfcc(mel)
+            return handcrafted_descriptors(mel, coch, self.feature_info, n_mfcc=n_mfcc)
+        return mean_mfcc(mel, n_mfcc)
 
     def _labels(self, y, name: str) -> np.ndarray:
         y = np.asarray(y, dtype=np.float64)
