@@ -277,3 +277,10 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "junk.pt"), "--data", str(tmp_path / "empty")]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "junk.pt" in err
+
+
+def test_a_last_batch_of_one_sample_joins_the_previous_batch():
+    from merkit.training.loop import batch_starts
+    assert batch_starts(65, 32) == [0, 32, 65]
+    assert batch_starts(64, 32) == [0, 32, 64] and batch_starts(66, 32) == [0, 32, 64, 66]
+    assert batch_starts(1, 32) == [0, 1] and batch_starts(10, 32) == [0, 10]

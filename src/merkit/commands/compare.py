@@ -57,7 +57,7 @@ def run(args) -> int:
 
     if args.list:
         for spec in MODELS.values():
-            defaults = (", ".join(f"{k}={v}" for k, v in spec.train_defaults.items()) or
+            defaults = (", ".join(f"{k}={v}" for k, v in {**spec.model_defaults, **spec.train_defaults}.items()) or
                         ("hyper-parameter chosen on the validation part" if spec.kind == "classical"
                          else "TrainConfig's (the paper's)"))
             print(f"{spec.name:<11} {spec.kind:<9} {spec.summary}\n{'':<21} defaults: {defaults}")

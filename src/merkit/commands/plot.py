@@ -127,15 +127,16 @@ def queue_trace(y_train, *, seed: int, batch_size: int, epochs: int, queue_size:
     """
     import torch
 
-    from ..training.loop import epoch_generator
+    from ..training.loop import batch_starts, epoch_generator
 
     y_train = torch.as_tensor(np.asarray(y_train), dtype=torch.long)
     n = len(y_train)
     pushed, sizes, ends = [], [], []
     for epoch in range(1, epochs + 1):
         perm = torch.randperm(n, generator=epoch_generator(seed, epoch))
-        for s in range(0, n, batch_size):
-            batch = y_train[perm[s:s + batch_size]]
+        starts = batch_starts(n, batch_size)
+        for s, e in zip(starts[:-1], starts[1:]):
+            batch = y_train[perm[s:e]]
             pushed.append(batch)
             sizes.append(len(batch))
         ends.append(len(sizes))

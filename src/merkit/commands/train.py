@@ -76,8 +76,9 @@ def new_run(args, name: str):
         raise ValueError("--data is required (or --resume RUN_DIR)")
     from ..models import get_spec
 
-    model_cfg = config_from_args(ModelConfig(name=args.model), args)
-    train_cfg = config_from_args(TrainConfig(**get_spec(args.model).train_defaults), args)
+    spec = get_spec(args.model)
+    model_cfg = config_from_args(ModelConfig(**{**spec.model_defaults, "name": args.model}), args)
+    train_cfg = config_from_args(TrainConfig(**spec.train_defaults), args)
     seeds = args.seeds or [train_cfg.seed]
     default = name.format(data=Path(args.data).name, label=train_cfg.label, model=model_cfg.name)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{default}_{time.strftime('%Y%m%d-%H%M%S')}"

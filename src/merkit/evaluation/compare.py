@@ -61,12 +61,12 @@ def _write_text(path: Path, text: str) -> None:
 
 def comparison_configs(model: str, task: str, model_overrides: dict, train_overrides: dict
                        ) -> tuple[ModelConfig, TrainConfig]:
-    """A model's registered training defaults, then the task, then the shared overrides."""
+    """A model's registered defaults, then the task, then the shared overrides."""
     from ..models import get_spec
 
     spec = get_spec(model)
     train_cfg = TrainConfig(**{**spec.train_defaults, **train_overrides, "label": task})
-    return ModelConfig(**{**model_overrides, "name": model}), train_cfg
+    return ModelConfig(**{**spec.model_defaults, **model_overrides, "name": model}), train_cfg
 
 
 def run_comparison(fs: FeatureSet, run_dir: str | os.PathLike, *, models: list[str], tasks: list[str],

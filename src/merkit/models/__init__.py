@@ -30,6 +30,8 @@ class ModelSpec:
     objective: str = "merkit.training.objective:Objective"
     # TrainConfig values this model trains with unless the command line says otherwise
     train_defaults: dict = field(default_factory=dict)
+    # ModelConfig values likewise
+    model_defaults: dict = field(default_factory=dict)
 
     def model_class(self):
         return _load(self.model)
@@ -63,7 +65,7 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("shortchunk", "short-chunk ResNet (EMOPIA's audio baseline): random chunks in "
                             "training, chunk average at inference",
               "torch", "merkit.models.resnet:ShortChunkResNet", "merkit.models.resnet:CNNObjective",
-              _CNN_DEFAULTS),
+              _CNN_DEFAULTS, {"dropout": 0.5}),  # Won et al. 2020's dropout before the output
     ModelSpec("svm", "SVM (RBF) on handcrafted descriptors: MFCC, chroma, spectral statistics "
                      "(the paper's Table II baseline)", "classical", "merkit.models.classical:ClassicalModel"),
     ModelSpec("logreg", "logistic regression on mean MFCCs (EMOPIA's baseline)", "classical",

@@ -129,6 +129,15 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
+def batch_starts(n: int, batch_size: int) -> list[int]:
+    """Boundaries of an epoch's batches over ``n`` samples: ``[0, b, 2b, ..., n]``. A last batch
+    of one sample joins the one before it: batch norm cannot normalise a single sample."""
+    starts = list(range(0, n, batch_size)) + [n]
+    if len(starts) > 2 and starts[-1] - starts[-2] == 1:
+        del starts[-2]
+    return starts
+
+
 class Trainer:
     """Holds the model, the optimiser and the model's :class:`Objective`; :meth:`train_epoch`
     runs one epoch (for DAMER, Algorithm 1)."""
@@ -212,7 +221,8 @@ class Trainer:
         gen = epoch_generator(seed, epoch)
         n = len(data)
         perm = torch.randperm(n, generator=gen).to(self.device)
-        n_steps = math.ceil(n / cfg.batch_size)
+        starts = batch_starts(n, cfg.batch_size)
+        n_steps = len(starts) - 1
         perm_u, bu = None, 0
         if unlabelled is not None and len(unlabelled) and cfg.unlabelled_ratio > 0:
             bu = max(1, round(cfg.batch_size * cfg.unlabelled_ratio))
@@ -228,7 +238,7 @@ class Trainer:
         bar = tqdm(range(n_steps), desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
                    disable=None if progress else True, unit="step")
         for i in bar:
-            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            idx = perm[starts[i]:starts[i + 1]]
             batch = Batch(data.mel[idx], data.coch[idx], data.y[idx])
             if perm_u is not None:
                 iu = perm_u[i * bu:(i + 1) * bu]
