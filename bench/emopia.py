@@ -1,0 +1,183 @@
+"""EMOPIA benchmark: every merkit model on FluidSynth renders of EMOPIA, beside published numbers.
+
+    python bench/emopia.py --feats /work/feats/emopia --jobs damer          # one worker's queue
+    python bench/emopia.py --feats /work/feats/emopia --jobs baselines      # the other worker's
+    python bench/emopia.py --report                                         # tables from finished runs
+
+Two queues so that two processes (one torch thread each) keep both cores of a laptop busy:
+
+* ``damer``: DAMER on the official split, then under the paper's 70/30 protocol;
+* ``baselines``: logistic regression on mean MFCCs and the SVM (both splits), then the
+  short-chunk ResNet, the residual CNN and MuseFuse on the official split.
+
+Every run is a ``merkit.training.loop.train`` run folder under ``--runs`` and resumes where it
+stopped (rerun the same command). Tasks: arousal, valence (binary) and the 4 quadrants; seeds
+0-4; model selection on the validation part only (the official split's val clips; under the
+protocol 15 % of the training part), the test part predicted once per run.
+
+Compute budget (stated in the results): DAMER and MuseFuse train 40 epochs (cosine over 40)
+instead of the paper's 80 -- on EMOPIA's 767 training clips the validation accuracy of pilot
+runs peaked by epoch ~15 -- and the CNNs are narrower than their reference widths (residual CNN
+32 instead of 64 channels, short-chunk ResNet 32 instead of 128). Everything else is each
+model's default.
+
+Writes ``bench/results/emopia.{json,md}`` (DAMER, both splits, with the baselines of the same
+run and the published numbers) and ``bench/results/compare_emopia.{json,md}`` (all models,
+official split). Cells report mean ± std over the seeds finished so far and their count ``n``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from merkit.evaluation.compare import comparison_configs  # noqa: E402
+from merkit.evaluation.protocol import summarise_seeds  # noqa: E402
+
+log = logging.getLogger("bench.emopia")
+
+TASKS = ("a", "v", "quadrant")
+TASK_NAMES = {"a": "arousal", "v": "valence", "quadrant": "4Q"}
+SEEDS = (0, 1, 2, 3, 4)
+METRICS = ("acc", "f1", "auc")
+# Per-model settings of this benchmark (see the module docstring); the rest is each model's default.
+MODEL_OVERRIDES = {"resnet": {"width": 32}, "shortchunk": {"width": 16}}
+TRAIN_OVERRIDES = {"damer": {"epochs": 40}, "musefuse": {"epochs": 40}}
+QUEUES = {
+    "damer": [("official", "damer"), ("protocol", "damer")],
+    "baselines": [("official", "logreg"), ("official", "svm"), ("protocol", "logreg"), ("protocol", "svm"),
+                  ("official", "shortchunk"), ("official", "resnet"), ("official", "musefuse")],
+}
+COMPARE_MODELS = ("logreg", "svm", "shortchunk", "resnet", "musefuse", "damer")
+# Published accuracies on EMOPIA (Hung et al., ISMIR 2021, Table 4) -- on the original audio
+# (audio models) or the MIDI (symbolic models), not on FluidSynth renders.
+PUBLISHED = {
+    "audio: logistic regression on mean MFCCs (Hung et al. 2021)": {"quadrant": 0.523, "a": 0.919, "v": 0.558},
+    "audio: short-chunk ResNet (Hung et al. 2021)": {"quadrant": 0.677, "a": 0.887, "v": 0.704},
+    "MIDI: LSTM-Attn, MIDI-like tokens (Hung et al. 2021)": {"quadrant": 0.684, "a": 0.890, "v": 0.833},
+    "MIDI: LSTM-Attn, REMI tokens (Hung et al. 2021)": {"quadrant": 0.642, "a": 0.882, "v": 0.746},
+}
+
+
+def run_dir(runs: Path, split: str, model: str, task: str) -> Path:
+    return runs / split / f"{model}_{task}"
+
+
+def train_queue(fs, runs: Path, queue: str, seeds) -> None:
+    from merkit.training.loop import train
+
+    for split, model in QUEUES[queue]:
+        for task in TASKS:
+            mcfg, tcfg = comparison_configs(model, task, MODEL_OVERRIDES.get(model, {}),
+                                            {**TRAIN_OVERRIDES.get(model, {}), "split": split})
+            out = run_dir(runs, split, model, task)
+            t0 = time.perf_counter()
+            log.info("%s / %s / %s -> %s", split, model, TASK_NAMES[task], out)
+            res = train(fs, mcfg, tcfg, out, seeds=list(seeds), resume=True, progress=False,
+                        data_ref=str(fs.root))
+            log.info("done in %.0f s:\n%s", time.perf_counter() - t0, res["table"])
+
+
+def collect(runs: Path, split: str, model: str, task: str) -> dict | None:
+    """Mean ± std over the finished seeds of one run folder (None if none finished)."""
+    folder = run_dir(runs, split, model, task)
+    per_seed, seeds, settings = [], [], None
+    for seed in SEEDS:
+        f = folder / f"seed_{seed}" / "results.json"
+        if not f.is_file():
+            continue
+        r = json.loads(f.read_text())
+        head = r["inference_head"]
+        per_seed.append({"": r["test"][head]})
+        seeds.append(seed)
+    if not per_seed:
+        return None
+    meta = folder / "run.json"
+    if meta.is_file():
+        m = json.loads(meta.read_text())
+        settings = {"epochs": m["train"]["epochs"], "batch_size": m["train"]["batch_size"],
+                    "width": m["model"]["width"], "dim": m["model"]["dim"], "dropout": m["model"]["dropout"]}
+    return {"seeds": seeds, "head": head, "settings": settings, **summarise_seeds(per_seed)[""]}
+
+
+def cell(c: dict | None, metric: str = "acc") -> str:
+    if not c or not math.isfinite(c[metric]["mean"]):
+        return "–"
+    return f"{c[metric]['mean']:.3f} ± {c[metric]['std']:.3f} ({c[metric]['n']})"
+
+
+def report(runs: Path, out_dir: Path) -> None:
+    from merkit.training.loop import write_json
+
+    results = {split: {m: {t: collect(runs, split, m, t) for t in TASKS} for m in COMPARE_MODELS}
+               for split in ("official", "protocol")}
+    emopia = {
+        "what": "EMOPIA (FluidSynth renders of the MIDI, merkit extract emopia): test metrics of the "
+                "model selected on validation, mean ± std over finished seeds",
+        "rerun": "python bench/emopia.py --feats FEATS --jobs damer & python bench/emopia.py --feats FEATS "
+                 "--jobs baselines; python bench/emopia.py --report",
+        "budget": {"train_overrides": TRAIN_OVERRIDES, "model_overrides": MODEL_OVERRIDES},
+        "published": PUBLISHED,
+        "damer": {s: results[s]["damer"] for s in results},
+        "baselines_same_run": {s: {m: results[s][m] for m in ("logreg", "svm")} for s in results},
+    }
+    write_json(out_dir / "emopia.json", emopia)
+    compare = {"what": "every merkit model on the official EMOPIA split (renders), same splits and seeds",
+               "budget": emopia["budget"], "published": PUBLISHED, "official": results["official"]}
+    write_json(out_dir / "compare_emopia.json", compare)
+
+    def table(split: str, models) -> list[str]:
+        lines = ["| model | " + " | ".join(f"{TASK_NAMES[t]} {m.upper()}" for t in TASKS for m in METRICS) + " |",
+                 "|---|" + "|".join(["--:"] * (len(TASKS) * len(METRICS))) + "|"]
+        for m in models:
+            lines.append(f"| {m} | " + " | ".join(cell(results[split][m][t], k) for t in TASKS for k in METRICS) + " |")
+        return lines
+
+    pub = ["| published (accuracy) | 4Q | arousal | valence |", "|---|--:|--:|--:|"]
+    pub += [f"| {name} | {v['quadrant']:.3f} | {v['a']:.3f} | {v['v']:.3f} |" for name, v in PUBLISHED.items()]
+    md = ["# EMOPIA renders: DAMER and the baselines of the same run", "",
+          "Mean ± std (number of seeds) of the test metrics; F1 is the positive-class F1 for arousal "
+          "and valence and the macro F1 for 4Q. Budget: " + json.dumps(emopia["budget"]), "",
+          "## Official split (train 767 / val 198 / test 86 clips)", "", *table("official", ("damer", "logreg", "svm")),
+          "", "## 70/30 protocol (song-grouped, stratified; validation = 15 % of the training part)", "",
+          *table("protocol", ("damer", "logreg", "svm")), "", "## Published numbers", "", *pub, ""]
+    (out_dir / "emopia.md").write_text("\n".join(md))
+    md = ["# Every merkit model on EMOPIA renders (official split)", "",
+          "Mean ± std (number of seeds) of the test metrics of each model's inference head.", "",
+          *table("official", COMPARE_MODELS), "", "## Published numbers", "", *pub, ""]
+    (out_dir / "compare_emopia.md").write_text("\n".join(md))
+    print((out_dir / "compare_emopia.md").read_text())
+    print((out_dir / "emopia.md").read_text())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--feats", default="/work/feats/emopia", help="EMOPIA feature folder (merkit extract emopia)")
+    ap.add_argument("--runs", default=str(ROOT / "runs" / "bench_emopia"), help="run folders (resumable)")
+    ap.add_argument("--jobs", choices=sorted(QUEUES), help="train this queue")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    ap.add_argument("--report", action="store_true", help="write the tables from the finished runs")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import torch
+
+    torch.set_num_threads(1)
+    if args.jobs:
+        from merkit.commands.train import load_features
+
+        train_queue(load_features(args.feats), Path(args.runs), args.jobs, args.seeds)
+    if args.report or not args.jobs:
+        report(Path(args.runs), Path(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
