@@ -18,6 +18,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from ..data.manifest import quadrant_from_va
 from ..data.memo2496 import FeatureSet
+from ..models.blocks import head_outputs
 from .metrics import classification_metrics, regression_metrics
 
 # Splits are assembled from this many stratified group folds, so shares are exact in steps of
@@ -147,19 +148,6 @@ def _as_tensor(x, device) -> torch.Tensor:
     if torch.is_tensor(x):
         return x.to(device=device, dtype=torch.float32)
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
-
-
-def head_outputs(head_logits: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """What each head predicts: class probabilities ``(B, C)`` (softmax of its logits) or, for
-    one output, the regression value ``(B,)``; with several heads also their mean
-    (``"ensemble"``)."""
-    out = {}
-    for head, z in head_logits.items():
-        z = z.float()
-        out[head] = z.squeeze(-1) if z.shape[-1] == 1 else torch.softmax(z, dim=-1)
-    if len(out) > 1:
-        out["ensemble"] = sum(out.values()) / len(out)
-    return out
 
 
 @torch.no_grad()

@@ -135,6 +135,19 @@ class FusionMLP(nn.Module):
 NORM_STD_FLOOR = 1e-5
 
 
+def head_outputs(head_logits: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """What each head predicts: class probabilities ``(B, C)`` (softmax of its logits) or, for
+    one output, the regression value ``(B,)``; with several heads also their mean
+    (``"ensemble"``)."""
+    out = {}
+    for head, z in head_logits.items():
+        z = z.float()
+        out[head] = z.squeeze(-1) if z.shape[-1] == 1 else torch.softmax(z, dim=-1)
+    if len(out) > 1:
+        out["ensemble"] = sum(out.values()) / len(out)
+    return out
+
+
 class BandNormalisation(nn.Module):
     """Per-band standardisation of both views with statistics of the training part, stored as
     buffers so that a saved model takes raw features. The loop calls :meth:`set` once with

@@ -15,15 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from .blocks import DualViewLayer, FusionMLP, TokenEmbedding
+from .blocks import BandNormalisation, DualViewLayer, FusionMLP, TokenEmbedding, head_outputs
 
-# Bands whose training-set standard deviation is below this are constant (e.g. clamped at the
-# log floor); dividing by a tiny std would only amplify rounding noise.
-NORM_STD_FLOOR = 1e-5
+# Checkpoints written before the normalisation became a shared block kept its buffers at the
+# top level of the state dict (``mel_mean``); they load under their new names (``norm.mel_mean``).
+_LEGACY_NORM_KEYS = ("mel_mean", "mel_std", "coch_mean", "coch_std")
 
 
 @dataclass
@@ -40,12 +39,15 @@ class DamerOutput:
     def head_logits(self) -> dict[str, torch.Tensor]:
         return {"mel": self.logits_mel, "coch": self.logits_coch, "fused": self.logits_fused}
 
+    def features(self) -> dict[str, torch.Tensor]:
+        """The pooled embeddings, keyed like :meth:`head_logits`."""
+        return {"mel": self.z_mel, "coch": self.z_coch, "fused": self.z_fuse}
+
 
 def head_probabilities(out: DamerOutput) -> dict[str, torch.Tensor]:
-    """Softmax probabilities ``(B, C)`` of each head and their mean (``"ensemble"``)."""
-    probs = {k: F.softmax(v.float(), dim=-1) for k, v in out.head_logits().items()}
-    probs["ensemble"] = (probs["mel"] + probs["coch"] + probs["fused"]) / 3.0
-    return probs
+    """Per head (``mel``, ``coch``, ``fused``) and their mean (``ensemble``): softmax
+    probabilities ``(B, C)``, or the regression values ``(B,)`` of a one-output model."""
+    return head_outputs(out.head_logits())
 
 
 class DAMER(nn.Module):
@@ -56,6 +58,8 @@ class DAMER(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.dim
+        self.norm = BandNormalisation(cfg.n_mels, cfg.n_coch)
+        self._register_load_state_dict_pre_hook(_rename_legacy_norm)
         self.embed_mel = TokenEmbedding(cfg.n_mels, cfg.n_frames, d, mode=cfg.token_mode,
                                         pos_embedding=cfg.pos_embedding)
         self.embed_coch = TokenEmbedding(cfg.n_coch, cfg.n_frames, d, mode=cfg.token_mode,
@@ -68,22 +72,10 @@ class DAMER(nn.Module):
         self.head_mel = nn.Linear(d, cfg.n_classes)
         self.head_coch = nn.Linear(d, cfg.n_classes)
         self.head_fused = nn.Linear(cfg.fusion_dim, cfg.n_classes)
-        for name, n in (("mel", cfg.n_mels), ("coch", cfg.n_coch)):
-            self.register_buffer(f"{name}_mean", torch.zeros(n))
-            self.register_buffer(f"{name}_std", torch.ones(n))
 
-    @torch.no_grad()
     def set_normalisation(self, mel_mean, mel_std, coch_mean, coch_std) -> None:
         """Store per-band statistics (each ``(bands,)``) that ``forward`` applies to raw input."""
-        for name, value in (("mel_mean", mel_mean), ("mel_std", mel_std),
-                            ("coch_mean", coch_mean), ("coch_std", coch_std)):
-            buf = getattr(self, name)
-            value = torch.as_tensor(value, dtype=buf.dtype, device=buf.device)
-            if value.shape != buf.shape:
-                raise ValueError(f"{name} must have shape {tuple(buf.shape)}, got {tuple(value.shape)}")
-            if name.endswith("std"):
-                value = value.clamp_min(NORM_STD_FLOOR)
-            buf.copy_(value)
+        self.norm.set(mel_mean, mel_std, coch_mean, coch_std)
 
     def _check(self, mel: torch.Tensor, coch: torch.Tensor) -> None:
         c = self.cfg
@@ -97,8 +89,7 @@ class DAMER(nn.Module):
     def forward(self, mel: torch.Tensor, coch: torch.Tensor) -> DamerOutput:
         """mel: (B, n_mels, T), coch: (B, n_coch, T) raw features -> :class:`DamerOutput`."""
         self._check(mel, coch)
-        mel = (mel - self.mel_mean[:, None]) / self.mel_std[:, None]
-        coch = (coch - self.coch_mean[:, None]) / self.coch_std[:, None]
+        mel, coch = self.norm(mel, coch)
         h_mel, h_coch = self.embed_mel(mel), self.embed_coch(coch)  # (B, N, D), (B, M, D)
         for layer in self.layers:
             h_mel, h_coch = layer(h_mel, h_coch)
@@ -113,3 +104,9 @@ class DAMER(nn.Module):
 
         Call ``eval()`` first for deterministic predictions (dropout off)."""
         return head_probabilities(self(mel, coch))
+
+
+def _rename_legacy_norm(state_dict, prefix, *args) -> None:
+    for key in _LEGACY_NORM_KEYS:
+        if prefix + key in state_dict:
+            state_dict[prefix + "norm." + key] = state_dict.pop(prefix + key)

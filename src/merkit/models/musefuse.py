@@ -33,7 +33,7 @@ softmax distillation are defined for classes only.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +41,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..training.objective import Batch, Objective, supervised_loss
-from .blocks import BandNormalisation, DualViewLayer, FusionMLP, TokenEmbedding
+from .damer import DAMER, DamerOutput
 
 BRANCHES = ("mel", "coch", "fused")
 
@@ -49,91 +49,26 @@ BRANCHES = ("mel", "coch", "fused")
 # =================================================================================================
 # The network
 # =================================================================================================
-@dataclass
-class MuseFuseOutput:
-    """Logits of the three branch heads ``(B, C)`` and the pooled branch embeddings."""
-
-    logits_mel: torch.Tensor  # (B, C)
-    logits_coch: torch.Tensor  # (B, C)
-    logits_fused: torch.Tensor  # (B, C)
-    z_mel: torch.Tensor  # (B, D)
-    z_coch: torch.Tensor  # (B, D)
-    z_fuse: torch.Tensor  # (B, D_f)
-
-    def head_logits(self) -> dict[str, torch.Tensor]:
-        return {"mel": self.logits_mel, "coch": self.logits_coch, "fused": self.logits_fused}
-
-    def features(self) -> dict[str, torch.Tensor]:
-        """The branch embeddings ProtoAlign works on, keyed like :meth:`head_logits`."""
-        return {"mel": self.z_mel, "coch": self.z_coch, "fused": self.z_fuse}
+# The same output as DAMER's: three heads' logits and the pooled branch embeddings
+# (``features()`` are what ProtoAlign works on).
+MuseFuseOutput = DamerOutput
 
 
-class MuseFuse(nn.Module):
-    """Two per-view band-token encoders, a FusionMLP and three linear heads.
+class MuseFuse(DAMER):
+    """Two per-view band-token encoders, a FusionMLP and three linear heads: DAMER's network
+    with self-attention within each view instead of cross-view attention (``cfg.use_dsaf`` is
+    ignored), so that the views meet only in the fusion MLP, as in MuseFuse.
 
-    ``forward(mel, coch)`` takes raw features ``(B, n_mels, T)`` and ``(B, n_coch, T)``; the
-    per-band normalisation set by :meth:`set_normalisation` is applied inside.
+    ``forward(mel, coch)`` takes raw features ``(B, n_mels, T)`` and ``(B, n_coch, T)``.
     """
 
-    heads: tuple[str, ...] = ("mel", "coch", "fused", "ensemble")
     # MuseFuse predicts from its fused branch; the Mel and cochleagram heads are there to be
     # distilled with it and to give each encoder its own supervision.
     default_head: str = "fused"
 
     def __init__(self, cfg: ModelConfig):
-        super().__init__()
+        super().__init__(replace(cfg, use_dsaf=False))
         self.cfg = cfg
-        d = cfg.dim
-        self.norm = BandNormalisation(cfg.n_mels, cfg.n_coch)
-        self.embed_mel = TokenEmbedding(cfg.n_mels, cfg.n_frames, d, mode=cfg.token_mode,
-                                        pos_embedding=cfg.pos_embedding)
-        self.embed_coch = TokenEmbedding(cfg.n_coch, cfg.n_frames, d, mode=cfg.token_mode,
-                                         pos_embedding=cfg.pos_embedding)
-        # cross=False: each view attends only to itself, i.e. two independent encoders that share
-        # a layer object for brevity (their parameters are separate per view).
-        self.layers = nn.ModuleList([
-            DualViewLayer(d, cfg.n_heads, cfg.ffn_mult, cfg.dropout, cross=False)
-            for _ in range(cfg.n_layers)
-        ])
-        self.fusion = FusionMLP(2 * d, cfg.fusion_dim, cfg.dropout)
-        self.head_mel = nn.Linear(d, cfg.n_classes)
-        self.head_coch = nn.Linear(d, cfg.n_classes)
-        self.head_fused = nn.Linear(cfg.fusion_dim, cfg.n_classes)
-
-    def set_normalisation(self, mel_mean, mel_std, coch_mean, coch_std) -> None:
-        """Store per-band statistics (each ``(bands,)``) that ``forward`` applies to raw input."""
-        self.norm.set(mel_mean, mel_std, coch_mean, coch_std)
-
-    def _check(self, mel: torch.Tensor, coch: torch.Tensor) -> None:
-        c = self.cfg
-        if mel.ndim != 3 or mel.shape[1:] != (c.n_mels, c.n_frames):
-            raise ValueError(f"mel must be (B, {c.n_mels}, {c.n_frames}), got {tuple(mel.shape)}")
-        if coch.ndim != 3 or coch.shape[1:] != (c.n_coch, c.n_frames):
-            raise ValueError(f"coch must be (B, {c.n_coch}, {c.n_frames}), got {tuple(coch.shape)}")
-        if mel.shape[0] != coch.shape[0]:
-            raise ValueError(f"mel and coch batch sizes differ: {mel.shape[0]} vs {coch.shape[0]}")
-
-    def forward(self, mel: torch.Tensor, coch: torch.Tensor) -> MuseFuseOutput:
-        """mel: (B, n_mels, T), coch: (B, n_coch, T) raw features -> :class:`MuseFuseOutput`."""
-        self._check(mel, coch)
-        mel, coch = self.norm(mel, coch)
-        h_mel, h_coch = self.embed_mel(mel), self.embed_coch(coch)  # (B, N, D), (B, M, D)
-        for layer in self.layers:
-            h_mel, h_coch = layer(h_mel, h_coch)
-        z_mel, z_coch = h_mel.mean(dim=1), h_coch.mean(dim=1)  # (B, D) each
-        z_fuse = self.fusion(torch.cat([z_mel, z_coch], dim=-1))  # (B, D_f)
-        return MuseFuseOutput(self.head_mel(z_mel), self.head_coch(z_coch), self.head_fused(z_fuse),
-                              z_mel, z_coch, z_fuse)
-
-    @torch.no_grad()
-    def predict_proba(self, mel: torch.Tensor, coch: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per head (``mel``, ``coch``, ``fused``, ``ensemble``): class probabilities ``(B, C)``,
-        or for regression (``n_classes == 1``) the predicted values ``(B, 1)``; ``ensemble`` is
-        the mean of the three heads. Call ``eval()`` first (dropout off)."""
-        logits = {k: v.float() for k, v in self(mel, coch).head_logits().items()}
-        out = logits if self.cfg.n_classes == 1 else {k: F.softmax(v, -1) for k, v in logits.items()}
-        out["ensemble"] = (out["mel"] + out["coch"] + out["fused"]) / 3.0
-        return out
 
 
 # =================================================================================================
