@@ -26,7 +26,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("ablate", help="train the DSAF / PCL / SAML module combinations (Table V), one table",
                        description=__doc__.split("\n", 1)[1].strip())
-    p.add_argument("--data", metavar="DIR", help="feature folder (Memo2496 layout)")
+    p.add_argument("--data", metavar="DIR|DATASET",
+                   help="feature folder (Memo2496 layout), or emopia | emotify | synthetic (cached features)")
     p.add_argument("--model", default="damer", help="model name (default: damer)")
     p.add_argument("--combos", nargs="+", metavar="COMBO",
                    help=f"combinations: modules joined by '+', 'full' or 'none' (default: the Table V "

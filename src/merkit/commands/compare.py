@@ -27,7 +27,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("compare", help="train several models on the same splits and seeds, one table",
                        description=__doc__.split("\n", 2)[2].strip())
-    p.add_argument("--data", "--data-root", metavar="DIR", help="feature folder (Memo2496 layout)")
+    p.add_argument("--data", "--data-root", metavar="DIR|DATASET",
+                   help="feature folder (Memo2496 layout), or emopia | emotify | synthetic (cached features)")
     p.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS), metavar="MODEL",
                    help=f"models to compare (default: all: {' '.join(MODELS)})")
     p.add_argument("--tasks", nargs="+", choices=("a", "v", "quadrant"), default=["a", "v"], metavar="TASK",

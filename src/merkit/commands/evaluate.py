@@ -22,7 +22,8 @@ def register(sub) -> None:
                        description=__doc__.split("\n", 1)[1].strip())
     p.add_argument("checkpoint", metavar="CHECKPOINT",
                    help="best.pt / last.pt, a seed folder or a run folder")
-    p.add_argument("--data", metavar="DIR", help="feature folder (Memo2496 layout)")
+    p.add_argument("--data", metavar="DIR|DATASET",
+                   help="feature folder (Memo2496 layout), or emopia | emotify | synthetic (cached features)")
     p.add_argument("--subset", choices=SUBSETS, default="test",
                    help="tracks to evaluate: the checkpoint's test/val/train tracks, or all labelled "
                         "tracks of --data (default: test)")

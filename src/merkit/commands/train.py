@@ -28,7 +28,9 @@ _DATA_FIELDS = ("name", "n_mels", "n_coch", "n_frames", "n_classes")
 
 def load_features(spec: str):
     """The FeatureSet named by ``--data``: a Memo2496-layout folder (``merkit extract`` output or
-    the official download)."""
+    the official download), or a dataset name (``emopia``, ``emotify``, ``synthetic``) whose
+    features are extracted into merkit's cache on first use."""
+    from ..data.feature_cache import NAMED, dataset_features
     from ..data.memo2496 import is_memo2496_dir, load_memo2496
 
     path = Path(spec)
@@ -37,8 +39,10 @@ def load_features(spec: str):
     if path.exists():
         raise ValueError(f"{path}: not a Memo2496-layout folder (needs mel_spec.npy and cochlegram.npy; "
                          "make one with `merkit extract`)")
-    raise ValueError(f"{spec}: no such folder (dataset names are not accepted here yet; pass the "
-                     "feature folder that `merkit extract` wrote)")
+    if spec in NAMED:
+        return load_memo2496(dataset_features(spec))
+    raise ValueError(f"{spec}: no such folder, and not one of the dataset names {', '.join(NAMED)} "
+                     "(other corpora: `merkit extract NAME -o DIR`, then --data DIR)")
 
 
 def register(sub) -> None:
@@ -48,7 +52,9 @@ def register(sub) -> None:
                                    "part of the training data) and print mean ± std over the seeds.")
     from ..models import MODELS
 
-    p.add_argument("--data", "--data-root", metavar="DIR", help="feature folder (Memo2496 layout)")
+    p.add_argument("--data", "--data-root", metavar="DIR|DATASET",
+                   help="feature folder (Memo2496 layout), or emopia | emotify | synthetic (features "
+                        "extracted into the cache on first use)")
     p.add_argument("--model", default="damer", choices=list(MODELS),
                    help="model (default: damer; `merkit compare --list` describes them)")
     p.add_argument("--seeds", type=int, nargs="+", metavar="SEED", help="seeds to run (default: 0)")

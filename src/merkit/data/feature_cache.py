@@ -1,0 +1,45 @@
+"""Features of a named dataset, extracted once into merkit's cache: ``merkit train --data emopia``.
+
+The folder is ``<cache>/feats/<name>`` (``$MERKIT_CACHE``, else ``~/.cache/merkit``) with the
+paper preset; the first use runs :func:`merkit.extract.extract` (resumable, so an interrupted
+first use continues), later uses load it directly.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+# Datasets that name a corpus whose audio merkit can reach without further options.
+NAMED = ("emopia", "emotify", "synthetic")
+
+
+def dataset_features_dir(name: str) -> Path:
+    return cache_dir("feats") / name
+
+
+def dataset_features(name: str, *, workers: int | None = None, progress: bool = True) -> Path:
+    """The Memo2496-layout feature folder of dataset ``name``, extracting it on first use."""
+    from ..config import PRESETS
+    from ..extract import extract
+    from .memo2496 import is_memo2496_dir
+    from .registry import resolve_input
+
+    if name not in NAMED:
+        raise ValueError(f"{name}: no cached features for this name; extract them with "
+                         f"`merkit extract {name} -o DIR` (with --audio-dir where needed) and pass DIR")
+    folder = dataset_features_dir(name)
+    if is_memo2496_dir(folder):
+        return folder
+    log.info("%s: extracting features into %s once (EMOPIA renders its MIDI first: ~30 min on 2 cores)",
+             name, folder)
+    preset = PRESETS["paper"]
+    report = extract(resolve_input(name, workers=workers, progress=progress), folder, audio=preset.audio,
+                     features=preset.features, workers=workers, progress=progress)
+    if report.failures:
+        log.warning("%s: %d track(s) failed and are left out (see %s)", name, len(report.failures),
+                    folder / "failures.csv")
+    return folder
