@@ -4,7 +4,8 @@
     python bench/emopia.py --feats /work/feats/emopia --jobs baselines      # the other worker's
     python bench/emopia.py --report                                         # tables from finished runs
 
-Two queues so that two processes (one torch thread each) keep both cores of a laptop busy:
+Two queues so that two processes (one torch thread each) keep both cores of a laptop busy,
+each going seed by seed (seed 0 of every run first), so that partial results cover every cell:
 
 * ``damer``: DAMER on the official split, then under the paper's 70/30 protocol;
 * ``baselines``: logistic regression on mean MFCCs and the SVM (both splits), then the
@@ -71,18 +72,22 @@ def run_dir(runs: Path, split: str, model: str, task: str) -> Path:
 
 
 def train_queue(fs, runs: Path, queue: str, seeds) -> None:
+    """Seed by seed over the whole queue (round r trains seed r of every run), so that every
+    cell of the tables has a result early and gains seeds as the rounds go on."""
     from merkit.training.loop import train
 
-    for split, model in QUEUES[queue]:
-        for task in TASKS:
-            mcfg, tcfg = comparison_configs(model, task, MODEL_OVERRIDES.get(model, {}),
-                                            {**TRAIN_OVERRIDES.get(model, {}), "split": split})
-            out = run_dir(runs, split, model, task)
-            t0 = time.perf_counter()
-            log.info("%s / %s / %s -> %s", split, model, TASK_NAMES[task], out)
-            res = train(fs, mcfg, tcfg, out, seeds=list(seeds), resume=True, progress=False,
-                        data_ref=str(fs.root))
-            log.info("done in %.0f s:\n%s", time.perf_counter() - t0, res["table"])
+    for r in range(len(seeds)):
+        for split, model in QUEUES[queue]:
+            for task in TASKS:
+                mcfg, tcfg = comparison_configs(model, task, MODEL_OVERRIDES.get(model, {}),
+                                                {**TRAIN_OVERRIDES.get(model, {}), "split": split})
+                out = run_dir(runs, split, model, task)
+                t0 = time.perf_counter()
+                log.info("round %d: %s / %s / %s -> %s", r, split, model, TASK_NAMES[task], out)
+                # finished seeds are read back, so only seed r trains here
+                res = train(fs, mcfg, tcfg, out, seeds=list(seeds[:r + 1]), resume=True, progress=False,
+                            data_ref=str(fs.root))
+                log.info("done in %.0f s:\n%s", time.perf_counter() - t0, res["table"])
 
 
 def collect(runs: Path, split: str, model: str, task: str) -> dict | None:
