@@ -88,6 +88,27 @@ def stages(model, path: Path) -> dict[str, float]:
     return t
 
 
+def timeline_stages(model, path: Path) -> dict[str, float]:
+    """Seconds per stage that ``--timeline`` adds to the track-level prediction, for all its
+    windows (the audio is decoded once, as in ``analyse_file``)."""
+    from merkit.audio import as_audio, decode
+    from merkit.predict import downmix
+
+    y, sr = decode(path)
+    y = as_audio(downmix(y), sr, sample_rate=model.config.audio.sample_rate)
+    t = {}
+    t0 = time.perf_counter()
+    wins, _ = model._timeline_windows(y, str(path))
+    t["windows_loudness"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    mel, coch = model._timeline_features(wins)
+    t["features"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model.predict_features(mel, coch)
+    t["network"] = time.perf_counter() - t0
+    return t
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=3)
@@ -119,6 +140,7 @@ def main(argv=None) -> int:
         model.predict_file_timeline(long_mp3)  # warm-up of the 10 s filterbanks
         timeline_s, tl = timed(lambda: model.predict_file_timeline(long_mp3), args.repeats)
         stage_s = stages(model, long_mp3)
+        timeline_stage_s = timeline_stages(model, long_mp3)
         decode_again_s, _ = timed(lambda: librosa.load(long_mp3, sr=None, mono=True), args.repeats)
         # libsndfile alone (what merkit decodes with): a stricter floor than librosa's wrapper
         sf_decode_s, _ = timed(lambda: sf.read(long_mp3, dtype="float32"), args.repeats)
@@ -151,6 +173,7 @@ def main(argv=None) -> int:
         "target_ratio": TARGET_RATIO,
         "meets_target": e2e_s / decode_ref <= TARGET_RATIO,
         "stages_s": stage_s,
+        "timeline_stages_s": timeline_stage_s,
         "folder": {"files": len(files), "seconds_per_file": SHORT_S, **throughput},
         "repeats": args.repeats,
     }
@@ -179,6 +202,8 @@ def table(r: dict) -> str:
         f"Target ≤ {r['target_ratio']:g}× the librosa decode: {'met' if r['meets_target'] else 'NOT met'} "
         f"({r['predict_over_soundfile_decode']:.2f}× the bare libsndfile decode).", "",
         "Stages of one track-level prediction (s): " + ", ".join(f"{k} {v:.3f}" for k, v in st.items()) + ".", "",
+        f"Stages that `--timeline` adds (s, all {r['timeline_windows']} windows): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in r["timeline_stages_s"].items()) + ".", "",
         f"Folder of {r['folder']['files']} MP3s of {r['folder']['seconds_per_file']:g} s: "
         + ", ".join(f"{k.replace('_', ' ')}: {v['tracks_per_s']:.2f} tracks/s"
                     for k, v in r["folder"].items() if k.startswith("workers")) + ".", "",

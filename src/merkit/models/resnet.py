@@ -316,8 +316,8 @@ class CNNObjective(Objective):
     Both views get the same shift and time mask; each view gets its own frequency mask (Mel and
     gammatone bands lie on different scales). The masks act on the raw features and set them to
     the per-band training mean (the model's normalisation buffers), so after normalisation a
-    masked cell is 0, the average input, not a loud or silent outlier. ``forward`` is the model or a compiled wrapper of it; the model is read for its
-    mode and its band means.
+    masked cell is 0, the average input, not a loud or silent outlier. ``forward`` is the model
+    or a compiled wrapper of it; the model is read for its mode and its band means.
     """
 
     terms = ("loss",)
