@@ -106,3 +106,16 @@ def test_momentum_encoder_runs_without_dropout_even_in_train_mode():
     x = torch.randn(5, 3)
     assert not key.encoder.training
     torch.testing.assert_close(key(x), key(x))
+
+
+def test_queue_centroid_distances_known_answer():
+    q = MemoryQueue(size=8, dim=2)
+    # class 0 at (1, 0) and (0, 1): centroid (.5, .5), each key sqrt(.5) from it; class 1 at (-1, 0)
+    q.push(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]), torch.tensor([0, 0, 1]))
+    s = q.stats(2)
+    assert s["queue_dist_own"] == pytest.approx((2 * math.sqrt(0.5) + 0.0) / 3)
+    # to the other centroid: (1,0)->(-1,0) = 2, (0,1)->(-1,0) = sqrt 2, (-1,0)->(.5,.5) = sqrt 2.5
+    assert s["queue_dist_other"] == pytest.approx((2 + math.sqrt(2) + math.sqrt(2.5)) / 3)
+    one = MemoryQueue(size=4, dim=2)
+    one.push(torch.tensor([[1.0, 0.0]]), torch.tensor([1]))
+    assert one.stats(2)["queue_dist_own"] == 0.0 and math.isnan(one.stats(2)["queue_dist_other"])

@@ -262,9 +262,10 @@ def figure_pcl(history, *, title: str = "Progressive Confidence Labelling (Fig. 
 def figure_saml(trace, distances, *, history=None, title: str = "Style-Anchored Memory Learning (Fig. 6)") -> Figure:
     """``trace``: per-step queue statistics (or None: the per-epoch values of ``history`` are
     drawn instead); ``distances``: ``{"own", "other"}`` (or None: panel left out)."""
-    n = 2 + (distances is not None)
-    fig, axes = _figure(n, title)
     history = history or {}
+    per_epoch = "queue_dist_own" in history
+    n = 2 + (distances is not None) + per_epoch
+    fig, axes = _figure(n, title)
     if trace is not None:
         plot_queue_entropy(trace, axes[0], epoch_values=history.get("queue_entropy"))
         plot_queue_coverage(trace, axes[1], epoch_values=history.get("queue_coverage"))
@@ -275,6 +276,11 @@ def figure_saml(trace, distances, *, history=None, title: str = "Style-Anchored 
                    title="Memory-queue class coverage (per epoch)", ylabel="share")
     if distances is not None:
         plot_centroid_distances(distances, axes[2])
+    if per_epoch:
+        plot_lines(history, {"queue_dist_own": "to own class centroid",
+                             "queue_dist_other": "to other classes' centroids"}, axes[-1],
+                   title="Queue keys: mean L2 distance to class centroids (per epoch)",
+                   ylabel="L2 distance")
     return fig
 
 

@@ -72,11 +72,26 @@ class MemoryQueue(nn.Module):
         counts = torch.bincount(self.labels[valid], minlength=n_classes)[:n_classes].double()
         total = counts.sum().item()
         if total == 0:
-            return {"queue_entropy": math.nan, "queue_coverage": 0.0, "queue_fill": 0.0}
+            return {"queue_entropy": math.nan, "queue_coverage": 0.0, "queue_fill": 0.0,
+                    "queue_dist_own": math.nan, "queue_dist_other": math.nan}
         p = counts / total
         entropy = -(torch.special.xlogy(p, p)).sum().item() / math.log(n_classes)
         return {"queue_entropy": entropy, "queue_coverage": (counts > 0).double().mean().item(),
-                "queue_fill": total / self.size}
+                "queue_fill": total / self.size, **self.centroid_distances(n_classes)}
+
+    @torch.no_grad()
+    def centroid_distances(self, n_classes: int) -> dict[str, float]:
+        """Mean L2 distance of the queued keys to their own class centroid (``queue_dist_own``)
+        and to the centroids of the other classes present (``queue_dist_other``): SAML should
+        pull the first down and keep the second up (Fig. 6c, per epoch)."""
+        keys, labels = self.keys[self.valid].double(), self.labels[self.valid]
+        present = torch.unique(labels)
+        centroids = torch.stack([keys[labels == c].mean(0) for c in present])  # (C', D)
+        d = torch.cdist(keys, centroids)  # (K, C')
+        own = labels[:, None] == present[None, :]
+        other = d[~own]
+        return {"queue_dist_own": d[own].mean().item(),
+                "queue_dist_other": other.mean().item() if other.numel() else math.nan}
 
 
 class MomentumEncoder(nn.Module):
