@@ -250,9 +250,11 @@ class TrainConfig:
     w_rp: float = _f(0.5, "musefuse: weight of the reliability-weighted pseudo-label loss")
     kd_temperature: float = _f(2.0, "musefuse TriDistill: distillation temperature T")
     w_kd: float = _f(0.5, "musefuse: weight of the symmetric tri-branch distillation loss")
-    # --- CNN baselines ------------------------------------------------------------------------
-    augment: bool = _f(True, "resnet/shortchunk: on-the-fly augmentation (random time shift, "
-                             "time and frequency masking)")
+    # --- augmentation -------------------------------------------------------------------------
+    augment: bool = _f(False, "on-the-fly augmentation of the training batches (random circular "
+                              "time shift, one time and one frequency mask; merkit.training.augment); "
+                              "on by default for resnet/shortchunk, off for DAMER and MuseFuse as in "
+                              "their papers")
     # --- optimisation, §V-A -------------------------------------------------------------------
     epochs: int = _f(80, "training epochs")
     batch_size: int = _f(256, "batch size")

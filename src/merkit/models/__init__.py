@@ -49,7 +49,7 @@ def _load(ref: str):
 # "early stopping and learning-rate reduction on a validation plateau"): batch 32 so that a
 # few hundred clips still give tens of steps per epoch, plateau schedule, patience 10.
 _CNN_DEFAULTS = {"epochs": 60, "batch_size": 32, "lr": 1e-3, "scheduler": "plateau", "patience": 10,
-                 "select_metric": "loss"}
+                 "select_metric": "loss", "augment": True}
 
 MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("damer", "DAMER: Mel + cochleagram band tokens, cross-view attention (DSAF), PCL "

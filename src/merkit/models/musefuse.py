@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from ..training.augment import augment
 from ..training.objective import Batch, Objective, supervised_loss
 from .damer import DAMER, DamerOutput
 
@@ -280,6 +281,8 @@ class MuseFuseObjective(Objective):
     def loss(self, batch: Batch):
         cfg, n = self.cfg, batch.n
         mel, coch = batch.mel, batch.coch
+        if cfg.augment and self.model.training:  # off by default (MuseFuse's README has none)
+            mel, coch = augment(mel, coch, self.model.norm)
         unlabelled = batch.mel_u is not None and not self.regression
         if unlabelled:
             # One forward pass for both parts: the encoders act per sample (LayerNorm, no

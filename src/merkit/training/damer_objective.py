@@ -12,6 +12,7 @@ import torch
 
 from .losses import (classification_loss, pseudo_label_loss, supervised_contrastive_loss,
                      view_consistency_loss)
+from .augment import augment
 from .memory_queue import MemoryQueue, MomentumEncoder
 from .objective import Batch, Objective, supervised_loss
 from .pseudo_labels import PCLSchedule, PCLStats, select_pseudo_labels
@@ -49,6 +50,8 @@ class DamerObjective(Objective):
         """Eq. 22 on a labelled batch (and an unlabelled one in the semi-supervised regime)."""
         cfg, n = self.cfg, batch.n
         mel, coch = batch.mel, batch.coch
+        if cfg.augment and self.model.training:  # off by default (the paper has none)
+            mel, coch = augment(mel, coch, self.model.norm)
         if batch.mel_u is not None:
             mel, coch = torch.cat([mel, batch.mel_u]), torch.cat([coch, batch.coch_u])
         out = self.forward(mel, coch)
