@@ -63,6 +63,9 @@ def test_timeline_starts_known_answers():
     assert timeline_starts(20 * SR, SR, 10, 5) == [0, 5 * SR, 10 * SR]
     # 22 s: windows at 0, 5, 10 and one flush with the end at 12 s, so the tail is covered
     assert timeline_starts(22 * SR, SR, 10, 5) == [0, 5 * SR, 10 * SR, 12 * SR]
+    # a tail under a second gets no near-duplicate window
+    assert timeline_starts(20 * SR + SR // 2, SR, 10, 5) == [0, 5 * SR, 10 * SR]
+    assert timeline_starts(21 * SR, SR, 10, 5) == [0, 5 * SR, 10 * SR, 11 * SR]
     with pytest.raises(ValueError):
         timeline_starts(SR, SR, 10, 0)
 

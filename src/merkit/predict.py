@@ -140,17 +140,22 @@ class PredictorConfig:
                                    min_seconds=min(self.audio.min_seconds, self.timeline_window))
 
 
+# A tail shorter than this after the last regular window gets no window of its own: one flush
+# with the end would nearly repeat the last window (a 60.03 s clip gave 50.0-60.0 twice).
+MIN_TAIL_SECONDS = 1.0
+
+
 def timeline_starts(n_samples: int, sr: int, window: float, hop: float) -> list[int]:
     """Start samples of the timeline windows: every ``hop`` seconds while a full window fits,
-    plus one final window flush with the end so that the tail is covered; a single window at 0
-    for audio no longer than one window."""
+    plus one final window flush with the end when at least :data:`MIN_TAIL_SECONDS` would
+    otherwise be left out; a single window at 0 for audio no longer than one window."""
     w, h = int(round(window * sr)), int(round(hop * sr))
     if h <= 0 or w <= 0:
         raise ValueError(f"timeline window and hop must be > 0, got {window} and {hop}")
     if n_samples <= w:
         return [0]
     starts = list(range(0, n_samples - w + 1, h))
-    if starts[-1] + w < n_samples:
+    if n_samples - (starts[-1] + w) >= MIN_TAIL_SECONDS * sr:
         starts.append(n_samples - w)
     return starts
 
