@@ -158,8 +158,25 @@ def report(runs: Path, out_dir: Path) -> None:
           "Mean ± std (number of seeds) of the test metrics of each model's inference head.", "",
           *table("official", COMPARE_MODELS), "", "## Published numbers", "", *pub, ""]
     (out_dir / "compare_emopia.md").write_text("\n".join(md))
+    update_readme(table("official", COMPARE_MODELS), table("protocol", ("damer", "logreg", "svm")))
     print((out_dir / "compare_emopia.md").read_text())
     print((out_dir / "emopia.md").read_text())
+
+
+def update_readme(official: list[str], protocol: list[str], readme: Path = ROOT / "README.md") -> None:
+    """Replace README's tables between the ``<!-- emopia-table -->`` and
+    ``<!-- emopia-protocol-table -->`` markers (if present) with the current ones."""
+    if not readme.is_file():
+        return
+    text = readme.read_text()
+    for tag, lines in (("emopia-table", official), ("emopia-protocol-table", protocol)):
+        start, end = f"<!-- {tag} -->", f"<!-- /{tag} -->"
+        if start in text and end in text:
+            i, j = text.index(start) + len(start), text.index(end)
+            text = text[:i] + "\n" + "\n".join(lines) + "\n" + text[j:]
+    tmp = readme.with_name(readme.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(readme)
 
 
 def main(argv=None) -> int:
