@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..config import ModelConfig, TrainConfig
 from ..data.memo2496 import FeatureSet
-from .protocol import METRICS
+from .protocol import METRICS, format_cell
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +81,6 @@ def combo_configs(name: str, model_cfg: ModelConfig, train_cfg: TrainConfig) -> 
     return replace(model_cfg, use_dsaf=f["dsaf"]), replace(train_cfg, use_pcl=f["pcl"], use_saml=f["saml"])
 
 
-def _cell(c: dict) -> str:
-    return f"{c['mean']:.4f} ± {c['std']:.4f}" if math.isfinite(c["mean"]) else "n/a"
-
-
 def format_ablation(rows: list[dict], *, markdown: bool = False, title: str = "") -> str:
     """The ablation table: one row per combination, ✓/✗ per module, mean ± std per metric."""
     mark = {True: "✓", False: "✗"}
@@ -94,21 +89,15 @@ def format_ablation(rows: list[dict], *, markdown: bool = False, title: str = ""
         lines.append("| " + " | ".join([m.upper() for m in MODULES] + [m.upper() for m in METRICS]) + " |")
         lines.append("|" + "|".join([":-:"] * len(MODULES) + ["--:"] * len(METRICS)) + "|")
         for r in rows:
-            cells = [mark[r["modules"][m]] for m in MODULES] + [_cell(r["summary"][m]) for m in METRICS]
+            cells = [mark[r["modules"][m]] for m in MODULES] + [format_cell(r["summary"][m]) for m in METRICS]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
     lines = [title] if title else []
     lines.append("".join(f"{m.upper():>6}" for m in MODULES) + "".join(f"{m.upper():>17}" for m in METRICS))
     for r in rows:
         lines.append("".join(f"{mark[r['modules'][m]]:>6}" for m in MODULES)
-                     + "".join(f"{_cell(r['summary'][m]):>17}" for m in METRICS))
+                     + "".join(f"{format_cell(r['summary'][m]):>17}" for m in METRICS))
     return "\n".join(lines)
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def run_ablation(fs: FeatureSet, model_cfg: ModelConfig, train_cfg: TrainConfig, run_dir: str | os.PathLike, *,
@@ -170,7 +159,7 @@ def run_ablation(fs: FeatureSet, model_cfg: ModelConfig, train_cfg: TrainConfig,
 
 
 def _write_results(run_dir: Path, meta: dict, head: str, rows: list[dict]) -> dict:
-    from ..training.loop import write_json
+    from ..training.loop import write_json, write_text
 
     title = (f"{meta['data'] or 'data'}  task={meta['train']['label']}  model={meta['model']['name']}  "
              f"head={head}  test metrics over {len(meta['seeds'])} seed(s), mean ± std")
@@ -178,7 +167,7 @@ def _write_results(run_dir: Path, meta: dict, head: str, rows: list[dict]) -> di
            "inference_head": head, "rows": rows, "table": format_ablation(rows, title=title),
            "markdown": format_ablation(rows, markdown=True, title=f"**Ablation** ({title})")}
     write_json(run_dir / RESULTS_JSON, res)
-    _write_text(run_dir / TABLE_MD, res["markdown"] + "\n")
+    write_text(run_dir / TABLE_MD, res["markdown"] + "\n")
     return res
 
 

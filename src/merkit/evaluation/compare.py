@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from ..config import ModelConfig, TrainConfig
 from ..data.memo2496 import FeatureSet
+from .protocol import format_cell
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +23,6 @@ COMPARE_JSON, RESULTS_JSON, TABLE_MD = "compare.json", "results.json", "table.md
 CLASSIFICATION_METRICS = ("acc", "f1", "auc")
 REGRESSION_METRICS = ("r2", "pearson", "ccc", "rmse")
 TASK_NAMES = {"a": "arousal", "v": "valence", "quadrant": "4Q"}
-
-
-def _cell(c: dict, digits: int = 4) -> str:
-    if not c or not math.isfinite(c.get("mean", math.nan)):
-        return "n/a"
-    return f"{c['mean']:.{digits}f} ± {c['std']:.{digits}f}"
 
 
 def format_comparison(rows: list[dict], *, markdown: bool = False, title: str = "",
@@ -40,7 +34,7 @@ def format_comparison(rows: list[dict], *, markdown: bool = False, title: str = 
     cell = {(r["model"], r["task"]): r["summary"] for r in rows}
     cols = [(t, m) for t in tasks for m in metrics]
     heads = [f"{TASK_NAMES.get(t, t)} {m.upper()}" for t, m in cols]
-    body = [[model] + [_cell(cell.get((model, t), {}).get(m, {})) for t, m in cols] for model in models]
+    body = [[model] + [format_cell(cell.get((model, t), {}).get(m, {})) for t, m in cols] for model in models]
     if markdown:
         lines = [title, ""] if title else []
         lines.append("| model | " + " | ".join(heads) + " |")
@@ -51,12 +45,6 @@ def format_comparison(rows: list[dict], *, markdown: bool = False, title: str = 
     lines.append(f"{'model':<12}" + "".join(f"{h:>19}" for h in heads))
     lines += [f"{row[0]:<12}" + "".join(f"{c:>19}" for c in row[1:]) for row in body]
     return "\n".join(lines)
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def comparison_configs(model: str, task: str, model_overrides: dict, train_overrides: dict
@@ -109,7 +97,7 @@ def run_comparison(fs: FeatureSet, run_dir: str | os.PathLike, *, models: list[s
                         progress=progress, data_ref=meta["data"])
             head = out["inference_head"]
             rows.append({"model": model, "task": task, "head": head, "summary": out["summary"][head],
-                         "config": {"model": asdict(replace(mcfg)), "train": asdict(tcfg)},
+                         "config": {"model": asdict(mcfg), "train": asdict(tcfg)},
                          "per_seed": [{"seed": r["seed"], "best_epoch": r["best_epoch"], "test": r["test"][head]}
                                       for r in out["per_seed"]]})
             _write_results(run_dir, meta, rows, regression)
@@ -117,7 +105,7 @@ def run_comparison(fs: FeatureSet, run_dir: str | os.PathLike, *, models: list[s
 
 
 def _write_results(run_dir: Path, meta: dict, rows: list[dict], regression: bool) -> dict:
-    from ..training.loop import write_json
+    from ..training.loop import write_json, write_text
 
     split = meta["train_overrides"].get("split", TrainConfig.split)
     title = (f"{meta['data'] or 'data'}  split={split}  test metrics of each model's inference head "
@@ -127,5 +115,5 @@ def _write_results(run_dir: Path, meta: dict, rows: list[dict], regression: bool
            "markdown": format_comparison(rows, markdown=True, title=f"**Comparison** ({title})",
                                          regression=regression)}
     write_json(run_dir / RESULTS_JSON, res)
-    _write_text(run_dir / TABLE_MD, res["markdown"] + "\n")
+    write_text(run_dir / TABLE_MD, res["markdown"] + "\n")
     return res

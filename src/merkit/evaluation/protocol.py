@@ -198,15 +198,19 @@ def summarise_seeds(per_seed: list[dict[str, dict[str, float]]]) -> dict[str, di
     return summary
 
 
+def format_cell(c: dict) -> str:
+    """``mean ± std`` of a :func:`summarise_seeds` cell; ``n/a`` when it is empty or undefined."""
+    if not c or not math.isfinite(c.get("mean", math.nan)):
+        return "n/a"
+    return f"{c['mean']:.4f} ± {c['std']:.4f}"
+
+
 def format_table(summary: dict[str, dict[str, dict[str, float]]], *, title: str = "") -> str:
     """A plain-text table: one row per head, ``mean ± std`` per metric."""
     metrics = list(next(iter(summary.values())).keys()) if summary else list(METRICS)
     lines = [title] if title else []
     lines.append(f"{'head':<10}" + "".join(f"{m.upper():>17}" for m in metrics))
     for head, row in summary.items():
-        cells = []
-        for m in metrics:
-            c = row[m]
-            cells.append(f"{c['mean']:.4f} ± {c['std']:.4f}" if math.isfinite(c["mean"]) else "n/a")
+        cells = [format_cell(row[m]) for m in metrics]
         lines.append(f"{head:<10}" + "".join(f"{cell:>17}" for cell in cells))
     return "\n".join(lines)
