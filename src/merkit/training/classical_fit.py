@@ -18,7 +18,7 @@ import numpy as np
 
 from ..config import ModelConfig, TrainConfig
 from ..data.memo2496 import FeatureSet
-from ..evaluation.protocol import drop_nonfinite, head_metrics, make_splits, track_groups
+from ..evaluation.protocol import head_metrics, make_splits, track_groups
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +30,13 @@ def fit_classical(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_
     """Fit one seed of classical model ``model_cfg.name`` (``svm`` or ``logreg``) into ``run_dir``
     (``model.pkl``, ``results.json``) and return the same record as :func:`~merkit.training.loop.fit`."""
     from ..models.classical import ClassicalModel
-    from .loop import RESULTS, data_description, write_json
+    from .loop import RESULTS, _usable, data_description, write_json
 
     run_dir = Path(run_dir)
     if resume and (run_dir / RESULTS).is_file():
         return json.loads((run_dir / RESULTS).read_text())
     run_dir.mkdir(parents=True, exist_ok=True)
-    fs, bad = drop_nonfinite(fs)
-    if bad:
-        log.warning("%s: skipping %d track(s) with non-finite features (e.g. %s)", fs.root or "data",
-                    len(bad), bad[0])
+    fs = _usable(fs, "labelled")
     splits = make_splits(fs, cfg.label, threshold=cfg.threshold, mode=cfg.split, test_size=cfg.test_size,
                          val_size=cfg.val_size, seed=cfg.seed, regression=cfg.regression)
     model_cfg = replace(model_cfg, n_mels=fs.mel.shape[1], n_coch=fs.coch.shape[1],
@@ -62,7 +59,7 @@ def fit_classical(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_
     test = head_metrics(y["test"], model.predict_heads(fs.mel[part["test"]], fs.coch[part["test"]]))
     model.save(run_dir / MODEL_FILE)
     result = {"seed": cfg.seed, "best_epoch": None, "epochs_run": 0, "inference_head": "out",
-              "selection": {k: v for k, v in sel.items() if k != "grid"} | {"grid": list(sel.get("grid", []))},
+              "selection": sel,
               "val": val, "test": test, "sizes": splits.sizes(), "history": [],
               "time_s": time.perf_counter() - t0,
               "config": {"model": asdict(model_cfg), "train": asdict(cfg)},
