@@ -34,7 +34,6 @@ import hashlib
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -58,18 +57,6 @@ SHIPPED_MODEL = dict(dim=64, n_layers=1, n_heads=4, fusion_dim=128)
 EPOCHS, PATIENCE = 20, 5  # modest: the whole recipe fits in tens of minutes on 2 cores
 CROP_SEP = "#crop"  # track id of a crop: "<track_id>#crop<k>"
 LICENCES = {"emopia": "CC BY-NC-SA 4.0", "emotify": "Magnatune, Creative Commons non-commercial"}
-
-
-def ensure_features(name: str, folder: Path, workers: int) -> Path:
-    """The Memo2496 folder of ``name``; extracted with ``merkit extract`` when it is absent."""
-    from merkit.data.memo2496 import is_memo2496_dir
-
-    if is_memo2496_dir(folder):
-        return folder
-    log.info("%s: no features in %s, extracting (EMOPIA renders its MIDI first: ~30 min)", name, folder)
-    cmd = [sys.executable, "-m", "merkit", "extract", name, "-o", str(folder), "--workers", str(workers)]
-    subprocess.run(cmd, check=True)
-    return folder
 
 
 def assign_emotify_splits(fs, seed: int):
@@ -243,6 +230,7 @@ def main(argv=None) -> int:
     import torch
 
     from merkit.config import ModelConfig, TrainConfig
+    from merkit.data.feature_cache import dataset_features
     from merkit.data.memo2496 import load_memo2496
     from merkit.models import load_model as load_network
     from merkit.training.loop import train
@@ -250,9 +238,9 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    emopia = load_memo2496(ensure_features("emopia", args.emopia_feats, args.workers), mmap=False)
+    emopia = load_memo2496(dataset_features("emopia", args.emopia_feats, workers=args.workers), mmap=False)
     emotify = assign_emotify_splits(
-        load_memo2496(ensure_features("emotify", args.emotify_feats, args.workers), mmap=False), args.seed)
+        load_memo2496(dataset_features("emotify", args.emotify_feats, workers=args.workers), mmap=False), args.seed)
     parts = [emopia, emotify]
     if args.crops:
         args.work_dir.mkdir(parents=True, exist_ok=True)

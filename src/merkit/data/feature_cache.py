@@ -7,6 +7,7 @@ first use continues), later uses load it directly.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from .paths import cache_dir
@@ -21,8 +22,10 @@ def dataset_features_dir(name: str) -> Path:
     return cache_dir("feats") / name
 
 
-def dataset_features(name: str, *, workers: int | None = None, progress: bool = True) -> Path:
-    """The Memo2496-layout feature folder of dataset ``name``, extracting it on first use."""
+def dataset_features(name: str, folder: str | os.PathLike | None = None, *, workers: int | None = None,
+                     progress: bool = True) -> Path:
+    """The Memo2496-layout feature folder of dataset ``name`` (``folder``, by default
+    :func:`dataset_features_dir`), extracting it there on first use."""
     from ..config import PRESETS
     from ..extract import extract
     from .memo2496 import is_memo2496_dir
@@ -31,7 +34,7 @@ def dataset_features(name: str, *, workers: int | None = None, progress: bool = 
     if name not in NAMED:
         raise ValueError(f"{name}: no cached features for this name; extract them with "
                          f"`merkit extract {name} -o DIR` (with --audio-dir where needed) and pass DIR")
-    folder = dataset_features_dir(name)
+    folder = Path(folder) if folder is not None else dataset_features_dir(name)
     if is_memo2496_dir(folder):
         return folder
     log.info("%s: extracting features into %s once (EMOPIA renders its MIDI first: ~30 min on 2 cores)",
