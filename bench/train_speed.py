@@ -244,6 +244,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-naive", dest="naive", action="store_false")
     ap.add_argument("--no-compile", dest="compile", action="store_false")
+    ap.add_argument("--no-key-variant", dest="no_key", action="store_false",
+                    help="skip the variant without the key encoder (key_momentum 0: the queue holds the "
+                         "online features, one forward pass less per step)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -267,6 +270,8 @@ def main(argv=None) -> int:
     # Order: the cheap, always-available figures first; the results files are rewritten after
     # every variant, so a run stopped during compilation still leaves the eager comparison.
     plan = [("merkit_eager", replace_tc(tc, compile=False))]
+    if args.no_key:
+        plan.append(("merkit_eager_no_key_encoder", replace_tc(tc, compile=False, key_momentum=0.0)))
     if args.naive:
         plan.append(("naive", None))
     if args.compile:
@@ -276,7 +281,9 @@ def main(argv=None) -> int:
             res[name] = summary(time_naive(part, m, tc, args.epochs), epoch_flops, peak)
         else:
             times, first = time_merkit(part, m, cfg, args.epochs)
-            res[name] = summary(times, epoch_flops, peak)
+            work = epoch_flops if cfg.key_momentum > 0 else (flops["total"] - flops["key_encoder"]) * N_TRAIN
+            res[name] = summary(times, work, peak)
+            res[name]["epoch_flops"] = work
             res[name]["first_epoch_s"] = first
             if cfg.compile:
                 res[name]["compile_s_approx"] = first - res[name]["median_s"]
@@ -310,15 +317,19 @@ def summary(times: list[float], epoch_flops: float, peak: float) -> dict:
 def markdown(r: dict) -> str:
     rows = ["| variant | s / epoch (median) | GFLOP/s | / GEMM peak | vs naive |", "|---|---|---|---|---|"]
     naive = r.get("naive", {}).get("median_s")
-    for k in ("naive", "merkit_eager", "merkit_compiled"):
+    for k in ("naive", "merkit_eager", "merkit_eager_no_key_encoder", "merkit_compiled"):
         if k in r:
             v = r[k]
             ratio = f"{naive / v['median_s']:.2f}x" if naive else "-"
             rows.append(f"| {k} | {v['median_s']:.2f} | {v['flops_per_s'] / 1e9:.1f} | "
                         f"{v['flops_over_peak']:.2f} | {ratio} |")
     extra = ""
+    if "merkit_eager_no_key_encoder" in r:
+        v = r["merkit_eager_no_key_encoder"]
+        extra += (f"\n`merkit_eager_no_key_encoder`: `key_momentum 0` (no EMA key encoder; the queue holds "
+                  f"the online fused features), {v['epoch_flops'] / 1e12:.3f} TFLOP per epoch.\n")
     if "merkit_compiled" in r:
-        extra = f"\nCompilation (first epoch minus a steady one): {r['merkit_compiled']['compile_s_approx']:.1f} s.\n"
+        extra += f"\nCompilation (first epoch minus a steady one): {r['merkit_compiled']['compile_s_approx']:.1f} s.\n"
     return (f"# DAMER training speed (Memo2496 scale: {r['n_train']} tracks, batch {r['batch_size']}, "
             f"{r['threads']} threads)\n\n"
             f"GEMM peak (fp32 {GEMM_N}^3): {r['gemm_peak_flops'] / 1e9:.1f} GFLOP/s; "
