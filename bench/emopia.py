@@ -75,23 +75,61 @@ def run_dir(runs: Path, split: str, model: str, task: str) -> Path:
 def train_queue(fs, runs: Path, queue: str, seeds, only_split: str | None = None) -> None:
     """Seed by seed over the whole queue (round r trains seed r of every run), so that every
     cell of the tables has a result early and gains seeds as the rounds go on; ``only_split``
-    restricts the queue to one split (to finish one table first)."""
+    restricts the queue to one split (to finish one table first).
+
+    Each (run, seed) is claimed first (:func:`claim`), so several workers may share one queue:
+    each trains the seeds nobody else holds."""
     from merkit.training.loop import train
 
-    for r in range(len(seeds)):
+    for seed in seeds:
         for split, model in QUEUES[queue]:
             if only_split and split != only_split:
                 continue
             for task in TASKS:
-                mcfg, tcfg = comparison_configs(model, task, MODEL_OVERRIDES.get(model, {}),
-                                                {**TRAIN_OVERRIDES.get(model, {}), "split": split})
                 out = run_dir(runs, split, model, task)
-                t0 = time.perf_counter()
-                log.info("round %d: %s / %s / %s -> %s", r, split, model, TASK_NAMES[task], out)
-                # finished seeds are read back, so only seed r trains here
-                res = train(fs, mcfg, tcfg, out, seeds=list(seeds[:r + 1]), resume=True, progress=False,
-                            data_ref=str(fs.root))
-                log.info("done in %.0f s:\n%s", time.perf_counter() - t0, res["table"])
+                if (out / f"seed_{seed}" / "results.json").is_file() or not claim(out, seed):
+                    continue
+                try:
+                    mcfg, tcfg = comparison_configs(model, task, MODEL_OVERRIDES.get(model, {}),
+                                                    {**TRAIN_OVERRIDES.get(model, {}), "split": split})
+                    t0 = time.perf_counter()
+                    log.info("seed %d: %s / %s / %s -> %s", seed, split, model, TASK_NAMES[task], out)
+                    res = train(fs, mcfg, tcfg, out, seeds=[seed], resume=True, progress=False,
+                                data_ref=str(fs.root))
+                    log.info("done in %.0f s:\n%s", time.perf_counter() - t0, res["table"])
+                finally:
+                    (out / f"seed_{seed}.claim").unlink(missing_ok=True)
+
+
+def claim(out: Path, seed: int) -> bool:
+    """Take ``out/seed_<seed>.claim`` for this process; False while a live process holds it (a
+    claim left by a killed worker is taken over, and its seed resumes from its checkpoint).
+    The claim is hard-linked from a complete temporary file, so it never exists half-written."""
+    import os
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"seed_{seed}.claim"
+    tmp = out / f".seed_{seed}.claim.{os.getpid()}"
+    tmp.write_text(str(os.getpid()))
+    try:
+        for _ in range(2):
+            try:
+                os.link(tmp, path)
+                return True
+            except FileExistsError:
+                try:
+                    holder = int(path.read_text())
+                    if holder > 0:
+                        os.kill(holder, 0)
+                        return False  # held by a live process
+                except (ValueError, ProcessLookupError, FileNotFoundError):
+                    pass
+                except PermissionError:
+                    return False  # held by a live process of another user
+                path.unlink(missing_ok=True)  # stale: its process is gone
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def collect(runs: Path, split: str, model: str, task: str, head: str | None = None) -> dict | None:
