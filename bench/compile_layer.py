@@ -6,7 +6,8 @@ compiled with inductor's ``default`` and ``max-autotune`` modes (the latter may 
 matrix products by C++ GEMM templates with fused epilogues). Variants are interleaved round by
 round so that load on a shared machine hits them alike; medians and the ratios to eager are
 reported. This isolates the layer from the rest of the training step (objective, optimiser,
-key encoder) that ``bench/train_speed.py`` times as a whole.
+key encoder) that ``bench/train_speed.py`` times as a whole. Freed memory is kept for reuse, as
+merkit's Trainer does (:mod:`merkit.training.cpu_memory`).
 
     python bench/compile_layer.py [--batch 64] [--threads 1] [--rounds 7]
 
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from merkit.models.blocks import DualViewLayer  # noqa: E402
+from merkit.training.cpu_memory import reuse_freed_memory  # noqa: E402
 from merkit.training.loop import write_json, write_text  # noqa: E402
 
 MODES = ("default", "max-autotune")
@@ -51,6 +53,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    reuse_freed_memory()  # as merkit's Trainer does
     mel, coch = torch.randn(args.batch, 128, 128), torch.randn(args.batch, 84, 128)
     variants = {"eager": layer()}
     variants.update({f"compiled_{m}": torch.compile(layer(), mode=None if m == "default" else m) for m in MODES})

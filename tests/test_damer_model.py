@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from merkit.config import ConfigError, ModelConfig
 from merkit.models import build_model, head_probabilities, load_model
-from merkit.models.blocks import DualViewLayer, merge_heads, split_heads
+from merkit.models.blocks import (Dropout, DualViewLayer, attention, dropout_keep_mask, merge_heads,
+                                   split_heads)
 from merkit.training.checkpoint import save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -185,3 +186,70 @@ def test_dropout_is_active_in_train_mode_only():
     assert not torch.allclose(model(mel, coch).logits_fused, model(mel, coch).logits_fused)
     probs = model.eval().predict_proba(mel, coch)
     torch.testing.assert_close(probs["fused"], F.softmax(model(mel, coch).logits_fused, -1))
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_fast_dropout_mask_drops_a_fraction_p_and_keeps_the_mean(p):
+    torch.manual_seed(0)
+    mask = dropout_keep_mask((1000, 1000), p, torch.float32)
+    dropped = (mask == 0).float().mean().item()
+    # 1e6 Bernoulli(p) draws: std sqrt(p (1 - p) / 1e6) <= 5e-4
+    assert abs(dropped - p) < 3e-3
+    kept = mask[mask != 0]
+    assert torch.allclose(kept, torch.full_like(kept, 1 / (1 - round(p * 2 ** 15) / 2 ** 15)))
+    assert abs(mask.mean().item() - 1.0) < 5e-3
+
+
+def test_fast_dropout_masks_are_independent_of_the_lane():
+    """Each 64-bit draw feeds four elements; the top lane (sign bit always 0) must drop at the
+    same rate as the others, and neighbours must not be correlated."""
+    torch.manual_seed(1)
+    keep = (dropout_keep_mask((250_000, 4), 0.25, torch.float32) != 0).float()
+    assert torch.allclose(1 - keep.mean(0), torch.full((4,), 0.25), atol=4e-3)
+    corr = torch.corrcoef(keep.t())
+    assert (corr - torch.eye(4)).abs().max() < 0.01
+
+
+def test_fast_dropout_is_seeded_has_the_mask_as_gradient_and_is_off_in_eval():
+    drop = Dropout(0.3)
+    x = torch.randn(64, 50, requires_grad=True)
+    torch.manual_seed(3)
+    y = drop(x)
+    torch.manual_seed(3)
+    assert torch.equal(drop(x), y)
+    y.sum().backward()
+    mask = torch.where(y != 0, y / x, torch.zeros(()))
+    assert torch.allclose(x.grad, mask.detach(), atol=1e-5)
+    drop.eval()
+    assert drop(x) is x
+    assert Dropout(0.0)(x) is x
+
+
+def test_fast_dropout_option_keeps_the_state_dict_and_torch_dropout_stays_available():
+    fast = build_model("damer", ModelConfig(n_mels=8, n_coch=6, n_frames=5, dim=16))
+    slow = build_model("damer", ModelConfig(n_mels=8, n_coch=6, n_frames=5, dim=16, fast_dropout=False))
+    assert fast.state_dict().keys() == slow.state_dict().keys()
+    assert all(m.fast for m in fast.modules() if isinstance(m, Dropout))
+    assert not any(m.fast for m in slow.modules() if isinstance(m, Dropout))
+    x = torch.randn(32, 16)
+    torch.manual_seed(0)
+    expected = F.dropout(x, 0.3, training=True)
+    torch.manual_seed(0)
+    assert torch.equal(Dropout(0.3, fast=False)(x), expected)
+
+
+def test_cpu_attention_equals_torch_sdpa():
+    torch.manual_seed(0)
+    q = torch.randn(3, 4, 10, 8, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(3, 4, 7, 8, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(3, 4, 7, 8, dtype=torch.float64, requires_grad=True)
+    # a strided query, as split_heads gives it
+    q_strided = q.transpose(1, 2).contiguous().transpose(1, 2)
+    ours = attention(q_strided, k, v)
+    ref = F.scaled_dot_product_attention(q, k, v)
+    torch.testing.assert_close(ours, ref)
+    g = torch.randn_like(ref)
+    grads = torch.autograd.grad(ours, (q, k, v), g)
+    ref_grads = torch.autograd.grad(ref, (q, k, v), g)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b)

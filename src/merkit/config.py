@@ -178,6 +178,10 @@ class ModelConfig:
     fusion_dim: int = _f(DAMER_FUSION_DIM, "FusionMLP output size D_f (§IV-B)")
     dropout: float = _f(DAMER_DROPOUT, "dropout on the attention and FFN outputs (residual "
                                               "dropout) and in the FusionMLP")
+    fast_dropout: bool = _f(True, "CPU dropout masks from 15-bit random lanes, four per 64-bit "
+                                  "draw (p rounded to a multiple of 2^-15; 3x faster than "
+                                  "torch's per-element Bernoulli, bench/cpu_kernels.py); off: torch's "
+                                  "dropout, bit-identical to runs before this option")
     # Not in the paper: attention and mean pooling are blind to token order, so without a
     # learned position (band or frame index) embedding a band token would not know its band.
     pos_embedding: bool = _f(True, "add a learned band/frame index embedding to the tokens")

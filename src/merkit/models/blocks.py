@@ -5,6 +5,8 @@ dimension, ``H`` heads, ``d = D / H`` head size.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,6 +50,51 @@ class TokenEmbedding(nn.Module):
         return h if self.pos is None else h + self.pos
 
 
+# Lanes of 15 random bits: a mask element is dropped when its lane is below round(p * 2^15).
+_LANE_BITS = 15
+_LANE_MASK = (1 << _LANE_BITS) - 1
+
+
+def dropout_keep_mask(shape: tuple[int, ...], p: float, dtype: torch.dtype) -> torch.Tensor:
+    """A dropout mask of ``shape``: 0 with probability ``p`` (rounded to a multiple of 2^-15),
+    else ``1 / (1 - p)``, so that the expected output equals the input.
+
+    On a CPU, torch's dropout draws one Bernoulli variate per element (``bernoulli_``: 34 ms for
+    a 256 x 128 x 128 activation, a tenth of a DAMER training step). Here one 64-bit draw of
+    torch's generator (seeded as usual) gives four 16-bit lanes, whose low 15 bits are compared
+    with a threshold (the top lane's sign bit is always 0 in ``random_()``'s [0, 2^63) range,
+    so only 15 bits per lane are used). ``bench/cpu_kernels.py`` measures it.
+    """
+    n = math.prod(shape)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_()
+    lanes = words.view(torch.int16)[:n].view(shape)
+    threshold = round(p * (1 << _LANE_BITS))
+    keep = lanes.bitwise_and(_LANE_MASK) >= threshold
+    return keep.to(dtype).mul_((1 << _LANE_BITS) / ((1 << _LANE_BITS) - threshold))
+
+
+class Dropout(nn.Module):
+    """``nn.Dropout`` whose CPU masks come from :func:`dropout_keep_mask` (``fast=True``, 3x
+    faster forward + backward); other devices, and ``fast=False``, use ``F.dropout``. No
+    parameters or buffers, so it is interchangeable with ``nn.Dropout`` in a state dict."""
+
+    def __init__(self, p: float, *, fast: bool = True):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p, self.fast = p, fast
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if not self.fast or x.device.type != "cpu":
+            return F.dropout(x, self.p, training=True)
+        return x * dropout_keep_mask(tuple(x.shape), self.p, x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, fast={self.fast}"
+
+
 class FeedForward(nn.Module):
     """Position-wise GELU MLP with ``mult``-fold expansion (paper Eqs. 7-8).
 
@@ -56,11 +103,11 @@ class FeedForward(nn.Module):
     a training step.
     """
 
-    def __init__(self, dim: int, mult: int, dropout: float):
+    def __init__(self, dim: int, mult: int, dropout: float, *, fast_dropout: bool = True):
         super().__init__()
         self.fc1 = nn.Linear(dim, dim * mult)
         self.fc2 = nn.Linear(dim * mult, dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout, fast=fast_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop(self.fc2(F.gelu(self.fc1(x))))
@@ -78,6 +125,27 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, n, h * d)
 
 
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Scaled dot-product attention, ``q (B, H, N, d)``, ``k, v (B, H, M, d)`` -> ``(B, H, N, d)``.
+
+    On a CPU this is two batched matrix products around a softmax: for DAMER's shapes (B 256,
+    H 4, N 128, M 84, d 32) forward + backward take 79 ms against 148 ms for
+    ``F.scaled_dot_product_attention``'s flash kernel, as long as freed memory is reused
+    (:func:`merkit.training.cpu_memory.reuse_freed_memory`; without it the 44 MB score matrix
+    is page-faulted in on every call and the flash kernel is the faster, 127 vs 143 ms;
+    ``bench/cpu_kernels.py``). Elsewhere (CUDA) the fused kernel is used.
+    """
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v)
+    b, h, n, d = q.shape
+    m = k.shape[2]
+    # Scaling q (N x d) is cheaper than scaling the scores (N x M), and the copy it makes is
+    # the contiguous (B H, N, d) layout bmm wants anyway.
+    q = (q * d ** -0.5).reshape(b * h, n, d)
+    scores = torch.bmm(q, k.reshape(b * h, m, d).transpose(1, 2))  # (B H, N, M)
+    return torch.bmm(scores.softmax(dim=-1), v.reshape(b * h, m, d)).view(b, h, n, d)
+
+
 class DualViewLayer(nn.Module):
     """One DSAF layer (paper Eqs. 3-8) acting on both views at once.
 
@@ -88,7 +156,8 @@ class DualViewLayer(nn.Module):
     residual + LayerNorm (post-norm, Eq. 6) and a GELU FFN with its own residual + LayerNorm.
     """
 
-    def __init__(self, dim: int, n_heads: int, ffn_mult: int, dropout: float, *, cross: bool = True):
+    def __init__(self, dim: int, n_heads: int, ffn_mult: int, dropout: float, *, cross: bool = True,
+                 fast_dropout: bool = True):
         super().__init__()
         if dim % n_heads:
             raise ValueError(f"dim ({dim}) must be divisible by n_heads ({n_heads})")
@@ -97,9 +166,10 @@ class DualViewLayer(nn.Module):
         self.qkv = nn.ModuleList([nn.Linear(dim, 3 * dim) for _ in range(2)])
         self.out = nn.ModuleList([nn.Linear(dim, dim) for _ in range(2)])
         self.norm_attn = nn.ModuleList([nn.LayerNorm(dim) for _ in range(2)])
-        self.ffn = nn.ModuleList([FeedForward(dim, ffn_mult, dropout) for _ in range(2)])
+        self.ffn = nn.ModuleList([FeedForward(dim, ffn_mult, dropout, fast_dropout=fast_dropout)
+                                  for _ in range(2)])
         self.norm_ffn = nn.ModuleList([nn.LayerNorm(dim) for _ in range(2)])
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout, fast=fast_dropout)
 
     def forward(self, h_mel: torch.Tensor, h_coch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """h_mel: (B, N, D), h_coch: (B, M, D) -> the updated pair, same shapes."""
@@ -112,7 +182,7 @@ class DualViewLayer(nn.Module):
         outs = []
         for i, h in enumerate((h_mel, h_coch)):
             src = 1 - i if self.cross else i  # whose keys/values this view reads
-            a = F.scaled_dot_product_attention(q[i], k[src], v[src])  # (B, H, N_i, d)
+            a = attention(q[i], k[src], v[src])  # (B, H, N_i, d)
             h = self.norm_attn[i](h + self.drop(self.out[i](merge_heads(a))))
             outs.append(self.norm_ffn[i](h + self.ffn[i](h)))
         return outs[0], outs[1]
@@ -121,9 +191,9 @@ class DualViewLayer(nn.Module):
 class FusionMLP(nn.Module):
     """``[z_mel || z_coch] (B, 2D) -> z_fuse (B, D_f)``: Linear, GELU, dropout, Linear."""
 
-    def __init__(self, in_dim: int, out_dim: int, dropout: float):
+    def __init__(self, in_dim: int, out_dim: int, dropout: float, *, fast_dropout: bool = True):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Dropout(dropout),
+        self.net = nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), Dropout(dropout, fast=fast_dropout),
                                  nn.Linear(out_dim, out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -65,10 +65,11 @@ class DAMER(nn.Module):
         self.embed_coch = TokenEmbedding(cfg.n_coch, cfg.n_frames, d, mode=cfg.token_mode,
                                          pos_embedding=cfg.pos_embedding)
         self.layers = nn.ModuleList([
-            DualViewLayer(d, cfg.n_heads, cfg.ffn_mult, cfg.dropout, cross=cfg.use_dsaf)
+            DualViewLayer(d, cfg.n_heads, cfg.ffn_mult, cfg.dropout, cross=cfg.use_dsaf,
+                          fast_dropout=cfg.fast_dropout)
             for _ in range(cfg.n_layers)
         ])
-        self.fusion = FusionMLP(2 * d, cfg.fusion_dim, cfg.dropout)
+        self.fusion = FusionMLP(2 * d, cfg.fusion_dim, cfg.dropout, fast_dropout=cfg.fast_dropout)
         self.head_mel = nn.Linear(d, cfg.n_classes)
         self.head_coch = nn.Linear(d, cfg.n_classes)
         self.head_fused = nn.Linear(cfg.fusion_dim, cfg.n_classes)

@@ -36,6 +36,7 @@ from ..evaluation.protocol import (Splits, drop_nonfinite, format_table, head_me
                                    summarise_seeds)
 from ..models import build_model, get_spec, resolve_head
 from .checkpoint import load_checkpoint, save_checkpoint, versions
+from .cpu_memory import reuse_freed_memory
 from .objective import Batch, Objective
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,8 @@ class Trainer:
         else:  # stepped by fit() with the validation score (larger is better)
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
+        if device.type == "cpu":
+            reuse_freed_memory()  # large freed tensors stay mapped: no page faults per step
         # The checkpointed module stays the plain one; a compiled wrapper only runs it.
         forward = CompiledOrEager(model) if cfg.compile else model
         if objective is None:
