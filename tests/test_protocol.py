@@ -106,3 +106,13 @@ def test_tracks_with_nonfinite_features_are_dropped():
     assert np.isfinite(kept.mel).all() and len(kept.label_a) == 5
     same, none = drop_nonfinite(kept)
     assert same is kept and none == []
+
+
+def test_table_cells_show_a_spread_only_when_there_is_one():
+    from merkit.evaluation.protocol import format_cell, summarise_seeds
+
+    one = summarise_seeds([{"fused": {"acc": 0.75}}])["fused"]["acc"]
+    two = summarise_seeds([{"fused": {"acc": 0.75}}, {"fused": {"acc": 0.25}}])["fused"]["acc"]
+    assert format_cell(one) == "0.7500 (1 seed)"
+    assert format_cell(two) == "0.5000 ± 0.3536"
+    assert format_cell({}) == "n/a"

@@ -199,9 +199,12 @@ def summarise_seeds(per_seed: list[dict[str, dict[str, float]]]) -> dict[str, di
 
 
 def format_cell(c: dict) -> str:
-    """``mean ± std`` of a :func:`summarise_seeds` cell; ``n/a`` when it is empty or undefined."""
+    """``mean ± std`` of a :func:`summarise_seeds` cell; ``mean (1 seed)`` when one seed gives no
+    spread (a "± 0.0000" would read as a measured zero); ``n/a`` when empty or undefined."""
     if not c or not math.isfinite(c.get("mean", math.nan)):
         return "n/a"
+    if c.get("n", 2) == 1:
+        return f"{c['mean']:.4f} (1 seed)"
     return f"{c['mean']:.4f} ± {c['std']:.4f}"
 
 
