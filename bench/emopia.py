@@ -2,6 +2,7 @@
 
     python bench/emopia.py --feats /work/feats/emopia --jobs damer          # one worker's queue
     python bench/emopia.py --feats /work/feats/emopia --jobs baselines      # the other worker's
+    python bench/emopia.py --feats /work/feats/emopia --jobs variants       # DAMER with frame tokens
     python bench/emopia.py --report                                         # tables from finished runs
 
 Two queues so that two processes (one torch thread each) keep both cores of a laptop busy,
@@ -9,7 +10,9 @@ each going seed by seed (seed 0 of every run first), so that partial results cov
 
 * ``damer``: DAMER on the official split, then under the paper's 70/30 protocol;
 * ``baselines``: logistic regression on mean MFCCs and the SVM (both splits), then the
-  short-chunk ResNet, the residual CNN and MuseFuse on the official split.
+  short-chunk ResNet, the residual CNN and MuseFuse on the official split;
+* ``variants``: DAMER configurations other than the default (``VARIANTS``: time-frame tokens)
+  on the official split; any number of workers may share a queue.
 
 Every run is a ``merkit.training.loop.train`` run folder under ``--runs`` and resumes where it
 stopped (rerun the same command). Tasks: arousal, valence (binary) and the 4 quadrants; seeds
@@ -55,7 +58,11 @@ QUEUES = {
     "damer": [("official", "damer"), ("protocol", "damer")],
     "baselines": [("official", "logreg"), ("official", "svm"), ("protocol", "logreg"), ("protocol", "svm"),
                   ("official", "shortchunk"), ("official", "resnet"), ("official", "musefuse")],
+    "variants": [("official", "damer_frame")],
 }
+# DAMER configurations beside the default (run name -> registered model, model overrides): the
+# paper's band tokens against the time-frame tokens the issue asks to offer as an option.
+VARIANTS = {"damer_frame": ("damer", {"token_mode": "frame"})}
 DAMER_HEADS = ("mel", "coch", "fused", "ensemble")
 COMPARE_MODELS = ("logreg", "svm", "shortchunk", "resnet", "musefuse", "damer")
 # Published accuracies on EMOPIA (Hung et al., ISMIR 2021, Table 4) -- on the original audio
@@ -90,8 +97,9 @@ def train_queue(fs, runs: Path, queue: str, seeds, only_split: str | None = None
                 if (out / f"seed_{seed}" / "results.json").is_file() or not claim(out, seed):
                     continue
                 try:
-                    mcfg, tcfg = comparison_configs(model, task, MODEL_OVERRIDES.get(model, {}),
-                                                    {**TRAIN_OVERRIDES.get(model, {}), "split": split})
+                    base, extra = VARIANTS.get(model, (model, {}))
+                    mcfg, tcfg = comparison_configs(base, task, {**MODEL_OVERRIDES.get(base, {}), **extra},
+                                                    {**TRAIN_OVERRIDES.get(base, {}), "split": split})
                     t0 = time.perf_counter()
                     log.info("seed %d: %s / %s / %s -> %s", seed, split, model, TASK_NAMES[task], out)
                     res = train(fs, mcfg, tcfg, out, seeds=[seed], resume=True, progress=False,
@@ -183,6 +191,8 @@ def report(runs: Path, out_dir: Path) -> None:
         "damer_by_head": {s: {h: {t: collect(runs, s, "damer", t, h) for t in TASKS} for h in DAMER_HEADS}
                           for s in results},
         "baselines_same_run": {s: {m: results[s][m] for m in ("logreg", "svm")} for s in results},
+        "damer_variants": {"official": {name: {t: collect(runs, "official", name, t) for t in TASKS}
+                                        for name in ("damer", *VARIANTS)}},
     }
     write_json(out_dir / "emopia.json", emopia)
     compare = {"what": "every merkit model on the official EMOPIA split (renders), same splits and seeds",
@@ -218,7 +228,13 @@ def report(runs: Path, out_dir: Path) -> None:
           "## DAMER by inference head", "",
           "The same runs (model selected on validation with the ensemble), tested through each head: "
           "Mel, cochleagram, fused, and the ensemble (mean of the three heads' probabilities, the default).",
-          "", *heads, "", "## Published numbers", "", *pub, ""]
+          "", *heads, "", "## DAMER token modes (official split)", "",
+          "`damer`: the paper's band tokens (each Mel band / cochleagram channel is a token of its T "
+          "frames); `damer_frame`: time-frame tokens (each frame is a token of its bands), "
+          "`--token-mode frame`. The frame-token runs were trained after the CPU speed work of "
+          "commit 3d52017 (merkit's dropout masks and attention kernel), the band-token runs before it.",
+          "", *variant_table(emopia["damer_variants"]["official"]), "",
+          "## Published numbers", "", *pub, ""]
     write_text(out_dir / "emopia.md", "\n".join(md))
     md = ["# Every merkit model on EMOPIA renders (official split)", "",
           "Mean ± std (number of seeds) of the test metrics of each model's inference head.", "",
@@ -227,6 +243,14 @@ def report(runs: Path, out_dir: Path) -> None:
     update_readme(table("official", COMPARE_MODELS), table("protocol", ("damer", "logreg", "svm")))
     print((out_dir / "compare_emopia.md").read_text())
     print((out_dir / "emopia.md").read_text())
+
+
+def variant_table(rows: dict) -> list[str]:
+    lines = ["| run | " + " | ".join(f"{TASK_NAMES[t]} {m.upper()}" for t in TASKS for m in METRICS) + " |",
+             "|---|" + "|".join(["--:"] * (len(TASKS) * len(METRICS))) + "|"]
+    for name, by_task in rows.items():
+        lines.append(f"| {name} | " + " | ".join(cell(by_task[t], k) for t in TASKS for k in METRICS) + " |")
+    return lines
 
 
 def update_readme(official: list[str], protocol: list[str], readme: Path = ROOT / "README.md") -> None:
