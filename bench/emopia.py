@@ -28,6 +28,9 @@ model's default.
 Writes ``bench/results/emopia.{json,md}`` (DAMER, both splits, with the baselines of the same
 run and the published numbers) and ``bench/results/compare_emopia.{json,md}`` (all models,
 official split). Cells report mean ± std over the seeds finished so far and their count ``n``.
+A cell none of whose seeds is in ``--runs`` keeps its value from the results already in
+``--out`` (run folders are not committed, so a report on another machine, or after a fresh
+checkout, refreshes only the runs it has); the report logs every kept cell.
 """
 from __future__ import annotations
 
@@ -173,12 +176,47 @@ def cell(c: dict | None, metric: str = "acc") -> str:
     return f"{c[metric]['mean']:.3f} ± {c[metric]['std']:.3f} ({c[metric]['n']})"
 
 
-def report(runs: Path, out_dir: Path) -> None:
+def committed_cell(out_dir: Path, split: str, model: str, task: str, head: str | None = None) -> dict | None:
+    """The cell of ``(split, model, task[, head])`` in the results already written to
+    ``out_dir`` (None when it has none)."""
+    def load(name):
+        f = out_dir / name
+        return json.loads(f.read_text()) if f.is_file() else {}
+
+    emopia, compare = load("emopia.json"), load("compare_emopia.json")
+    if head is not None:
+        path = (emopia, "damer_by_head", split, head, task)
+    elif model in VARIANTS:
+        path = (emopia, "damer_variants", split, model, task)
+    elif model == "damer":
+        path = (emopia, "damer", split, task)
+    elif split == "protocol":
+        path = (emopia, "baselines_same_run", split, model, task)
+    else:
+        path = (compare, split, model, task)
+    node = path[0]
+    for key in path[1:]:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def report(runs: Path, out_dir: Path, readme: Path = ROOT / "README.md") -> None:
     from merkit.training.loop import write_json, write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    results = {split: {m: {t: collect(runs, split, m, t) for t in TASKS} for m in COMPARE_MODELS}
+    def cell_of(split, model, task, head=None):
+        got = collect(runs, split, model, task, head)
+        if got is None:
+            got = committed_cell(out_dir, split, model, task, head)
+            if got is not None:
+                log.info("no runs of %s / %s / %s%s here: kept the committed cell (%d seeds)", split, model,
+                         TASK_NAMES[task], f" / {head}" if head else "", len(got.get("seeds", [])))
+        return got
+
+    results = {split: {m: {t: cell_of(split, m, t) for t in TASKS} for m in COMPARE_MODELS}
                for split in ("official", "protocol")}
     emopia = {
         "what": "EMOPIA (FluidSynth renders of the MIDI, merkit extract emopia): test metrics of the "
@@ -188,10 +226,10 @@ def report(runs: Path, out_dir: Path) -> None:
         "budget": {"train_overrides": TRAIN_OVERRIDES, "model_overrides": MODEL_OVERRIDES},
         "published": PUBLISHED,
         "damer": {s: results[s]["damer"] for s in results},
-        "damer_by_head": {s: {h: {t: collect(runs, s, "damer", t, h) for t in TASKS} for h in DAMER_HEADS}
+        "damer_by_head": {s: {h: {t: cell_of(s, "damer", t, h) for t in TASKS} for h in DAMER_HEADS}
                           for s in results},
         "baselines_same_run": {s: {m: results[s][m] for m in ("logreg", "svm")} for s in results},
-        "damer_variants": {"official": {name: {t: collect(runs, "official", name, t) for t in TASKS}
+        "damer_variants": {"official": {name: {t: cell_of("official", name, t) for t in TASKS}
                                         for name in ("damer", *VARIANTS)}},
     }
     write_json(out_dir / "emopia.json", emopia)
@@ -240,7 +278,7 @@ def report(runs: Path, out_dir: Path) -> None:
           "Mean ± std (number of seeds) of the test metrics of each model's inference head.", "",
           *table("official", COMPARE_MODELS), "", "## Published numbers", "", *pub, ""]
     write_text(out_dir / "compare_emopia.md", "\n".join(md))
-    update_readme(table("official", COMPARE_MODELS), table("protocol", ("damer", "logreg", "svm")))
+    update_readme(table("official", COMPARE_MODELS), table("protocol", ("damer", "logreg", "svm")), readme)
     print((out_dir / "compare_emopia.md").read_text())
     print((out_dir / "emopia.md").read_text())
 
