@@ -11,7 +11,10 @@ key encoder):
   glibc's default memory handling;
 * ``merkit``: :meth:`merkit.training.loop.Trainer.train_epoch` eager (freed memory kept for
   reuse, merkit's CPU dropout and attention: ``bench/cpu_kernels.py``), without the key encoder,
-  and with ``TrainConfig(compile=True)`` (compile time reported separately).
+  and with ``TrainConfig(compile=True)`` (compile time reported separately);
+* on a CPU with native bfloat16 matrix products (AVX512-BF16 or AMX) also
+  ``merkit_eager_cpu_bf16`` (``--cpu-amp``: bfloat16 autocast of the forward passes), with the
+  bfloat16 GEMM peak beside the float32 one. The headline figures are float32 (the default).
 
 Achieved FLOP/s uses the analytic count of :func:`train_flops_per_track` (matrix products only;
 elementwise work is not counted, so the ratio to the GEMM peak is a lower bound of efficiency).
@@ -44,7 +47,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from merkit.config import ModelConfig, TrainConfig  # noqa: E402
 from merkit.models import build_model  # noqa: E402
-from merkit.training.loop import Part, Trainer, band_statistics  # noqa: E402
+from merkit.training.loop import Part, Trainer, band_statistics, cpu_has_native_bf16  # noqa: E402
 
 # Memo2496 (paper §III-B): 2 496 tracks, 70 / 30 split -> 1 747 training tracks.
 N_TRAIN = 1747
@@ -88,9 +91,9 @@ def train_flops_per_track(m: ModelConfig) -> dict[str, int]:
 
 
 # -- the GEMM peak ----------------------------------------------------------------------------------
-def gemm_peak() -> float:
-    a = torch.randn(GEMM_N, GEMM_N)
-    b = torch.randn(GEMM_N, GEMM_N)
+def gemm_peak(dtype: torch.dtype = torch.float32) -> float:
+    a = torch.randn(GEMM_N, GEMM_N).to(dtype)
+    b = torch.randn(GEMM_N, GEMM_N).to(dtype)
     torch.mm(a, b)  # warm-up (thread pool, MKL buffers)
     times = []
     for _ in range(GEMM_REPEATS):
@@ -261,13 +264,19 @@ def main(argv=None) -> int:
 
     peak = gemm_peak()
     print(f"GEMM peak {peak / 1e9:.1f} GFLOP/s", flush=True)
+    bf16 = cpu_has_native_bf16()
     res: dict = {"gemm_peak_flops": peak, "epoch_flops": epoch_flops, "flops_per_track": flops,
                  "forward_flops_per_track": forward_flops_per_track(m), "n_train": N_TRAIN,
                  "batch_size": BATCH, "threads": args.threads, "epochs_timed": args.epochs}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     res["machine"] = {"cpu_count": os.cpu_count(), "torch": torch.__version__,
-                      "python": platform.python_version(), "platform": platform.platform()}
+                      "python": platform.python_version(), "platform": platform.platform(),
+                      "cpu": cpu_model(), "vector_isa": torch.backends.cpu.get_cpu_capability(),
+                      "native_bf16": bf16}
+    if bf16:
+        res["gemm_peak_flops_bf16"] = gemm_peak(torch.bfloat16)
+        print(f"bfloat16 GEMM peak {res['gemm_peak_flops_bf16'] / 1e9:.1f} GFLOP/s", flush=True)
     res["loadavg_before"] = list(load_before)
     # Order: the cheap, always-available figures first; the results files are rewritten after
     # every variant, so a run stopped during compilation still leaves the eager comparison.
@@ -278,6 +287,8 @@ def main(argv=None) -> int:
     plan.append(("merkit_eager", replace_tc(tc, compile=False)))
     if args.no_key:
         plan.append(("merkit_eager_no_key_encoder", replace_tc(tc, compile=False, key_momentum=0.0)))
+    if bf16:
+        plan.append(("merkit_eager_cpu_bf16", replace_tc(tc, compile=False, cpu_amp=True)))
     if args.compile:
         plan.append(("merkit_compiled", replace_tc(tc, compile=True)))
     for name, cfg in plan:
@@ -289,6 +300,8 @@ def main(argv=None) -> int:
             res[name] = summary(times, work, peak)
             res[name]["epoch_flops"] = work
             res[name]["first_epoch_s"] = first
+            if cfg.cpu_amp:
+                res[name]["flops_over_bf16_peak"] = work / res[name]["median_s"] / res["gemm_peak_flops_bf16"]
             if cfg.compile:
                 res[name]["compile_s_approx"] = first - res[name]["median_s"]
         print(f"{name}: {res[name]['median_s']:.2f} s/epoch", flush=True)
@@ -323,7 +336,7 @@ def summary(times: list[float], epoch_flops: float, peak: float) -> dict:
 def markdown(r: dict) -> str:
     rows = ["| variant | s / epoch (median) | GFLOP/s | / GEMM peak | vs naive |", "|---|---|---|---|---|"]
     naive = r.get("naive", {}).get("median_s")
-    for k in ("naive", "merkit_eager", "merkit_eager_no_key_encoder", "merkit_compiled"):
+    for k in ("naive", "merkit_eager", "merkit_eager_no_key_encoder", "merkit_eager_cpu_bf16", "merkit_compiled"):
         if k in r:
             v = r[k]
             ratio = f"{naive / v['median_s']:.2f}x" if naive else "-"
@@ -334,15 +347,33 @@ def markdown(r: dict) -> str:
         v = r["merkit_eager_no_key_encoder"]
         extra += (f"\n`merkit_eager_no_key_encoder`: `key_momentum 0` (no EMA key encoder; the queue holds "
                   f"the online fused features), {v['epoch_flops'] / 1e12:.3f} TFLOP per epoch.\n")
+    if "merkit_eager_cpu_bf16" in r:
+        v = r["merkit_eager_cpu_bf16"]
+        extra += (f"\n`merkit_eager_cpu_bf16`: `--cpu-amp` (bfloat16 autocast of the forward passes, losses and "
+                  f"weights in float32); bfloat16 GEMM peak {r['gemm_peak_flops_bf16'] / 1e9:.1f} GFLOP/s, of "
+                  f"which it reaches {v['flops_over_bf16_peak']:.2f}.\n")
     if "merkit_compiled" in r:
         extra += f"\nCompilation (first epoch minus a steady one): {r['merkit_compiled']['compile_s_approx']:.1f} s.\n"
     return (f"# DAMER training speed (Memo2496 scale: {r['n_train']} tracks, batch {r['batch_size']}, "
             f"{r['threads']} threads)\n\n"
+            f"CPU: {r['machine'].get('cpu', '?')} ({r['machine'].get('vector_isa', '?')}"
+            f"{', native bfloat16' if r['machine'].get('native_bf16') else ''}).\n\n"
             f"GEMM peak (fp32 {GEMM_N}^3): {r['gemm_peak_flops'] / 1e9:.1f} GFLOP/s; "
             f"analytic work per epoch {r['epoch_flops'] / 1e12:.3f} TFLOP "
             f"(forward + backward + key encoder, matrix products only).\n\n" + "\n".join(rows) + "\n" + extra +
             f"\nLoad average before / after: {r['loadavg_before'][0]:.2f} / {r['loadavg_after'][0]:.2f} "
             f"(the machine is shared; ratios are within one run).\n")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), for the results: speeds differ across machines."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def write_atomic(path: Path, text: str) -> None:

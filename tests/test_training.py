@@ -284,3 +284,57 @@ def test_a_last_batch_of_one_sample_joins_the_previous_batch():
     assert batch_starts(65, 32) == [0, 32, 65]
     assert batch_starts(64, 32) == [0, 32, 64] and batch_starts(66, 32) == [0, 32, 64, 66]
     assert batch_starts(1, 32) == [0, 1] and batch_starts(10, 32) == [0, 10]
+
+
+# -- CPU mixed precision -----------------------------------------------------------------------------
+def test_autocast_forward_returns_float32_outputs_of_every_container():
+    from merkit.models.damer import DamerOutput
+    from merkit.training.loop import AutocastForward
+
+    lin = torch.nn.Linear(4, 3)
+    seen = {}
+
+    def forward(x):
+        y = lin(x)
+        seen["dtype"] = y.dtype
+        return DamerOutput(y, y, y, y, y, y), (y, torch.arange(3)), {"z": y}
+
+    out, (t, ints), d = AutocastForward(forward, "cpu", torch.bfloat16)(torch.randn(2, 4))
+    assert seen["dtype"] == torch.bfloat16  # the forward ran in low precision
+    assert out.logits_mel.dtype == out.z_fuse.dtype == t.dtype == d["z"].dtype == torch.float32
+    assert ints.dtype == torch.int64  # integer outputs untouched
+
+
+def test_cpu_amp_without_native_bf16_warns_and_trains_in_float32(monkeypatch, caplog):
+    import merkit.training.loop as loop
+
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="merkit.training.loop"):
+        trainer, _ = trainer_for(separable(32), replace(TINY_TRAIN, cpu_amp=True))
+    assert not trainer.cpu_bf16 and "float32" in caplog.text
+    assert isinstance(trainer.objective.forward, torch.nn.Module)  # the plain model
+
+
+def test_cpu_amp_step_runs_the_model_in_bfloat16_and_the_losses_in_float32():
+    from merkit.training.loop import cpu_has_native_bf16
+
+    if not cpu_has_native_bf16():
+        pytest.skip("this CPU has no native bfloat16 matrix products")
+    fs = separable(64)
+    ref, part = trainer_for(fs)
+    amp, _ = trainer_for(fs, replace(TINY_TRAIN, cpu_amp=True))
+    assert amp.cpu_bf16 and not ref.cpu_bf16
+    dtypes = set()
+    hook = amp.model.layers[0].ffn[0].fc1.register_forward_hook(lambda m, i, o: dtypes.add(o.dtype))
+    for start in (0, 16):  # the second step also contrasts against the queue
+        batch = Batch(part.mel[start:start + 16], part.coch[start:start + 16], part.y[start:start + 16])
+        t_ref, _ = ref.step(batch)
+        t_amp, _ = amp.step(batch)
+        assert t_amp.dtype == torch.float32 and torch.isfinite(t_amp).all()
+        # bfloat16 keeps ~3 significant digits: the loss terms agree to about 1e-2
+        torch.testing.assert_close(t_amp, t_ref, rtol=3e-2, atol=3e-3)
+    hook.remove()
+    assert dtypes == {torch.bfloat16}
+    assert amp.objective.queue.keys.dtype == torch.float32 and amp.objective.queue.filled.item() == 32
+    for p in amp.model.parameters():
+        assert p.dtype == torch.float32  # the weights and their updates stay float32

@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -72,6 +72,34 @@ class CompiledOrEager:
                 self.compiled = None
                 return out
         return self.module(*args)
+
+
+class AutocastForward:
+    """Run a forward pass under ``torch.autocast(device, dtype)`` and return its floating-point
+    outputs as float32: on a CPU only the model's matrix products and activations run in low
+    precision, while the losses (softmaxes at temperature 0.07, Jensen-Shannon terms of 1e-4)
+    are computed in float32 outside autocast. Outputs may be tensors, dataclasses, tuples,
+    lists or dicts of them."""
+
+    def __init__(self, forward, device_type: str, dtype: torch.dtype):
+        self.forward, self.device_type, self.dtype = forward, device_type, dtype
+
+    def __call__(self, *args):
+        with torch.autocast(device_type=self.device_type, dtype=self.dtype):
+            out = self.forward(*args)
+        return _to_float32(out)
+
+
+def _to_float32(x):
+    if isinstance(x, torch.Tensor):
+        return x.float() if x.is_floating_point() else x
+    if is_dataclass(x) and not isinstance(x, type):
+        return replace(x, **{f.name: _to_float32(getattr(x, f.name)) for f in fields(x) if f.init})
+    if isinstance(x, (tuple, list)):
+        return type(x)(_to_float32(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _to_float32(v) for k, v in x.items()}
+    return x
 
 
 class StopTraining(Exception):
@@ -130,6 +158,14 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 matrix products natively on this CPU (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without the query
+        return False
+
+
 def batch_starts(n: int, batch_size: int) -> list[int]:
     """Boundaries of an epoch's batches over ``n`` samples: ``[0, b, 2b, ..., n]``. A last batch
     of one sample joins the one before it: batch norm cannot normalise a single sample."""
@@ -159,14 +195,23 @@ class Trainer:
             reuse_freed_memory()  # large freed tensors stay mapped: no page faults per step
         # The checkpointed module stays the plain one; a compiled wrapper only runs it.
         forward = CompiledOrEager(model) if cfg.compile else model
+        # CUDA: the whole loss under autocast (its float32 list covers the losses). CPU
+        # (--cpu-amp): the forward passes only (AutocastForward), the losses in float32.
+        self.amp_dtype = None
+        self.cpu_bf16 = False
+        if cfg.amp and device.type == "cuda":
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        elif cfg.amp and cfg.cpu_amp and device.type == "cpu":
+            if cpu_has_native_bf16():
+                self.cpu_bf16 = True
+                forward = AutocastForward(forward, "cpu", torch.bfloat16)
+            else:  # emulated bfloat16 matrix products are slower than float32 ones
+                log.warning("cpu_amp: this CPU has no native bfloat16 matrix products (AVX512-BF16 "
+                            "or AMX); training in float32")
         if objective is None:
             objective = get_spec(model.cfg.name).objective_class()
         self.objective = objective(model, cfg, n_classes=n_classes, device=device, forward=forward)
         self.head = resolve_head(model.cfg)
-        use_amp = cfg.amp and device.type == "cuda"
-        self.amp_dtype = None
-        if use_amp:
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         # Loss scaling is needed for float16 only; a disabled scaler passes everything through.
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
@@ -174,10 +219,12 @@ class Trainer:
     def terms(self) -> tuple[str, ...]:
         return self.objective.terms
 
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+    def _autocast(self, after_step: bool = False):
+        if self.amp_dtype is not None:
+            return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+        if after_step and self.cpu_bf16:  # the key encoder's forward (the queue stores float32)
+            return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     # -- one optimisation step -------------------------------------------------------------------
     def step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,7 +245,7 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip, foreach=True)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        with self._autocast():
+        with self._autocast(after_step=True):
             self.objective.after_step(batch)
         return terms, self._correct(logits, batch.y)
 
