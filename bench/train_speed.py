@@ -14,7 +14,8 @@ key encoder):
   and with ``TrainConfig(compile=True)`` (compile time reported separately);
 * on a CPU with native bfloat16 matrix products (AVX512-BF16 or AMX) also
   ``merkit_eager_cpu_bf16`` (``--cpu-amp``: bfloat16 autocast of the forward passes), with the
-  bfloat16 GEMM peak beside the float32 one. The headline figures are float32 (the default).
+  bfloat16 GEMM peak beside the float32 one (``--cpu-amp`` is the default on such CPUs; the
+  headline figures are float32, ``--no-cpu-amp``, comparable across machines).
 
 Achieved FLOP/s uses the analytic count of :func:`train_flops_per_track` (matrix products only;
 elementwise work is not counted, so the ratio to the GEMM peak is a lower bound of efficiency).
@@ -256,7 +257,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     m = ModelConfig(n_mels=N_MELS, n_coch=N_COCH, n_frames=N_FRAMES, n_classes=2)
-    tc = TrainConfig(batch_size=BATCH, epochs=100)  # long schedule: tau/theta barely move
+    # long schedule: tau/theta barely move; float32 unless a variant says otherwise
+    tc = TrainConfig(batch_size=BATCH, epochs=100, cpu_amp=False)
     part = synthetic_part()
     flops = train_flops_per_track(m)
     epoch_flops = flops["total"] * N_TRAIN

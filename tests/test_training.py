@@ -305,14 +305,18 @@ def test_autocast_forward_returns_float32_outputs_of_every_container():
     assert ints.dtype == torch.int64  # integer outputs untouched
 
 
-def test_cpu_amp_without_native_bf16_warns_and_trains_in_float32(monkeypatch, caplog):
+def test_cpu_amp_without_native_bf16_trains_in_float32(monkeypatch, caplog):
     import merkit.training.loop as loop
 
     monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: False)
-    with caplog.at_level("WARNING", logger="merkit.training.loop"):
+    with caplog.at_level("INFO", logger="merkit.training.loop"):
         trainer, _ = trainer_for(separable(32), replace(TINY_TRAIN, cpu_amp=True))
     assert not trainer.cpu_bf16 and "float32" in caplog.text
     assert isinstance(trainer.objective.forward, torch.nn.Module)  # the plain model
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: True)
+    for cfg in (replace(TINY_TRAIN, cpu_amp=False), replace(TINY_TRAIN, amp=False)):
+        trainer, _ = trainer_for(separable(32), cfg)  # switched off: float32 even where native
+        assert not trainer.cpu_bf16 and isinstance(trainer.objective.forward, torch.nn.Module)
 
 
 def test_cpu_amp_step_runs_the_model_in_bfloat16_and_the_losses_in_float32():
@@ -321,7 +325,7 @@ def test_cpu_amp_step_runs_the_model_in_bfloat16_and_the_losses_in_float32():
     if not cpu_has_native_bf16():
         pytest.skip("this CPU has no native bfloat16 matrix products")
     fs = separable(64)
-    ref, part = trainer_for(fs)
+    ref, part = trainer_for(fs, replace(TINY_TRAIN, cpu_amp=False))
     amp, _ = trainer_for(fs, replace(TINY_TRAIN, cpu_amp=True))
     assert amp.cpu_bf16 and not ref.cpu_bf16
     dtypes = set()

@@ -272,11 +272,12 @@ class TrainConfig:
     weight_decay: float = _f(1e-4, "Adam weight decay")
     grad_clip: float = _f(5.0, "gradient-norm clipping (0: off)")
     amp: bool = _f(True, "mixed precision where the device supports it: CUDA (bfloat16, else "
-                         "float16 with loss scaling), and CPUs with native bfloat16 with --cpu-amp")
-    cpu_amp: bool = _f(False, "with amp on a CPU that has native bfloat16 matrix products "
-                              "(AVX512-BF16 or AMX): bfloat16 autocast, ~2x faster training epochs "
-                              "(bench/train_speed.py); off by default because it changes the numerics "
-                              "(bfloat16 activations) of CPU runs; ignored, with a warning, on other CPUs")
+                         "float16 with loss scaling), and CPUs with native bfloat16 (see cpu_amp)")
+    cpu_amp: bool = _f(True, "with amp, on a CPU with native bfloat16 matrix products (AVX512-BF16 "
+                             "or AMX): bfloat16 autocast of the forward passes, losses and weights "
+                             "in float32; ~2.4x faster epochs with EMOPIA accuracy unchanged "
+                             "(bench/results/train_speed.md, emopia.md); --no-cpu-amp: float32. "
+                             "Other CPUs train in float32 (emulated bfloat16 would be slower)")
     device: str = _f("auto", "auto | cpu | cuda | cuda:N")
     compile: bool = _f(False, "torch.compile the training and key-encoder forward passes (same "
                               "maths; costs minutes of compilation once per run, pays off on long "

@@ -196,7 +196,8 @@ class Trainer:
         # The checkpointed module stays the plain one; a compiled wrapper only runs it.
         forward = CompiledOrEager(model) if cfg.compile else model
         # CUDA: the whole loss under autocast (its float32 list covers the losses). CPU
-        # (--cpu-amp): the forward passes only (AutocastForward), the losses in float32.
+        # (cpu_amp, on by default where bfloat16 is native): the forward passes only
+        # (AutocastForward), the losses in float32.
         self.amp_dtype = None
         self.cpu_bf16 = False
         if cfg.amp and device.type == "cuda":
@@ -206,8 +207,8 @@ class Trainer:
                 self.cpu_bf16 = True
                 forward = AutocastForward(forward, "cpu", torch.bfloat16)
             else:  # emulated bfloat16 matrix products are slower than float32 ones
-                log.warning("cpu_amp: this CPU has no native bfloat16 matrix products (AVX512-BF16 "
-                            "or AMX); training in float32")
+                log.info("this CPU has no native bfloat16 matrix products (AVX512-BF16 or AMX): "
+                         "training in float32")
         if objective is None:
             objective = get_spec(model.cfg.name).objective_class()
         self.objective = objective(model, cfg, n_classes=n_classes, device=device, forward=forward)
