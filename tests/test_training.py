@@ -342,3 +342,15 @@ def test_cpu_amp_step_runs_the_model_in_bfloat16_and_the_losses_in_float32():
     assert amp.objective.queue.keys.dtype == torch.float32 and amp.objective.queue.filled.item() == 32
     for p in amp.model.parameters():
         assert p.dtype == torch.float32  # the weights and their updates stay float32
+
+
+def test_a_run_stored_before_cpu_amp_resumes_in_float32():
+    from dataclasses import asdict
+
+    from merkit.config import from_dict
+
+    stored = asdict(TINY_TRAIN)
+    stored.pop("cpu_amp")  # run.json / checkpoint written before the option existed
+    assert from_dict(TrainConfig, stored).cpu_amp is False
+    assert from_dict(TrainConfig, asdict(TINY_TRAIN)).cpu_amp is True  # stored with it: as stored
+    assert TrainConfig().cpu_amp is True  # new runs: the default

@@ -128,8 +128,13 @@ def to_dict(cfg) -> dict[str, Any]:
 
 
 def from_dict(cls, d: dict[str, Any]):
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in d.items() if k in names})
+    """A config from a stored dict (run.json, a checkpoint). Unknown keys are dropped; a field
+    the dict lacks (it was stored before the field existed) takes the value that meant then
+    (``_f(..., absent=...)``), else its default."""
+    fields = dataclasses.fields(cls)
+    values = {f.name: f.metadata["absent"] for f in fields if "absent" in f.metadata and f.name not in d}
+    names = {f.name for f in fields}
+    return cls(**values, **{k: v for k, v in d.items() if k in names})
 
 
 # =================================================================================================
@@ -152,9 +157,14 @@ TASKS = ("a", "v", "quadrant")
 SELECT_METRICS = ("acc", "f1", "auc", "loss", "ccc")
 
 
-def _f(default, help: str):
-    """A dataclass field with its command-line help attached."""
-    return field(default=default, metadata={"help": help})
+_NO_ABSENT = object()
+
+
+def _f(default, help: str, *, absent=_NO_ABSENT):
+    """A dataclass field with its command-line help attached; ``absent``: the behaviour of
+    configs stored before the field existed, when it differs from ``default``."""
+    meta = {"help": help} if absent is _NO_ABSENT else {"help": help, "absent": absent}
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -277,7 +287,8 @@ class TrainConfig:
                              "or AMX): bfloat16 autocast of the forward passes, losses and weights "
                              "in float32; ~2.4x faster epochs with EMOPIA accuracy unchanged "
                              "(bench/results/train_speed.md, emopia.md); --no-cpu-amp: float32. "
-                             "Other CPUs train in float32 (emulated bfloat16 would be slower)")
+                             "Other CPUs train in float32 (emulated bfloat16 would be slower)",
+                       absent=False)  # runs stored before this option trained in float32
     device: str = _f("auto", "auto | cpu | cuda | cuda:N")
     compile: bool = _f(False, "torch.compile the training and key-encoder forward passes (same "
                               "maths; costs minutes of compilation once per run, pays off on long "
