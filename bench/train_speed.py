@@ -316,6 +316,13 @@ def main(argv=None) -> int:
         res["flops_over_gemm_peak"] = res[best]["flops_over_peak"]
         if "naive" in res:
             res["speedup_over_naive"] = res["naive"]["median_s"] / res[best]["median_s"]
+        # merkit's defaults on this CPU: bfloat16 where it is native (cpu_amp), else float32
+        default = "merkit_eager_cpu_bf16" if "merkit_eager_cpu_bf16" in res else "merkit_eager"
+        if default in res:
+            res["default"] = {"variant": default, "seconds_per_epoch": res[default]["median_s"],
+                              "flops_over_gemm_peak": res[default]["flops_over_peak"]}
+            if "naive" in res:
+                res["default"]["speedup_over_naive"] = res["naive"]["median_s"] / res[default]["median_s"]
         res["loadavg_after"] = list(os.getloadavg())
         write_atomic(out / "train_speed.json", json.dumps(res, indent=2))
         write_atomic(out / "train_speed.md", markdown(res))
@@ -354,6 +361,12 @@ def markdown(r: dict) -> str:
         extra += (f"\n`merkit_eager_cpu_bf16`: `--cpu-amp` (bfloat16 autocast of the forward passes, losses and "
                   f"weights in float32); bfloat16 GEMM peak {r['gemm_peak_flops_bf16'] / 1e9:.1f} GFLOP/s, of "
                   f"which it reaches {v['flops_over_bf16_peak']:.2f}.\n")
+    if "default" in r:
+        v = r["default"]
+        extra += (f"\nmerkit's default configuration on this CPU is `{v['variant']}`: {v['seconds_per_epoch']:.2f} s "
+                  f"per epoch, {v['flops_over_gemm_peak']:.2f} of the fp32 GEMM peak"
+                  + (f", {v['speedup_over_naive']:.2f}x the naive reference" if "speedup_over_naive" in v else "")
+                  + "; the float32 figures above compare across machines.\n")
     if "merkit_compiled" in r:
         extra += f"\nCompilation (first epoch minus a steady one): {r['merkit_compiled']['compile_s_approx']:.1f} s.\n"
     return (f"# DAMER training speed (Memo2496 scale: {r['n_train']} tracks, batch {r['batch_size']}, "

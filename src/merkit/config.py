@@ -285,7 +285,7 @@ class TrainConfig:
                          "float16 with loss scaling), and CPUs with native bfloat16 (see cpu_amp)")
     cpu_amp: bool = _f(True, "with amp, on a CPU with native bfloat16 matrix products (AVX512-BF16 "
                              "or AMX): bfloat16 autocast of the forward passes, losses and weights "
-                             "in float32; ~2.4x faster epochs with EMOPIA accuracy unchanged "
+                             "in float32; ~2.3x faster epochs with EMOPIA accuracy unchanged "
                              "(bench/results/train_speed.md, emopia.md); --no-cpu-amp: float32. "
                              "Other CPUs train in float32 (emulated bfloat16 would be slower)",
                        absent=False)  # runs stored before this option trained in float32
