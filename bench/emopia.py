@@ -183,14 +183,20 @@ def cell(c: dict | None, metric: str = "acc") -> str:
     return f"{c[metric]['mean']:.3f} ± {c[metric]['std']:.3f} ({c[metric]['n']})"
 
 
-def committed_cell(out_dir: Path, split: str, model: str, task: str, head: str | None = None) -> dict | None:
-    """The cell of ``(split, model, task[, head])`` in the results already written to
-    ``out_dir`` (None when it has none)."""
+def committed_results(out_dir: Path) -> dict:
+    """The results already written to ``out_dir``: ``{"emopia": ..., "compare": ...}`` (empty
+    dicts for missing files)."""
     def load(name):
         f = out_dir / name
         return json.loads(f.read_text()) if f.is_file() else {}
 
-    emopia, compare = load("emopia.json"), load("compare_emopia.json")
+    return {"emopia": load("emopia.json"), "compare": load("compare_emopia.json")}
+
+
+def committed_cell(committed: dict, split: str, model: str, task: str, head: str | None = None) -> dict | None:
+    """The cell of ``(split, model, task[, head])`` in :func:`committed_results` (None when it
+    has none)."""
+    emopia, compare = committed["emopia"], committed["compare"]
     if head is not None:
         path = (emopia, "damer_by_head", split, head, task)
     elif model in VARIANTS:
@@ -213,11 +219,12 @@ def report(runs: Path, out_dir: Path, readme: Path = ROOT / "README.md") -> None
     from merkit.training.loop import write_json, write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    committed = committed_results(out_dir)  # read before this report overwrites them
 
     def cell_of(split, model, task, head=None):
         got = collect(runs, split, model, task, head)
         if got is None:
-            got = committed_cell(out_dir, split, model, task, head)
+            got = committed_cell(committed, split, model, task, head)
             if got is not None:
                 log.info("no runs of %s / %s / %s%s here: kept the committed cell (%d seeds)", split, model,
                          TASK_NAMES[task], f" / {head}" if head else "", len(got.get("seeds", [])))
@@ -259,7 +266,8 @@ def report(runs: Path, out_dir: Path, readme: Path = ROOT / "README.md") -> None
                                                              for k in ("acc", "auc")) + " |")
     changed = {m: {**TRAIN_OVERRIDES.get(m, {}), **MODEL_OVERRIDES.get(m, {})}
                for m in sorted({*TRAIN_OVERRIDES, *MODEL_OVERRIDES})}
-    budget = ("float32 (`--no-cpu-amp`) except `damer_bf16`; " + "; ".join(f"{m} " + ", ".join(f"{k} {v}" for k, v in kv.items()) for m, kv in changed.items())
+    budget = ("float32 (`--no-cpu-amp`) except `damer_bf16`; "
+              + "; ".join(f"{m} " + ", ".join(f"{k} {v}" for k, v in kv.items()) for m, kv in changed.items())
               + " (references: 80 epochs for DAMER and MuseFuse, width 64 for the residual CNN and 128 for "
                 "the short-chunk ResNet); everything else is each model's default")
     pub = ["| published (accuracy) | 4Q | arousal | valence |", "|---|--:|--:|--:|"]
