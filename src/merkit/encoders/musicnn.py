@@ -1,0 +1,313 @@
+"""musicnn (Pons & Serra 2019) in PyTorch: a pretrained music-tagging CNN used as an encoder.
+
+Ported from the ``musicnn`` package (version 0.1.0, ``models.py``: ``build_musicnn``), whose
+weights ship inside its PyPI wheel as TensorFlow 1 checkpoints. ``tools/convert_musicnn.py``
+reads those checkpoints with :mod:`merkit.encoders.tf_bundle` (no TensorFlow) and writes the
+state dicts that merkit ships in ``merkit/assets/musicnn/``.
+
+    Copyright (c) Music Technology Group, Universitat Pompeu Fabra 2019. Code developed by
+    Jordi Pons (www.jordipons.me). ISC licence: permission to use, copy, modify, and/or
+    distribute this software for any purpose with or without fee is hereby granted, provided
+    that the above copyright notice and this permission notice appear in all copies.
+    (Full text: ``merkit/assets/musicnn/LICENSE``.)
+
+Architecture (787 159 trainable parameters), for a patch of T = 187 frames × 96 Mel bands::
+
+    log-Mel (B, T, 96) ─BN─┬─ timbral: conv (7, 38) × 204, conv (7, 67) × 204  ─┐ ReLU, BN,
+                           └─ temporal: conv (128|64|32, 1) × 51 each, "same"  ─┘ max over freq
+                                           → front end (B, T, 561)
+    mid end: 3 × [conv (7, ·) × 64 over the whole feature axis, ReLU, BN], the last two residual
+    dense connection: [front end, mid 1, mid 2, mid 3] → (B, T, 753)
+    back end: max and mean over time, interleaved [max_0, mean_0, max_1, ...] (1506), BN,
+              dense 200 + ReLU + BN  ("penultimate", the embedding), dense 50 (tag logits)
+
+Details that decide whether the port matches the original: TF's "same" padding puts the extra
+row of an even kernel at the end (63 before, 64 after for 128); batch-norm epsilon is 1e-3
+(TF1 layers' default); every BN follows its ReLU; the (7, ·) convolutions pad time by 3 on both
+sides and are "valid" otherwise.
+
+Front end (``musicnn.extractor.batch_data``): 16 kHz, 512-point STFT with a periodic Hann
+window and hop 256, centred frames, power, 96 Slaney Mel bands, ``log10(1 + 10000 x)``.
+Two things differ from musicnn's own code on purpose: the log is taken in float32 (musicnn
+casts to float16 first; under NumPy ≥ 2 ``10000 * float16`` stays float16 and overflows to inf
+in 0.2-4 % of bins), and its ``extractor.py`` bug that appends the first batch's mid-end
+features again for every later batch is not reproduced (each patch gets its own).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..features.mel import mel_filterbank
+
+ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "musicnn"
+BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default
+
+# musicnn.configuration: the tag vocabularies of the two checkpoints, in output order
+MTT_LABELS = ('guitar', 'classical', 'slow', 'techno', 'strings', 'drums', 'electronic', 'rock',
+              'fast', 'piano', 'ambient', 'beat', 'violin', 'vocal', 'synth', 'female', 'indian',
+              'opera', 'male', 'singing', 'vocals', 'no vocals', 'harpsichord', 'loud', 'quiet',
+              'flute', 'woman', 'male vocal', 'no vocal', 'pop', 'soft', 'sitar', 'solo', 'man',
+              'classic', 'choir', 'voice', 'new age', 'dance', 'male voice', 'female vocal',
+              'beats', 'harp', 'cello', 'no voice', 'weird', 'country', 'metal', 'female voice',
+              'choral')
+MSD_LABELS = ('rock', 'pop', 'alternative', 'indie', 'electronic', 'female vocalists', 'dance',
+              '00s', 'alternative rock', 'jazz', 'beautiful', 'metal', 'chillout',
+              'male vocalists', 'classic rock', 'soul', 'indie rock', 'Mellow', 'electronica',
+              '80s', 'folk', '90s', 'chill', 'instrumental', 'punk', 'oldies', 'blues',
+              'hard rock', 'ambient', 'acoustic', 'experimental', 'female vocalist', 'guitar',
+              'Hip-Hop', '70s', 'party', 'country', 'easy listening', 'sexy', 'catchy', 'funk',
+              'electro', 'heavy metal', 'Progressive rock', '60s', 'rnb', 'indie pop', 'sad',
+              'House', 'happy')
+CHECKPOINTS = {"MSD_musicnn": MSD_LABELS, "MTT_musicnn": MTT_LABELS}
+
+
+@dataclass(frozen=True)
+class MusicnnDims:
+    """Layer sizes of ``build_musicnn`` (the shipped checkpoints use the defaults)."""
+
+    n_mels: int = 96
+    n_tags: int = 50
+    timbral_filters: int = 204  # int(1.6 * 128)
+    timbral_widths: tuple[float, ...] = (0.4, 0.7)  # kernel widths as fractions of n_mels
+    temporal_filters: int = 51  # int(1.6 * 32)
+    temporal_lengths: tuple[int, ...] = (128, 64, 32)
+    midend_filters: int = 64
+    backend_units: int = 200
+
+    @property
+    def frontend_channels(self) -> int:
+        return (self.timbral_filters * len(self.timbral_widths)
+                + self.temporal_filters * len(self.temporal_lengths))
+
+    @property
+    def midend_channels(self) -> int:  # the dense connection's width
+        return self.frontend_channels + 3 * self.midend_filters
+
+
+@dataclass
+class MusicnnOutput:
+    """Per-patch outputs; B patches of T frames.
+
+    logits (B, n_tags), penultimate (B, 200): the embedding after dense + ReLU + BN;
+    mean_pool / max_pool (B, 753): the back end's temporal pooling of the mid end;
+    midend (B, T, 753): the dense-connected frame sequence (front end + mid end).
+    """
+
+    logits: torch.Tensor
+    penultimate: torch.Tensor
+    mean_pool: torch.Tensor
+    max_pool: torch.Tensor
+    midend: torch.Tensor
+
+    @property
+    def taggram(self) -> torch.Tensor:
+        return torch.sigmoid(self.logits)
+
+
+def _bn(n: int) -> nn.BatchNorm1d:
+    return nn.BatchNorm1d(n, eps=BN_EPS)
+
+
+class Musicnn(nn.Module):
+    """``build_musicnn`` with TF's layer order. Input: log-Mel patches ``(B, T, n_mels)``."""
+
+    def __init__(self, dims: MusicnnDims = MusicnnDims()):
+        super().__init__()
+        self.dims = dims
+        d = dims
+        self.input_bn = nn.BatchNorm2d(1, eps=BN_EPS)
+        self.timbral = nn.ModuleList(
+            nn.Conv2d(1, d.timbral_filters, (7, int(w * d.n_mels))) for w in d.timbral_widths)
+        self.timbral_bn = nn.ModuleList(_bn(d.timbral_filters) for _ in d.timbral_widths)
+        self.temporal = nn.ModuleList(
+            nn.Conv2d(1, d.temporal_filters, (k, 1)) for k in d.temporal_lengths)
+        self.temporal_bn = nn.ModuleList(_bn(d.temporal_filters) for _ in d.temporal_lengths)
+        widths = (d.frontend_channels, d.midend_filters, d.midend_filters)
+        self.midend = nn.ModuleList(nn.Conv1d(w, d.midend_filters, 7) for w in widths)
+        self.midend_bn = nn.ModuleList(_bn(d.midend_filters) for _ in widths)
+        self.pool_bn = _bn(2 * d.midend_channels)
+        self.dense = nn.Linear(2 * d.midend_channels, d.backend_units)
+        self.dense_bn = _bn(d.backend_units)
+        self.out = nn.Linear(d.backend_units, d.n_tags)
+
+    @staticmethod
+    def _pool_freq(x: torch.Tensor, bn: nn.BatchNorm1d) -> torch.Tensor:
+        # x (B, C, T, F') -> ReLU -> BN over C -> max over frequency -> (B, C, T)
+        b, c, t, f = x.shape
+        x = bn(F.relu(x).reshape(b, c, t * f)).reshape(b, c, t, f)
+        return x.amax(dim=3)
+
+    def forward(self, x: torch.Tensor) -> MusicnnOutput:
+        if x.ndim != 3 or x.shape[2] != self.dims.n_mels:
+            raise ValueError(f"expected (B, T, {self.dims.n_mels}) log-Mel patches, got {tuple(x.shape)}")
+        x = self.input_bn(x[:, None])  # (B, 1, T, F)
+        feats = []
+        x7 = F.pad(x, (0, 0, 3, 3))  # time only: the pooling over frequency follows
+        for conv, bn in zip(self.timbral, self.timbral_bn):
+            feats.append(self._pool_freq(conv(x7), bn))
+        for conv, bn in zip(self.temporal, self.temporal_bn):
+            k = conv.kernel_size[0]
+            # TF "same": (k - 1) rows of padding, the odd one at the end
+            feats.append(self._pool_freq(conv(F.pad(x, (0, 0, (k - 1) // 2, k // 2))), bn))
+        front = torch.cat(feats, dim=1)  # (B, 561, T)
+
+        m1 = self.midend_bn[0](F.relu(self.midend[0](F.pad(front, (3, 3)))))
+        m2 = self.midend_bn[1](F.relu(self.midend[1](F.pad(m1, (3, 3))))) + m1
+        m3 = self.midend_bn[2](F.relu(self.midend[2](F.pad(m2, (3, 3))))) + m2
+        mid = torch.cat([front, m1, m2, m3], dim=1)  # (B, 753, T)
+
+        max_pool = mid.amax(dim=2)
+        mean_pool = mid.mean(dim=2)
+        # tf.concat([max, mean], axis=2) on (B, 753, 1) then flatten interleaves the two
+        flat = torch.stack([max_pool, mean_pool], dim=2).flatten(1)  # (B, 1506)
+        pen = self.dense_bn(F.relu(self.dense(self.pool_bn(flat))))
+        return MusicnnOutput(logits=self.out(pen), penultimate=pen, mean_pool=mean_pool,
+                             max_pool=max_pool, midend=mid.transpose(1, 2))
+
+
+# ---- the front end: numpy only (librosa is a test reference) ----------------------------
+
+@dataclass(frozen=True)
+class MusicnnFrontEnd:
+    """musicnn's log-Mel input. ``pad_mode`` is how centred frames pad the signal's ends
+    (``"constant"``: zeros, librosa ≥ 0.10's default; musicnn was trained with librosa 0.6/0.7,
+    whose default was ``"reflect"``: it changes the first and last frame only)."""
+
+    sample_rate: int = 16000
+    n_fft: int = 512
+    hop_length: int = 256
+    n_mels: int = 96
+    log_scale: float = 10000.0  # log10(1 + log_scale * power)
+    pad_mode: str = "constant"
+
+    def __post_init__(self):
+        if self.pad_mode not in ("constant", "reflect"):
+            raise ValueError(f"pad_mode must be 'constant' or 'reflect', got {self.pad_mode!r}")
+
+    def n_frames(self, n_samples: int) -> int:
+        return 1 + n_samples // self.hop_length
+
+    def __call__(self, y: np.ndarray) -> np.ndarray:
+        """``(n,)`` float audio at ``sample_rate`` → ``(frames, n_mels)`` float32 log-Mel."""
+        y = np.asarray(y, dtype=np.float32)
+        if y.ndim != 1:
+            raise ValueError(f"expected mono (n,) audio, got shape {y.shape}")
+        pad = self.n_fft // 2
+        if self.pad_mode == "reflect" and len(y) <= pad:
+            raise ValueError(f"reflect padding needs more than {pad} samples")
+        y = np.pad(y, pad, mode=self.pad_mode)
+        n = 1 + (len(y) - self.n_fft) // self.hop_length
+        frames = np.lib.stride_tricks.as_strided(
+            y, shape=(n, self.n_fft), strides=(y.strides[0] * self.hop_length, y.strides[0]))
+        spec = np.fft.rfft(frames * _hann(self.n_fft), axis=1)
+        power = (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
+        fb = mel_filterbank(self.sample_rate, self.n_fft, self.n_mels)
+        mel = np.asarray(fb @ power.T, dtype=np.float32).T  # (frames, n_mels)
+        return np.log10(np.float32(1.0) + np.float32(self.log_scale) * mel)
+
+
+@lru_cache(maxsize=4)
+def _hann(n: int) -> np.ndarray:
+    # periodic Hann (scipy.signal.get_window("hann", n), librosa's STFT window)
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)
+
+
+def patches(spec: np.ndarray, n_frames: int = 187, hop: int | None = None) -> np.ndarray:
+    """Cut ``(frames, n_mels)`` into ``(P, n_frames, n_mels)`` patches every ``hop`` frames
+    (default: no overlap, musicnn's ``input_overlap=False``). A spectrogram shorter than one
+    patch is repeated to fill it (musicnn's training used ``pad_short="repeat-pad"``); a tail
+    shorter than a patch is dropped, as in musicnn's extractor."""
+    hop = n_frames if hop is None else hop
+    if len(spec) == 0:
+        raise ValueError("empty spectrogram")
+    if len(spec) < n_frames:
+        spec = np.tile(spec, (-(-n_frames // len(spec)), 1))[:n_frames]
+    starts = range(0, len(spec) - n_frames + 1, hop)
+    return np.stack([spec[s:s + n_frames] for s in starts])
+
+
+def load_musicnn(checkpoint: str = "MSD_musicnn", *, path: str | Path | None = None) -> Musicnn:
+    """The pretrained network from merkit's package data (or a converted file ``path``), in
+    eval mode. ``checkpoint``: ``"MSD_musicnn"`` (Million Song Dataset, 50 tags incl. moods) or
+    ``"MTT_musicnn"`` (MagnaTagATune)."""
+    if path is None:
+        if checkpoint not in CHECKPOINTS:
+            raise ValueError(f"unknown musicnn checkpoint {checkpoint!r}; known: {sorted(CHECKPOINTS)}")
+        path = ASSET_DIR / f"{checkpoint}.pt"
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    model = Musicnn(MusicnnDims(**{k: tuple(v) if isinstance(v, list) else v
+                                   for k, v in blob["dims"].items()}))
+    model.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()})
+    return model.eval()
+
+
+def dims_dict(dims: MusicnnDims) -> dict:
+    return dataclasses.asdict(dims)
+
+
+class MusicnnEncoder:
+    """musicnn as a merkit :class:`~merkit.encoders.Encoder`.
+
+    ``embed(y)`` takes mono audio at 16 kHz, cuts its log-Mel spectrogram into non-overlapping
+    3 s patches (187 frames; a clip shorter than one patch is repeated to fill it) and returns:
+
+    * ``sequence``: the 200-d penultimate embedding of every patch (3 s apart);
+    * ``pooled``: mean and std over patches of the penultimate embedding and of the mid end's
+      temporal mean pool, ``[mean(pen) 200, std(pen) 200, mean(mid) 753, std(mid) 753]``;
+    * ``tags``: the taggram (sigmoid of the 50 tag logits per patch).
+
+    ``target_lufs``: the loudness at which the front end feeds this encoder (musicnn's
+    log10(1 + 10000 x) compression depends on level, and it was trained on commercial
+    recordings, which are far louder than EBU R128's -23 LUFS); ``None`` keeps the level of
+    the analysis window.
+    """
+
+    sample_rate = 16000
+    patch_frames = 187  # 3 s: librosa.time_to_frames(3, sr=16000, hop_length=256, n_fft=512) + 1
+
+    def __init__(self, checkpoint: str = "MSD_musicnn", *, target_lufs: float | None = -14.0,
+                 path: str | Path | None = None, front_end: MusicnnFrontEnd | None = None):
+        self.checkpoint = checkpoint
+        self.name = {"MSD_musicnn": "musicnn", "MTT_musicnn": "musicnn_mtt"}.get(checkpoint, checkpoint)
+        self.model = load_musicnn(checkpoint, path=path)
+        self.front_end = front_end or MusicnnFrontEnd()
+        self.target_lufs = target_lufs
+        self.tag_names = CHECKPOINTS.get(checkpoint, ())
+        d = self.model.dims
+        self.seq_dim = d.backend_units
+        self.dim = 2 * d.backend_units + 2 * d.midend_channels
+        self.hop_seconds = self.patch_frames * self.front_end.hop_length / self.front_end.sample_rate
+
+    def __repr__(self) -> str:
+        return f"MusicnnEncoder({self.checkpoint!r}, dim={self.dim}, target_lufs={self.target_lufs})"
+
+    def info(self) -> dict:
+        return {"encoder": self.name, "checkpoint": self.checkpoint, "target_lufs": self.target_lufs,
+                "patch_frames": self.patch_frames, "front_end": dataclasses.asdict(self.front_end),
+                "dim": self.dim, "seq_dim": self.seq_dim}
+
+    def n_patches(self, n_samples: int) -> int:
+        return max(1, self.front_end.n_frames(n_samples) // self.patch_frames)
+
+    @torch.inference_mode()
+    def forward_patches(self, x: np.ndarray) -> MusicnnOutput:
+        return self.model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+
+    def embed(self, y: np.ndarray) -> "Embedding":
+        from . import Embedding
+
+        x = patches(self.front_end(y), self.patch_frames)
+        o = self.forward_patches(x)
+        pen = o.penultimate.numpy()
+        mid = o.mean_pool.numpy()
+        pooled = np.concatenate([pen.mean(0), pen.std(0), mid.mean(0), mid.std(0)]).astype(np.float32)
+        return Embedding(pooled=pooled, sequence=pen.astype(np.float32), hop_seconds=self.hop_seconds,
+                         tags=o.taggram.numpy().astype(np.float32))
