@@ -242,3 +242,48 @@ def test_pmemo_dynamic_agrees_with_static():
         s = np.array([getattr(static[i], dim) for i in ids])
         d = np.array([cen[i][k].mean() for i in ids])
         assert np.corrcoef(s, d)[0, 1] > 0.95 and np.mean(np.abs(s - d)) < 0.1
+
+
+# --- MIREX-like mood -------------------------------------------------------------------------
+def test_mirex_cluster_positions():
+    from merkit.data.mirex_mood import CONFIDENT_AROUSAL, cluster_va
+
+    quadrants = {c: quadrant_from_va(*cluster_va(c)) for c in range(1, 6)}
+    assert quadrants == {1: 1, 2: 1, 3: 3, 4: 1, 5: 2}
+    for c in CONFIDENT_AROUSAL:
+        assert abs(cluster_va(c)[1]) >= 0.8
+    assert cluster_va(1, {1: 180.0})[0] == pytest.approx(-1.0)  # positions are configurable
+
+
+def test_mirex_mood_manifest_on_shared_data():
+    from merkit.data.mirex_mood import cluster_labels, mirex_mood_manifest
+
+    _shared("mirex_mood", "audio")
+    tracks = mirex_mood_manifest()
+    assert len(tracks) == 891
+    assert Counter(cluster_labels(tracks).tolist()) == {1: 168, 2: 160, 3: 212, 4: 190, 5: 161}
+    assert all(t.path.endswith(".opus") and t.source == "mirex_mood" for t in tracks)
+    by_artist = defaultdict(set)
+    for t in tracks:
+        by_artist[t.group].add(t.extra["artist"])
+    # one artist per group; spelling variants of a name are one artist
+    merged = [a for a in by_artist.values() if len(a) > 1]
+    assert {"AC/DC", "AC-DC"} in merged and all(len(a) == 2 for a in merged) and len(merged) <= 5
+    assert len(by_artist) < len(tracks)  # several clips share an artist
+    assert sf.info(tracks[0].path).samplerate == 48000
+
+
+def test_mirex_mood_bad_rows_name_the_line(tmp_path):
+    from merkit.data.mirex_mood import mirex_mood_manifest
+
+    (tmp_path / "audio").mkdir()
+    _write_wav(tmp_path / "audio" / "001.wav")
+    rows = "id,file,cluster,category,title,artist,album,year\n001,audio/001.wav,2,Fun,T,A,B,2000\n"
+    (tmp_path / "labels.csv").write_text(rows)
+    assert mirex_mood_manifest(tmp_path)[0].extra["cluster"] == 2
+    (tmp_path / "labels.csv").write_text(rows + "002,audio/002.wav,7,X,T,A,B,2000\n")
+    with pytest.raises(DatasetError, match=r"labels.csv:3: cluster 7"):
+        mirex_mood_manifest(tmp_path)
+    (tmp_path / "labels.csv").write_bytes(rows.encode() + b"003,\xff\xfe,1,X,T,A,B,1\n")
+    with pytest.raises(DatasetError, match="labels.csv: not UTF-8"):
+        mirex_mood_manifest(tmp_path)

@@ -265,3 +265,15 @@ def test_port_accepts_other_lengths():
     assert out.midend.shape == (1, 300, 753) and out.penultimate.shape == (1, 200)
     with pytest.raises(ValueError, match="log-Mel patches"):
         model(torch.zeros(1, 187, 64))
+
+
+def test_pooling_shortcut_is_exact(ref):
+    """Eval mode pools before BN/ReLU (valid for an affine BN); the layer-by-layer order gives
+    the same numbers."""
+    model = load_musicnn("MTT_musicnn")
+    x = torch.from_numpy(ref["x"])
+    with torch.no_grad():
+        fast = model(x).penultimate
+        model.training = True  # the top module only: its BN layers stay in eval mode
+        slow = model(x).penultimate
+    torch.testing.assert_close(fast, slow, rtol=0, atol=1e-5)

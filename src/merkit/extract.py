@@ -30,9 +30,8 @@ import numpy as np
 from .audio import AudioError, load_window
 from .config import AudioConfig, FeatureConfig
 from .data.manifest import Track, write_manifest
-from .data.memo2496 import (COCH_FILE, FEATURES_FILE, LABEL_A_FILE, LABEL_V_FILE, MANIFEST_FILE, MEL_FILE,
-                            labels_from_tracks)
-from .features.extractor import FeatureExtractor
+from .data.memo2496 import FEATURES_FILE, LABEL_A_FILE, LABEL_V_FILE, MANIFEST_FILE, labels_from_tracks, view_file
+from .frontend import FrontEnd
 
 log = logging.getLogger(__name__)
 
@@ -58,33 +57,38 @@ class ExtractReport:
 
 
 # --- worker side ---------------------------------------------------------------------------------
-_fx: FeatureExtractor | None = None
+_fe: FrontEnd | None = None
 
 
-def _init_worker(audio: AudioConfig, feats: FeatureConfig):
-    global _fx
-    _fx = FeatureExtractor(audio, feats)
+def _init_worker(audio: AudioConfig, feats: FeatureConfig, views: tuple[str, ...], threads: int | None):
+    global _fe
+    if threads is not None and len(views) > 2:  # an encoder runs torch: one thread per process
+        import torch
+
+        torch.set_num_threads(threads)
+    _fe = FrontEnd(audio, feats, views)
 
 
 def _work(i: int, path: str, min_dur: float | None, max_dur: float | None):
-    """Returns (i, mel, coch, info_dict) or (i, None, None, reason)."""
+    """Returns (i, {view: array}, info_dict) or (i, None, reason)."""
     try:
         if not path:
             raise AudioError("track has no audio path")
-        win, info = load_window(path, _fx.audio)
+        win, info = load_window(path, _fe.audio)
         if (min_dur is not None and info.duration < min_dur) or (max_dur is not None and info.duration > max_dur):
             raise AudioError(f"{path}: duration {info.duration:.1f} s outside the curation range "
                              f"[{min_dur or 0:g}, {max_dur or float('inf'):g}] s")
-        f = _fx(win)
-        if not (np.isfinite(f.mel).all() and np.isfinite(f.coch).all()):
-            raise AudioError(f"{path}: features are not finite")
-        return i, f.mel, f.coch, {"duration": info.duration, "lufs": info.loudness_lufs,
-                                  "gain_db": info.gain_db, "window_start": info.window_start,
-                                  "repeated": info.repeated, "source_sample_rate": info.source_sample_rate}
+        try:
+            views = _fe.window(win, info)
+        except AudioError as e:
+            raise AudioError(f"{path}: {e}") from None
+        return i, views.arrays, {"duration": info.duration, "lufs": info.loudness_lufs,
+                                 "gain_db": info.gain_db, "window_start": info.window_start,
+                                 "repeated": info.repeated, "source_sample_rate": info.source_sample_rate}
     except AudioError as e:
-        return i, None, None, str(e)
+        return i, None, str(e)
     except Exception as e:  # anything else is still one track's problem, not the batch's
-        return i, None, None, f"{path}: {type(e).__name__}: {e}"
+        return i, None, f"{path}: {type(e).__name__}: {e}"
 
 
 # --- main side -----------------------------------------------------------------------------------
@@ -129,7 +133,7 @@ class _RowFile:
 class _Store:
     """The resumable on-disk state of one extraction (``OUT/.partial``)."""
 
-    def __init__(self, out: Path, n: int, fx: FeatureExtractor, fingerprint: str):
+    def __init__(self, out: Path, n: int, fe: FrontEnd, fingerprint: str):
         self.dir = out / WORK_DIR
         self.dir.mkdir(parents=True, exist_ok=True)
         meta = self.dir / "state.json"
@@ -139,9 +143,8 @@ class _Store:
                 raise ValueError(f"{out} holds an unfinished extraction of other tracks or settings; "
                                  f"use another output folder or pass --overwrite")
             fresh = False
-        T = fx.n_frames
-        self.mel = _RowFile(self.dir / "mel.npy", n, (fx.cfg.n_mels, T), create=fresh)
-        self.coch = _RowFile(self.dir / "coch.npy", n, (fx.cfg.n_gammatone, T), create=fresh)
+        self.rows = {name: _RowFile(self.dir / f"{name}.npy", n, shape, create=fresh)
+                     for name, shape in fe.row_shapes().items()}
         # n bytes: small enough to map
         self.done = np.lib.format.open_memmap(self.dir / "done.npy", mode="w+" if fresh else "r+",
                                               dtype=np.uint8, shape=(n,))
@@ -153,9 +156,9 @@ class _Store:
             os.replace(tmp, meta)
         self._info_fh = open(self.info_path, "a", encoding="utf-8")
 
-    def put(self, i: int, mel, coch, info: dict):
-        self.mel.write(i, mel)
-        self.coch.write(i, coch)
+    def put(self, i: int, arrays: dict[str, np.ndarray], info: dict):
+        for name, rows in self.rows.items():
+            rows.write(i, arrays[name])
         self._info_fh.write(json.dumps({"i": i, **info}) + "\n")
         self._info_fh.flush()
         self.done[i] = 1  # marked only after the data, so a kill never leaves a "done" hole
@@ -178,15 +181,16 @@ class _Store:
     def close(self):
         self.flush()
         self._info_fh.close()
-        self.mel.close()
-        self.coch.close()
+        for rows in self.rows.values():
+            rows.close()
 
 
 def extract(tracks: list[Track], out_dir: str | os.PathLike, *, audio: AudioConfig | None = None,
             features: FeatureConfig | None = None, workers: int | None = None, progress: bool = True,
             min_duration: float | None = None, max_duration: float | None = None,
-            overwrite: bool = False) -> ExtractReport:
-    """Extract Mel + cochleagram features of ``tracks`` into a Memo2496-layout folder.
+            overwrite: bool = False, views=None) -> ExtractReport:
+    """Extract the views of ``tracks`` (Mel + cochleagram, and encoder embeddings if ``views``
+    names encoders: :func:`merkit.frontend.parse_views`) into a Memo2496-layout folder.
 
     workers: processes (default: all cores); 0 runs in this process (debugging, tests).
     min_duration / max_duration: the paper's curation filter (§III-A uses 30–300 s); off by default.
@@ -196,8 +200,8 @@ def extract(tracks: list[Track], out_dir: str | os.PathLike, *, audio: AudioConf
     if overwrite and (out / WORK_DIR).exists():
         shutil.rmtree(out / WORK_DIR)
     out.mkdir(parents=True, exist_ok=True)
-    fx = FeatureExtractor(audio, features)
-    if not fx.audio.mono:
+    fe = FrontEnd(audio, features, views)
+    if not fe.audio.mono:
         raise ValueError("the Memo2496 layout holds mono features: extract with AudioConfig(mono=True)")
     if not tracks:
         raise ValueError("no tracks to extract")
@@ -205,14 +209,14 @@ def extract(tracks: list[Track], out_dir: str | os.PathLike, *, audio: AudioConf
     if len(set(ids)) != len(ids):
         dup = sorted({x for x in ids if ids.count(x) > 1})[:5]
         raise ValueError(f"duplicate track ids in the manifest: {', '.join(dup)}")
-    fingerprint = _fingerprint(tracks, {**fx.info(), "min": min_duration, "max": max_duration})
+    fingerprint = _fingerprint(tracks, {**fe.info(), "min": min_duration, "max": max_duration})
     if not (out / WORK_DIR).exists() and _published_fingerprint(out) == fingerprint:
         log.info("%s already holds these features; nothing to do", out)
         if not (out / FAILURES_FILE).exists():
             _write_failures(out / FAILURES_FILE, [])
         return ExtractReport(out, len(tracks), len(tracks), seconds=time.perf_counter() - t0,
                              n_skipped_resumed=len(tracks))
-    store = _Store(out, len(tracks), fx, fingerprint)
+    store = _Store(out, len(tracks), fe, fingerprint)
     failures: dict[int, str] = {}
     todo = [i for i in range(len(tracks)) if not store.done[i]]
     n_resumed = len(tracks) - len(todo)
@@ -224,32 +228,32 @@ def extract(tracks: list[Track], out_dir: str | os.PathLike, *, audio: AudioConf
                dynamic_ncols=True)
 
     def handle(res):
-        i, mel, coch, x = res
-        if mel is None:
+        i, arrays, x = res
+        if arrays is None:
             failures[i] = x
             log.warning("skipped: %s", x)
         else:
-            store.put(i, mel, coch, x)
+            store.put(i, arrays, x)
         bar.update(1)
 
     try:
         if workers == 0:
-            _init_worker(fx.audio, fx.cfg)
+            _init_worker(fe.audio, fe.fx.cfg, fe.views, None)
             for i in todo:
                 handle(_work(i, tracks[i].path, min_duration, max_duration))
         else:
-            _run_pool(todo, tracks, fx, workers, min_duration, max_duration, handle, failures)
+            _run_pool(todo, tracks, fe, workers, min_duration, max_duration, handle, failures)
     finally:
         bar.close()
         store.close()
 
-    report = _finalise(out, tracks, store, failures, fx, fingerprint)
+    report = _finalise(out, tracks, store, failures, fe, fingerprint)
     report.seconds = time.perf_counter() - t0
     report.n_skipped_resumed = n_resumed
     return report
 
 
-def _run_pool(todo, tracks, fx, workers, min_d, max_d, handle, failures):
+def _run_pool(todo, tracks, fe, workers, min_d, max_d, handle, failures):
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")  # fork after numpy/BLAS threads start is not safe
@@ -257,7 +261,8 @@ def _run_pool(todo, tracks, fx, workers, min_d, max_d, handle, failures):
     crashes: dict[int, int] = {}
     max_inflight = 4 * workers
     while queue:
-        ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(fx.audio, fx.cfg))
+        ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(fe.audio, fe.fx.cfg, fe.views, 1))
         inflight: dict = {}
         try:
             while queue or inflight:
@@ -273,7 +278,7 @@ def _run_pool(todo, tracks, fx, workers, min_d, max_d, handle, failures):
             for fut, i in inflight.items():
                 crashes[i] = crashes.get(i, 0) + 1
                 if crashes[i] >= _MAX_CRASHES:
-                    handle((i, None, None, f"{tracks[i].path}: worker process crashed on this track"))
+                    handle((i, None, f"{tracks[i].path}: worker process crashed on this track"))
                 else:
                     queue.append(i)
             log.warning("a worker process crashed; restarting the pool (%d tracks retried)", len(queue))
@@ -289,7 +294,7 @@ def _published_fingerprint(out: Path) -> str | None:
 
 
 def _finalise(out: Path, tracks: list[Track], store: _Store, failures: dict[int, str],
-              fx: FeatureExtractor, fingerprint: str) -> ExtractReport:
+              fe: FrontEnd, fingerprint: str) -> ExtractReport:
     done = np.flatnonzero(np.asarray(store.done) == 1)
     infos = store.track_info()
     pending = len(tracks) - len(done) - len(failures)
@@ -305,10 +310,11 @@ def _finalise(out: Path, tracks: list[Track], store: _Store, failures: dict[int,
         extra = {**t.extra, **{k: d[k] for k in ("lufs", "gain_db", "window_start", "repeated") if k in d}}
         kept.append(replace(t, duration=d.get("duration", t.duration), extra=extra))
     if len(done) == len(tracks):  # everything succeeded: the work arrays are the result
-        os.replace(store.dir / "mel.npy", out / MEL_FILE)
-        os.replace(store.dir / "coch.npy", out / COCH_FILE)
+        for name, rows in store.rows.items():
+            os.replace(rows.path, out / view_file(name))
     else:  # copy the rows that succeeded, one at a time (bounded memory), then rename
-        for src, name in ((store.mel, MEL_FILE), (store.coch, COCH_FILE)):
+        for view, src in store.rows.items():
+            name = view_file(view)
             tmp = out / (name + ".tmp.npy")
             src = _RowFile(src.path, src.n, src.row, create=False)
             dst = _RowFile(tmp, len(done), src.row, create=True)
@@ -325,7 +331,7 @@ def _finalise(out: Path, tracks: list[Track], store: _Store, failures: dict[int,
     write_manifest(kept, out / MANIFEST_FILE)
     tmp = out / (FEATURES_FILE + ".tmp")
     # the fingerprint only counts when nothing failed: otherwise a rerun must retry the failures
-    tmp.write_text(json.dumps({**fx.info(), "fingerprint": fingerprint if not failures else None}, indent=2))
+    tmp.write_text(json.dumps({**fe.info(), "fingerprint": fingerprint if not failures else None}, indent=2))
     os.replace(tmp, out / FEATURES_FILE)
     # With failures the work dir stays, so that a rerun retries only the failed tracks.
     if not failures:

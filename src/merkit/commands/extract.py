@@ -8,7 +8,7 @@ from ._args import add_config_args, config_from_args
 
 
 def register(sub) -> None:
-    p = sub.add_parser("extract", help="extract Mel + cochleagram features into the Memo2496 layout",
+    p = sub.add_parser("extract", help="extract Mel + cochleagram features (and encoder embeddings) into the Memo2496 layout",
                        description="INPUT is a dataset name (see `merkit datasets`), a manifest CSV "
                                    "or a folder of audio. Resumable: rerun the same command after an "
                                    "interruption. Failed tracks are listed in OUT/failures.csv.")
@@ -21,6 +21,10 @@ def register(sub) -> None:
                                                     "(DEAM, PMEmo, emoMusic)")
     p.add_argument("--min-duration", type=float, default=None, help="curation: skip tracks shorter than this (s)")
     p.add_argument("--max-duration", type=float, default=None, help="curation: skip tracks longer than this (s)")
+    p.add_argument("--views", default="mel,coch",
+                   help="comma-separated views to store: mel and coch always, plus pretrained encoders "
+                        "(musicnn = musicnn's Million Song Dataset model, musicnn_mtt = its MagnaTagATune "
+                        "model), stored as OUT/<name>.npy (pooled) and OUT/<name>_seq.npy (3 s patches)")
     p.add_argument("--overwrite", action="store_true", help="discard an unfinished extraction in OUT")
     p.add_argument("--no-progress", action="store_true")
     add_config_args(p, AudioConfig, exclude=("mono",), group_title="audio front end")
@@ -31,6 +35,9 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..data.registry import resolve_input
     from ..extract import extract
+    from ..frontend import parse_views
+
+    views = parse_views(args.views)  # an unknown name fails before any work
 
     preset = PRESETS[args.preset]
     audio = config_from_args(preset.audio, args)
@@ -40,7 +47,7 @@ def run(args) -> int:
                            progress=not args.no_progress)
     report = extract(tracks, args.out, audio=audio, features=feats, workers=args.workers,
                      progress=not args.no_progress, min_duration=args.min_duration,
-                     max_duration=args.max_duration, overwrite=args.overwrite)
+                     max_duration=args.max_duration, overwrite=args.overwrite, views=views)
     for tid, path, reason in report.failures[:20]:
         print(f"failed: {reason}", file=sys.stderr)
     if len(report.failures) > 20:

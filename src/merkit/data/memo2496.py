@@ -8,6 +8,8 @@
     ROOT/labels/label_v.npy  (N,)        float     valence, continuous, centred at 0
     ROOT/tracks.csv          manifest (merkit's addition; optional when reading)
     ROOT/features.json       the AudioConfig / FeatureConfig that made the arrays (optional)
+    ROOT/<encoder>.npy       (N, dim)    float32   pooled encoder embedding (merkit's addition,
+    ROOT/<encoder>_seq.npy   (N, P, d)   float32   and its patch sequence;  ``extract --views``)
 
 Arrays are opened as memory maps, so a corpus never has to fit in RAM.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,13 @@ LABEL_A_FILE = "labels/label_a.npy"
 LABEL_V_FILE = "labels/label_v.npy"
 MANIFEST_FILE = "tracks.csv"
 FEATURES_FILE = "features.json"
+# views stored under the dataset's own names; any other view ``x`` is stored as ``x.npy``
+_VIEW_FILES = {"mel": MEL_FILE, "coch": COCH_FILE}
+
+
+def view_file(view: str) -> str:
+    """File name of a stored view (``"mel"`` → ``mel_spec.npy``, ``"musicnn"`` → ``musicnn.npy``)."""
+    return _VIEW_FILES.get(view, f"{view}.npy")
 
 
 class LayoutError(ValueError):
@@ -45,6 +54,8 @@ class FeatureSet:
     tracks: list[Track]
     root: Path | None = None
     feature_info: dict | None = None
+    # encoder views, e.g. {"musicnn": (N, 1906), "musicnn_seq": (N, 20, 200)}
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
         n = len(self.tracks)
@@ -57,6 +68,10 @@ class FeatureSet:
             raise LayoutError(f"mel and coch must be (N, bands, T), got {self.mel.shape} and {self.coch.shape}")
         if self.mel.shape[2] != self.coch.shape[2]:
             raise LayoutError(f"mel has T={self.mel.shape[2]} frames but coch has T={self.coch.shape[2]}")
+        for name, a in self.embeddings.items():
+            if a.shape[0] != n:
+                raise LayoutError(f"view {name} has {a.shape[0]} rows but there are {n} tracks"
+                                  + (f" ({self.root})" if self.root else ""))
 
     def __len__(self) -> int:
         return len(self.tracks)
@@ -72,7 +87,20 @@ class FeatureSet:
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
         return replace(self, mel=self.mel[idx], coch=self.coch[idx], label_a=self.label_a[idx],
-                       label_v=self.label_v[idx], tracks=[self.tracks[i] for i in idx])
+                       label_v=self.label_v[idx], tracks=[self.tracks[i] for i in idx],
+                       embeddings={k: v[idx] for k, v in self.embeddings.items()})
+
+    def view(self, name: str) -> np.ndarray:
+        """A stored view by name (``"mel"``, ``"coch"`` or an encoder view)."""
+        if name == "mel":
+            return self.mel
+        if name == "coch":
+            return self.coch
+        if name not in self.embeddings:
+            where = f" in {self.root}" if self.root else ""
+            raise LayoutError(f"no {name!r} view{where}; extract it with merkit extract --views mel,coch,"
+                              f"{name.removesuffix('_seq')}")
+        return self.embeddings[name]
 
     @property
     def splits(self) -> np.ndarray:
@@ -110,7 +138,17 @@ def load_memo2496(root: str | os.PathLike, *, mmap: bool = True) -> FeatureSet:
     info = None
     if (root / FEATURES_FILE).is_file():
         info = json.loads((root / FEATURES_FILE).read_text())
-    return FeatureSet(mel=mel, coch=coch, label_a=la, label_v=lv, tracks=tracks, root=root, feature_info=info)
+    embeddings = {}
+    for view in (info or {}).get("views", []):
+        if view in _VIEW_FILES:
+            continue
+        for name in (view, view + "_seq"):
+            if not (root / view_file(name)).is_file():
+                raise LayoutError(f"{root / FEATURES_FILE} lists the view {view!r} but "
+                                  f"{root / view_file(name)} is missing")
+            embeddings[name] = np.load(root / view_file(name), mmap_mode=mode)
+    return FeatureSet(mel=mel, coch=coch, label_a=la, label_v=lv, tracks=tracks, root=root, feature_info=info,
+                      embeddings=embeddings)
 
 
 def _save_npy_atomic(path: Path, arr: np.ndarray) -> None:
@@ -127,10 +165,17 @@ def save_memo2496(fs: FeatureSet, root: str | os.PathLike) -> Path:
     _save_npy_atomic(root / COCH_FILE, np.ascontiguousarray(fs.coch, dtype=np.float32))
     _save_npy_atomic(root / LABEL_A_FILE, np.asarray(fs.label_a, dtype=np.float32))
     _save_npy_atomic(root / LABEL_V_FILE, np.asarray(fs.label_v, dtype=np.float32))
+    for name, a in fs.embeddings.items():
+        _save_npy_atomic(root / view_file(name), np.ascontiguousarray(a, dtype=np.float32))
     write_manifest(fs.tracks, root / MANIFEST_FILE)
-    if fs.feature_info is not None:
+    info = fs.feature_info
+    if fs.embeddings:  # the reader finds encoder views through features.json
+        info = dict(info or {})
+        listed = list(info.get("views", ["mel", "coch"]))
+        info["views"] = listed + [k for k in fs.embeddings if not k.endswith("_seq") and k not in listed]
+    if info is not None:
         tmp = root / (FEATURES_FILE + ".tmp")
-        tmp.write_text(json.dumps(fs.feature_info, indent=2))
+        tmp.write_text(json.dumps(info, indent=2))
         os.replace(tmp, root / FEATURES_FILE)
     return root
 

@@ -63,6 +63,11 @@ def _emotify(root=None, *, require_audio=True) -> list[Track]:
     return emotify_manifest(root, require_audio=require_audio)
 
 
+def _mirex_mood(root=None, *, require_audio=True) -> list[Track]:
+    from .mirex_mood import mirex_mood_manifest
+    return mirex_mood_manifest(root, require_audio=require_audio)
+
+
 def _static(name: str):
     def build(audio_dir=None, *, labels_root=None, require_audio=True) -> list[Track]:
         from .static_va import static_va_manifest
@@ -107,6 +112,9 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
     DatasetInfo("emotify", "Emotify: 400 one-minute excerpts, 4 genres, GEMS induced-emotion votes "
                 "(V/A by a heuristic mapping)", "Magnatune, Creative Commons non-commercial",
                 lambda: _shared_dir("emotify", "audio"), _emotify),
+    DatasetInfo("mirex_mood", "MIREX-like mood set: 891 real 30 s song previews, 5 MIREX mood clusters "
+                "(V/A by cluster position); group splits by artist", "AllMusic previews, research use only",
+                lambda: _shared_dir("mirex_mood", "audio"), _mirex_mood),
     DatasetInfo("deam", "DEAM: 1 802 songs, static V/A (1-9), official split; audio via --audio-dir",
                 "research use; audio under each track's Creative Commons licence", _deam_audio, _deam),
     DatasetInfo("pmemo", "PMEmo: 767 pop choruses, static V/A, official split; audio via --audio-dir",

@@ -1,0 +1,125 @@
+"""The one front end: views of a window, file = array, encoder level, extraction of encoder
+views into the Memo2496 layout (and back)."""
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import tone
+from merkit.audio import load_window, prepare
+from merkit.config import AudioConfig, ConfigError, FeatureConfig
+from merkit.data.manifest import Track
+from merkit.data.memo2496 import LayoutError, load_memo2496, save_memo2496
+from merkit.extract import extract
+from merkit.frontend import FrontEnd, parse_views
+
+# 6 s windows (2 musicnn patches) at 22.05 kHz keep the tests fast
+AUDIO = AudioConfig(sample_rate=22_050, window_start=0.5, window_seconds=6.0)
+FEATS = FeatureConfig(n_frames=31)
+
+
+def test_parse_views():
+    assert parse_views(None) == ("mel", "coch")
+    assert parse_views("musicnn") == ("mel", "coch", "musicnn")
+    assert parse_views("mel, coch,musicnn,musicnn") == ("mel", "coch", "musicnn")
+    with pytest.raises(ConfigError, match="unknown view 'mert'"):
+        parse_views("mel,mert")
+
+
+@pytest.fixture(scope="module")
+def fe():
+    return FrontEnd(AUDIO, FEATS, "musicnn")
+
+
+def test_window_views_shapes(fe):
+    y = tone(440.0, 8.0, AUDIO.sample_rate) + 0.05 * tone(3000.0, 8.0, AUDIO.sample_rate)
+    win, info = prepare(y, AUDIO.sample_rate, AUDIO)
+    v = fe.window(win, info)
+    assert {k: a.shape for k, a in v.arrays.items()} == fe.row_shapes() == {
+        "mel": (128, 31), "coch": (84, 31), "musicnn": (1906,), "musicnn_seq": (2, 200)}
+    enc = fe.encoders["musicnn"]
+    np.testing.assert_allclose(v.arrays["musicnn"], enc.embed(fe.encoder_input(win, info, enc)).pooled)
+    assert json.dumps(fe.info())  # stored in features.json
+    assert fe.info()["views"] == ["mel", "coch", "musicnn"]
+
+
+def test_file_equals_array(fe, tmp_path):
+    y = tone(330.0, 7.0, 44_100)
+    sf.write(tmp_path / "a.wav", y, 44_100)
+    from_file = fe.file(tmp_path / "a.wav").arrays
+    win, info = load_window(tmp_path / "a.wav", AUDIO)
+    from_array = fe.window(win, info).arrays
+    for k in from_file:
+        np.testing.assert_array_equal(from_file[k], from_array[k])
+
+
+def test_encoder_level(fe):
+    """The encoder hears the window at its own reference level (-14 LUFS, 9 dB above the
+    -23 LUFS window); a silent window is not amplified."""
+    enc = fe.encoders["musicnn"]
+    y = tone(440.0, 8.0, AUDIO.sample_rate)
+    win, info = prepare(y, AUDIO.sample_rate, AUDIO)
+    x = fe.encoder_input(win, info, enc)
+    from merkit.audio import resample
+
+    ratio = np.sqrt(np.mean(x ** 2) / np.mean(resample(win, AUDIO.sample_rate, 16000) ** 2))
+    assert ratio == pytest.approx(10 ** (9 / 20), rel=1e-4)
+    silent, sinfo = prepare(np.zeros(8 * AUDIO.sample_rate, np.float32), AUDIO.sample_rate, AUDIO)
+    assert np.abs(fe.encoder_input(silent, sinfo, enc)).max() == 0.0
+    assert np.isfinite(fe.window(silent, sinfo).arrays["musicnn"]).all()
+
+
+def _corpus(tmp_path, n=3):
+    tracks = []
+    for i in range(n):
+        p = tmp_path / "audio" / f"t{i}.wav"
+        p.parent.mkdir(exist_ok=True)
+        sf.write(p, tone(220.0 * (i + 1), 7.0, 44_100), 44_100)
+        tracks.append(Track(track_id=f"t{i}", path=str(p), source="test", label_a=i - 1.0, label_v=1.0 - i))
+    return tracks
+
+
+def test_extract_encoder_views_round_trip(fe, tmp_path):
+    tracks = _corpus(tmp_path)
+    (tmp_path / "audio" / "bad.wav").write_bytes(b"RIFF0000WAVEjunk")
+    tracks.append(Track(track_id="bad", path=str(tmp_path / "audio" / "bad.wav")))
+    rep = extract(tracks, tmp_path / "out", audio=AUDIO, features=FEATS, workers=0, progress=False,
+                  views="mel,coch,musicnn")
+    assert rep.n_done == 3 and len(rep.failures) == 1
+    fs = load_memo2496(tmp_path / "out")
+    assert fs.view("musicnn").shape == (3, 1906) and fs.view("musicnn_seq").shape == (3, 2, 200)
+    for i in (0, 2):  # stored rows = the front end on the file
+        want = fe.file(tracks[i].path).arrays
+        np.testing.assert_allclose(fs.view("musicnn")[i], want["musicnn"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(fs.mel[i], want["mel"])
+    sub = fs.subset([2, 0])
+    np.testing.assert_array_equal(sub.view("musicnn_seq")[0], fs.view("musicnn_seq")[2])
+    save_memo2496(sub, tmp_path / "copy")
+    back = load_memo2496(tmp_path / "copy")
+    np.testing.assert_array_equal(back.view("musicnn"), sub.view("musicnn"))
+    # a rerun of the same command is a no-op; a folder without the view says how to make it
+    again = extract(tracks[:3], tmp_path / "plain", audio=AUDIO, features=FEATS, workers=0, progress=False)
+    with pytest.raises(LayoutError, match="--views mel,coch,musicnn"):
+        load_memo2496(tmp_path / "plain").view("musicnn")
+    assert again.n_done == 3
+
+
+def test_missing_view_file_is_named(tmp_path, fe):
+    tracks = _corpus(tmp_path, 2)
+    extract(tracks, tmp_path / "out", audio=AUDIO, features=FEATS, workers=0, progress=False, views="musicnn")
+    (tmp_path / "out" / "musicnn_seq.npy").unlink()
+    with pytest.raises(LayoutError, match="musicnn_seq.npy is missing"):
+        load_memo2496(tmp_path / "out")
+
+
+def test_cli_extract_views(tmp_path, capsys):
+    from merkit.cli import main
+
+    _corpus(tmp_path, 2)
+    rc = main(["extract", str(tmp_path / "audio"), "-o", str(tmp_path / "out"), "--views", "mel,coch,musicnn",
+               "--workers", "0", "--no-progress", "--window-seconds", "6", "--window-start", "0.5",
+               "--sample-rate", "22050", "--n-frames", "31"])
+    assert rc == 0
+    assert load_memo2496(tmp_path / "out").view("musicnn").shape == (2, 1906)
+    assert main(["extract", str(tmp_path / "audio"), "-o", str(tmp_path / "o2"), "--views", "mert"]) != 0
