@@ -1,0 +1,157 @@
+"""Unified model: masked multi-task losses across corpora, balanced sampling, distillation,
+splits per corpus, metrics, checkpoint round trip, on synthetic corpora with known answers."""
+import numpy as np
+import pytest
+import torch
+
+from merkit.data.manifest import Track
+from merkit.data.multi_corpus import Corpus, corpus_splits, va_scale
+from merkit.evaluation.unified_eval import corpus_metrics, selection_score, va_quadrant
+from merkit.models.unified import UnifiedConfig, UnifiedMER, load_unified, unified_checkpoint
+from merkit.training.unified_fit import UnifiedTrainConfig, _losses, fit_teachers, fit_unified, predict_corpus
+
+D = 16
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tiny MLPs: threads only add overhead
+
+
+def _corpus(name, n, rng, *, kind):
+    """Clips whose V/A is a linear function of the first two input dimensions."""
+    x = rng.standard_normal((n, D)).astype(np.float32)
+    v, a = x[:, 0], x[:, 1]
+    quadrant = np.full(n, -1)
+    mirex = np.full(n, -1)
+    gems = np.full((n, 9), np.nan)
+    tracks = [Track(track_id=f"{name}{i}", source=name, group=f"{name}{i // 2}") for i in range(n)]
+    if kind == "quadrant":
+        va = np.stack([np.sign(v), np.sign(a)], 1)
+        quadrant = va_quadrant(va)
+        for i, t in enumerate(tracks):
+            t.split = ["train", "train", "train", "val", "test"][i % 5]
+    elif kind == "mirex":
+        mirex = (x[:, 2] > 0).astype(int) + 2 * (a > 0)  # 4 of the 5 clusters
+        va = np.stack([v, a], 1) * 0.5
+    else:
+        va = np.stack([v, a], 1) * 0.2  # another scale: the per-corpus scaling evens it out
+        gems[:] = 1 / (1 + np.exp(-x[:, 3:12]))
+    return Corpus(name=name, x=x, va=va, quadrant=quadrant, mirex=mirex, gems=gems, tracks=tracks,
+                  groups=np.array([t.group for t in tracks]))
+
+
+@pytest.fixture(scope="module")
+def corpora():
+    rng = np.random.default_rng(0)
+    return [_corpus("emopia", 300, rng, kind="quadrant"), _corpus("mirex_mood", 300, rng, kind="mirex"),
+            _corpus("emotify", 200, rng, kind="gems")]
+
+
+FAST = UnifiedTrainConfig(epochs=40, patience=10, batch_per_corpus=32, seed=0)
+
+
+def test_splits_follow_each_corpus_protocol(corpora):
+    emopia, mirex, emotify = corpora
+    s = corpus_splits(emopia, 0)
+    assert {emopia.tracks[i].split for i in s.test} == {"test"} and {emopia.tracks[i].split for i in s.val} == {"val"}
+    folds = [set(corpus_splits(mirex, k).test) for k in range(5)]
+    assert set().union(*folds) == set(range(len(mirex)))  # 5 folds cover every clip once
+    assert sum(len(f) for f in folds) == len(mirex)
+    for k in range(5):
+        sk = corpus_splits(mirex, k)
+        groups_test = set(mirex.groups[sk.test])
+        assert groups_test.isdisjoint(mirex.groups[sk.train]) and groups_test.isdisjoint(mirex.groups[sk.val])
+    e0, e1 = corpus_splits(emotify, 0), corpus_splits(emotify, 1)
+    assert abs(len(e0.test) - 30) <= 4 and set(e0.test) != set(e1.test)
+    assert set(e0.train).isdisjoint(e0.val) and set(e0.train).isdisjoint(e0.test)
+
+
+def test_fit_learns_every_head(corpora):
+    splits = {c.name: corpus_splits(c, 0) for c in corpora}
+    res = fit_unified(corpora, splits, UnifiedConfig(input_dim=D, hidden=64), FAST)
+    assert res.model.cfg.heads == ("va", "quadrant", "mirex", "gems")
+    emopia, mirex, emotify = corpora
+    for c in corpora:
+        te = splits[c.name].test
+        m = corpus_metrics(c, te, predict_corpus(res.model, c.x[te]))
+        if c.name == "emopia":
+            assert m["q_acc"] > 0.8 and m["a_acc"] > 0.85 and m["q_va_acc"] > 0.8
+        elif c.name == "mirex_mood":
+            assert m["mirex_f1"] > 0.5 and m["v_auc"] > 0.9
+        else:
+            assert m["a_r"] > 0.9 and m["v_r"] > 0.9
+    assert 1 <= res.best_epoch <= FAST.epochs and np.isfinite(res.val_score)
+    assert res.va_scales["emotify"][0] < res.va_scales["emopia"][0]
+
+
+def test_heads_without_labels_are_left_out(corpora):
+    emotify = corpora[2]
+    res = fit_unified([emotify], {"emotify": corpus_splits(emotify, 0)}, UnifiedConfig(input_dim=D, hidden=32),
+                      UnifiedTrainConfig(epochs=3, patience=3))
+    assert res.model.cfg.heads == ("va", "gems")
+
+
+def test_masked_losses_skip_missing_labels():
+    out = {"va": torch.zeros(4, 2), "quadrant": torch.zeros(4, 4), "gems": torch.zeros(4, 9)}
+    tgt = {"va": torch.tensor([[1.0, float("nan")]] * 4), "quadrant": torch.tensor([-1, -1, -1, -1]),
+           "mirex": torch.tensor([-1] * 4), "gems": torch.full((4, 9), float("nan"))}
+    losses = _losses(out, tgt, UnifiedTrainConfig(), {})
+    assert set(losses) == {"va"} and float(losses["va"]) == pytest.approx(1.0)
+    # distillation from a teacher equal to the student costs nothing
+    kd = {"quadrant": torch.zeros(4, 4)}
+    losses = _losses(out, tgt, UnifiedTrainConfig(kd_weight=1.0), kd)
+    assert float(losses["kd_quadrant"]) == pytest.approx(0.0, abs=1e-7)
+    kd = {"quadrant": torch.tensor([[5.0, 0, 0, 0]] * 4)}
+    assert float(_losses(out, tgt, UnifiedTrainConfig(kd_weight=1.0), kd)["kd_quadrant"]) > 0.1
+
+
+def test_distillation_gives_heads_to_clips_without_labels(corpora):
+    splits = {c.name: corpus_splits(c, 0) for c in corpora}
+    teachers = fit_teachers(corpora, splits, UnifiedConfig(input_dim=D, hidden=32), FAST)
+    assert set(teachers) == {"emopia", "mirex_mood", "emotify"}
+    assert teachers["emopia"].cfg.heads == ("va", "quadrant")
+    res = fit_unified(corpora[:1], {"emopia": splits["emopia"]}, UnifiedConfig(input_dim=D, hidden=32),
+                      UnifiedTrainConfig(epochs=20, patience=20, kd_weight=1.0),
+                      teachers={"mirex_mood": teachers["mirex_mood"]})
+    # the student learnt a MIREX head from EMOPIA clips and the MIREX teacher alone
+    assert "mirex" in res.model.cfg.heads
+    assert any("loss_kd_mirex" in h for h in res.history)
+    mirex = corpora[1]
+    te = splits["mirex_mood"].test
+    agree = (predict_corpus(res.model, mirex.x[te])["mirex"].argmax(1)
+             == predict_corpus(teachers["mirex_mood"], mirex.x[te])["mirex"].argmax(1)).mean()
+    assert agree > 0.4  # far above chance (0.25: the synthetic corpus uses 4 clusters)
+
+
+def test_selection_uses_validation_only(corpora, monkeypatch):
+    """Corrupting the test labels does not change the chosen epoch or the weights."""
+    import copy
+
+    splits = {c.name: corpus_splits(c, 0) for c in corpora}
+    a = fit_unified(corpora, splits, UnifiedConfig(input_dim=D, hidden=32), UnifiedTrainConfig(epochs=8, patience=8))
+    broken = copy.deepcopy(corpora)
+    for c in broken:
+        te = splits[c.name].test
+        c.va[te] = -c.va[te]
+        c.quadrant[te] = (c.quadrant[te] + 1) % 4 if (c.quadrant >= 0).any() else c.quadrant[te]
+    b = fit_unified(broken, splits, UnifiedConfig(input_dim=D, hidden=32), UnifiedTrainConfig(epochs=8, patience=8))
+    assert a.best_epoch == b.best_epoch
+    for k, v in a.model.state_dict().items():
+        torch.testing.assert_close(v, b.model.state_dict()[k])
+
+
+def test_checkpoint_round_trip(corpora, tmp_path):
+    model = UnifiedMER(UnifiedConfig(input_dim=D, hidden=32))
+    model.set_normalisation(torch.ones(D), 2 * torch.ones(D))
+    torch.save(unified_checkpoint(model, note="x"), tmp_path / "m.pt")
+    back = load_unified(torch.load(tmp_path / "m.pt", weights_only=True))
+    x = torch.from_numpy(corpora[0].x[:5])
+    for h, v in model.predict(x).items():
+        torch.testing.assert_close(back.predict(x)[h], v)
+
+
+def test_va_scale_and_selection_score(corpora):
+    emotify = corpora[2]
+    s = va_scale(emotify, np.arange(len(emotify)))
+    np.testing.assert_allclose(s, np.nanstd(emotify.va, axis=0), rtol=1e-6)
+    assert selection_score(corpora[0], {"q_acc": 0.5, "a_acc": 0.8, "v_acc": 0.2}) == pytest.approx(0.5)
+    assert selection_score(corpora[1], {"mirex_f1": 0.4, "a_acc": 1.0}) == 0.4
+    assert selection_score(emotify, {"a_r": 0.8, "v_r": 0.4}) == pytest.approx(0.6)
+    np.testing.assert_array_equal(va_quadrant(np.array([[1, 1], [-1, 1], [-1, -1], [1, -1.0]])), [0, 1, 2, 3])
