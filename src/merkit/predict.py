@@ -85,6 +85,11 @@ class Prediction:
     looped: bool = False
     arousal_score: float | None = None
     valence_score: float | None = None
+    # mood words (unified model): the most likely MIREX cluster and its adjectives, and the
+    # predicted share of listeners who would tick each GEMS emotion
+    mood_cluster: int | None = None
+    mood_words: str | None = None
+    gems: dict | None = None
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -193,7 +198,123 @@ def combine(probs: dict[str, np.ndarray], reliability: np.ndarray) -> list[dict]
     return out
 
 
-class EmotionModel:
+class Predictor:
+    """What every model behind ``merkit predict`` shares: the front end's windows (the track
+    window and the timeline's), decoding, and the public API. A subclass makes features of the
+    windows (:meth:`_features_of`) and predictions of those features (:meth:`_results`)."""
+
+    config: PredictorConfig
+
+    def _features_of(self, y: np.ndarray, name: str, timeline: bool) -> dict:
+        raise NotImplementedError
+
+    def _results(self, feats: dict) -> tuple[Prediction, list[Prediction]]:
+        raise NotImplementedError
+
+    def _track_window(self, y: np.ndarray, name: str) -> tuple[np.ndarray, tuple[float, float, bool], "AudioInfo"]:
+        """The paper's analysis window of ``y`` (44.1 kHz mono), its (start, end, looped) and
+        the front end's :class:`~merkit.audio.AudioInfo`."""
+        a = self.config.audio
+        win, info = prepare(y, a.sample_rate, a, name=name)
+        end = info.window_start + min(a.window_seconds, info.duration)
+        return win, (info.window_start, end, info.repeated), info
+
+    def _timeline_windows(self, y: np.ndarray, name: str) -> tuple[np.ndarray, list[tuple]]:
+        """``(n_windows, L)`` loudness-normalised timeline windows and their (start, end, looped).
+
+        Each window is what :func:`prepare` makes of its slice; the loudness of all windows is
+        measured and applied in one batched pass (:mod:`merkit.loudness`), which gives the same
+        windows as normalising them one at a time, ~10x faster.
+        """
+        from .loudness import normalize_loudness_batch
+
+        a = self.config.timeline_audio()
+        sr = a.sample_rate
+        w = a.window_samples
+        cut = dataclasses.replace(a, target_lufs=None)  # cut (and loop) only: loudness comes below
+        wins, times = [], []
+        for s in timeline_starts(len(y), sr, self.config.timeline_window, self.config.timeline_hop):
+            win, info = prepare(y[s:s + w], sr, cut, name=name)  # a view of y unless looped
+            wins.append(win)
+            times.append((s / sr, min(s + w, len(y)) / sr, info.repeated))
+        wins = np.stack(wins)  # (B, L), the one copy
+        if a.target_lufs is not None:
+            normalize_loudness_batch(wins, sr, target_lufs=a.target_lufs, silence_lufs=a.silence_lufs, out=wins)
+        return wins, times
+
+    def features(self, y: np.ndarray, sr: int, *, name: str | None = None, timeline: bool = False) -> dict:
+        """Features of the track window and (optionally) the timeline windows: row 0 is the
+        track window, rows 1.. the timeline windows; ``"times"``: their (start, end, looped)."""
+        a = self.config.audio
+        y = as_audio(y, sr, sample_rate=a.sample_rate)
+        return self._features_of(y, name or "<array>", timeline)
+
+    def _file_features(self, path: str | os.PathLike, timeline: bool) -> dict:
+        a = self.config.audio
+        y, src_sr = decode(path, midi_sample_rate=a.sample_rate)
+        return self._features_of(as_audio(downmix(y), src_sr, sample_rate=a.sample_rate), str(path), timeline)
+
+    # -- public API ------------------------------------------------------------------------------
+    def predict(self, y: np.ndarray, sr: int) -> Prediction:
+        """Emotion of a signal ``y`` (``(n,)``, ``(n, ch)`` or ``(ch, n)``, any rate) in its
+        analysis window (60 s from 15 s, or the whole clip looped when shorter)."""
+        return self._results(self.features(y, sr))[0]
+
+    def predict_timeline(self, y: np.ndarray, sr: int) -> list[Prediction]:
+        """Emotion of each timeline window (``config.timeline_window`` s every ``timeline_hop`` s)."""
+        return self._results(self.features(y, sr, timeline=True))[1]
+
+    def predict_file(self, path: str | os.PathLike) -> Prediction:
+        """:meth:`predict` of an audio file (wav, flac, ogg, mp3) or a MIDI file (rendered)."""
+        return self._results(self._file_features(path, timeline=False))[0]
+
+    def predict_file_timeline(self, path: str | os.PathLike) -> list[Prediction]:
+        """:meth:`predict_timeline` of a file."""
+        return self._results(self._file_features(path, timeline=True))[1]
+
+    def analyse_file(self, path: str | os.PathLike, *, timeline: bool = False) -> FileResult:
+        """Track result (and timeline) of one file, decoded once; errors become ``FileResult.error``."""
+        try:
+            feats = self._file_features(path, timeline)
+        except (AudioError, ValueError, OSError, RuntimeError) as e:
+            return FileResult(str(path), error=_one_line(e, path))
+        track, tl = self._results(feats)
+        return FileResult(str(path), track, tl if timeline else None, feats["duration"])
+
+    def analyse_files(self, paths: list[str | os.PathLike], *, timeline: bool = False,
+                      workers: int | None = None) -> Iterator[FileResult]:
+        """:meth:`analyse_file` of many files, in input order. Decoding and features run in
+        ``workers`` threads (libsndfile, soxr, numpy's FFT and BLAS release the GIL), the
+        networks in the calling thread. A file that fails gives an error entry and the rest go on."""
+        workers = workers or min(4, os.cpu_count() or 1)
+
+        def work(path):
+            try:
+                return path, self._file_features(path, timeline), None
+            except (AudioError, ValueError, OSError, RuntimeError) as e:
+                return path, None, _one_line(e, path)
+            except MemoryError:
+                return path, None, f"{path}: out of memory while decoding"
+
+        if workers <= 1:
+            results = map(work, paths)
+            pool = None
+        else:
+            pool = ThreadPoolExecutor(workers)
+            results = pool.map(work, paths)
+        try:
+            for path, feats, err in results:
+                if err is not None:
+                    yield FileResult(str(path), error=err)
+                    continue
+                track, tl = self._results(feats)
+                yield FileResult(str(path), track, tl if timeline else None, feats["duration"])
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+
+class EmotionModel(Predictor):
     """A predictor: DAMER network(s) and the front end they were trained with.
 
     Parameters
@@ -294,36 +415,6 @@ class EmotionModel:
             self._extractors[key] = FeatureExtractor(audio, self.config.features)
         return self._extractors[key]
 
-    def _track_window(self, y: np.ndarray, name: str) -> tuple[np.ndarray, tuple[float, float, bool]]:
-        """The paper's analysis window of ``y`` (44.1 kHz mono) and its (start, end, looped)."""
-        a = self.config.audio
-        win, info = prepare(y, a.sample_rate, a, name=name)
-        end = info.window_start + min(a.window_seconds, info.duration)
-        return win, (info.window_start, end, info.repeated)
-
-    def _timeline_windows(self, y: np.ndarray, name: str) -> tuple[np.ndarray, list[tuple]]:
-        """``(n_windows, L)`` loudness-normalised timeline windows and their (start, end, looped).
-
-        Each window is what :func:`prepare` makes of its slice; the loudness of all windows is
-        measured and applied in one batched pass (:mod:`merkit.loudness`), which gives the same
-        windows as normalising them one at a time, ~10x faster.
-        """
-        from .loudness import normalize_loudness_batch
-
-        a = self.config.timeline_audio()
-        sr = a.sample_rate
-        w = a.window_samples
-        cut = dataclasses.replace(a, target_lufs=None)  # cut (and loop) only: loudness comes below
-        wins, times = [], []
-        for s in timeline_starts(len(y), sr, self.config.timeline_window, self.config.timeline_hop):
-            win, info = prepare(y[s:s + w], sr, cut, name=name)  # a view of y unless looped
-            wins.append(win)
-            times.append((s / sr, min(s + w, len(y)) / sr, info.repeated))
-        wins = np.stack(wins)  # (B, L), the one copy
-        if a.target_lufs is not None:
-            normalize_loudness_batch(wins, sr, target_lufs=a.target_lufs, silence_lufs=a.silence_lufs, out=wins)
-        return wins, times
-
     def _timeline_features(self, wins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mel ``(B, n_mels, T)`` and cochleagram ``(B, n_coch, T)`` of timeline windows ``(B, L)``.
 
@@ -337,19 +428,11 @@ class EmotionModel:
         parts = [fx(wins[i:i + step]) for i in range(0, len(wins), step)]
         return np.concatenate([p.mel for p in parts]), np.concatenate([p.coch for p in parts])
 
-    def features(self, y: np.ndarray, sr: int, *, name: str | None = None, timeline: bool = False) -> dict:
-        """Features of the track window and (optionally) the timeline windows.
-
-        Returns ``{"mel": (B, n_mels, T), "coch": (B, n_coch, T), "times": [(start, end, looped)],
-        "duration": s}``: row 0 is the track window, rows 1.. the timeline windows.
-        """
-        a = self.config.audio
-        y = as_audio(y, sr, sample_rate=a.sample_rate)
-        return self._features_of(y, name or "<array>", timeline)
-
     def _features_of(self, y: np.ndarray, name: str, timeline: bool) -> dict:
+        """``{"mel": (B, n_mels, T), "coch": (B, n_coch, T), "times": [(start, end, looped)],
+        "duration": s}``: row 0 the track window, rows 1.. the timeline windows."""
         a = self.config.audio
-        win, times = self._track_window(y, name)
+        win, times, _ = self._track_window(y, name)
         f = self._extractor(a)(win)
         mel, coch, all_times = [f.mel[None]], [f.coch[None]], [times]
         if timeline:
@@ -360,11 +443,6 @@ class EmotionModel:
             all_times += t_times
         return {"mel": np.concatenate(mel), "coch": np.concatenate(coch), "times": all_times,
                 "duration": len(y) / a.sample_rate}
-
-    def _file_features(self, path: str | os.PathLike, timeline: bool) -> dict:
-        a = self.config.audio
-        y, src_sr = decode(path, midi_sample_rate=a.sample_rate)
-        return self._features_of(as_audio(downmix(y), src_sr, sample_rate=a.sample_rate), str(path), timeline)
 
     # -- the networks ----------------------------------------------------------------------------
     def predict_features(self, mel: np.ndarray, coch: np.ndarray) -> list[dict]:
@@ -386,65 +464,6 @@ class EmotionModel:
         fields = self.predict_features(feats["mel"], feats["coch"])
         preds = [Prediction(**f, start=t[0], end=t[1], looped=t[2]) for f, t in zip(fields, feats["times"])]
         return preds[0], preds[1:]
-
-    # -- public API ------------------------------------------------------------------------------
-    def predict(self, y: np.ndarray, sr: int) -> Prediction:
-        """Emotion of a signal ``y`` (``(n,)``, ``(n, ch)`` or ``(ch, n)``, any rate) in its
-        analysis window (60 s from 15 s, or the whole clip looped when shorter)."""
-        return self._results(self.features(y, sr))[0]
-
-    def predict_timeline(self, y: np.ndarray, sr: int) -> list[Prediction]:
-        """Emotion of each timeline window (``config.timeline_window`` s every ``timeline_hop`` s)."""
-        return self._results(self.features(y, sr, timeline=True))[1]
-
-    def predict_file(self, path: str | os.PathLike) -> Prediction:
-        """:meth:`predict` of an audio file (wav, flac, ogg, mp3) or a MIDI file (rendered)."""
-        return self._results(self._file_features(path, timeline=False))[0]
-
-    def predict_file_timeline(self, path: str | os.PathLike) -> list[Prediction]:
-        """:meth:`predict_timeline` of a file."""
-        return self._results(self._file_features(path, timeline=True))[1]
-
-    def analyse_file(self, path: str | os.PathLike, *, timeline: bool = False) -> FileResult:
-        """Track result (and timeline) of one file, decoded once; errors become ``FileResult.error``."""
-        try:
-            feats = self._file_features(path, timeline)
-        except (AudioError, ValueError, OSError, RuntimeError) as e:
-            return FileResult(str(path), error=_one_line(e, path))
-        track, tl = self._results(feats)
-        return FileResult(str(path), track, tl if timeline else None, feats["duration"])
-
-    def analyse_files(self, paths: list[str | os.PathLike], *, timeline: bool = False,
-                      workers: int | None = None) -> Iterator[FileResult]:
-        """:meth:`analyse_file` of many files, in input order. Decoding and features run in
-        ``workers`` threads (libsndfile, soxr, numpy's FFT and BLAS release the GIL), the
-        networks in the calling thread. A file that fails gives an error entry and the rest go on."""
-        workers = workers or min(4, os.cpu_count() or 1)
-
-        def work(path):
-            try:
-                return path, self._file_features(path, timeline), None
-            except (AudioError, ValueError, OSError, RuntimeError) as e:
-                return path, None, _one_line(e, path)
-            except MemoryError:
-                return path, None, f"{path}: out of memory while decoding"
-
-        if workers <= 1:
-            results = map(work, paths)
-            pool = None
-        else:
-            pool = ThreadPoolExecutor(workers)
-            results = pool.map(work, paths)
-        try:
-            for path, feats, err in results:
-                if err is not None:
-                    yield FileResult(str(path), error=err)
-                    continue
-                track, tl = self._results(feats)
-                yield FileResult(str(path), track, tl if timeline else None, feats["duration"])
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
 
 
 REFERENCE_SR = 44_100
@@ -481,16 +500,31 @@ def find_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def load_model(path: str | os.PathLike | Iterable[str | os.PathLike] | None = None) -> EmotionModel:
-    """The shipped default model (``path=None``), or a model file / one checkpoint per task."""
+def load_model(path: str | os.PathLike | Iterable[str | os.PathLike] | None = None) -> Predictor:
+    """The shipped default model (``path=None``), or a model file: a unified-model file
+    (:class:`~merkit.predict_unified.UnifiedModel`: the shipped model, ``merkit train --model
+    unified`` runs), or DAMER checkpoints, one per task (:class:`EmotionModel`)."""
     if path is None:
         if not DEFAULT_MODEL_FILE.is_file():
             raise FileNotFoundError(f"{DEFAULT_MODEL_FILE}: the default model is missing from the "
                                     "installation; rebuild it with `python bench/train_default.py`")
-        return EmotionModel.from_files([DEFAULT_MODEL_FILE])
-    if isinstance(path, (str, os.PathLike)):
-        return EmotionModel.from_files([path])
-    return EmotionModel.from_files(list(path))
+        path = DEFAULT_MODEL_FILE
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    if len(paths) == 1:
+        import torch
+
+        try:
+            blob = torch.load(paths[0], map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{paths[0]}: model file not found") from None
+        except Exception as e:  # not a torch file, or one holding more than tensors and plain data
+            raise ValueError(f"{paths[0]}: not a merkit model file ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        if isinstance(blob, dict) and blob.get("kind") == "unified":
+            from .predict_unified import UnifiedModel
+
+            return UnifiedModel.from_blob(blob, path=paths[0])
+    return EmotionModel.from_files(paths)
 
 
 def quadrant_point(p: Prediction) -> tuple[float, float]:
@@ -542,6 +576,6 @@ def plot_timeline(result: FileResult, path: str | os.PathLike | None = None, *, 
     return fig
 
 
-__all__ = ["EmotionModel", "FileResult", "Prediction", "PredictorConfig", "DEFAULT_MODEL_FILE",
+__all__ = ["EmotionModel", "Predictor", "FileResult", "Prediction", "PredictorConfig", "DEFAULT_MODEL_FILE",
            "TIMELINE_WINDOW_S", "TIMELINE_HOP_S", "combine", "downmix", "find_inputs", "load_model",
            "plot_timeline", "quadrant_point", "reference_signal", "timeline_starts"]

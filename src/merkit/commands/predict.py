@@ -15,15 +15,18 @@ from pathlib import Path
 
 FORMATS = ("table", "json", "csv")
 CSV_FIELDS = ("path", "window_start", "window_end", "quadrant", "quadrant_word", "arousal", "valence",
-              "confidence", "q1", "q2", "q3", "q4", "looped", "error")
+              "confidence", "q1", "q2", "q3", "q4", "arousal_score", "valence_score", "mood_cluster",
+              "mood_words", "looped", "error")
 
 
 def register(sub) -> None:
     p = sub.add_parser("predict", help="arousal, valence and quadrant of audio/MIDI files",
                        description="Predict the emotion a piece of music conveys: P(high arousal), "
                                    "P(positive valence), the Russell quadrant (Q1 happy/excited, Q2 "
-                                   "angry/tense, Q3 sad/depressed, Q4 calm/relaxed) and the model's "
-                                   "confidence (cross-view reliability exp(-JS), 0.5..1).")
+                                   "angry/tense, Q3 sad/depressed, Q4 calm/relaxed), continuous "
+                                   "valence/arousal scores in [-1, 1] and mood words (the shipped "
+                                   "unified model), and a confidence: the quadrant's probability "
+                                   "(unified model) or DAMER's cross-view reliability exp(-JS).")
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio/MIDI files or folders")
     p.add_argument("--model", action="append", metavar="FILE",
                    help="model file: a merkit model or a `merkit train` best.pt; repeat for one "
@@ -49,7 +52,9 @@ def _rows(res) -> list[dict]:
         rows.append({"path": res.path, "kind": kind, "window_start": round(p.start, 3),
                      "window_end": round(p.end, 3), "quadrant": p.quadrant, "quadrant_word": p.quadrant_word,
                      "arousal": p.arousal, "valence": p.valence, "confidence": p.confidence,
-                     "q1": q[0], "q2": q[1], "q3": q[2], "q4": q[3], "looped": p.looped, "error": ""})
+                     "q1": q[0], "q2": q[1], "q3": q[2], "q4": q[3], "arousal_score": p.arousal_score,
+                     "valence_score": p.valence_score, "mood_cluster": p.mood_cluster,
+                     "mood_words": p.mood_words, "looped": p.looped, "error": ""})
     return rows
 
 
@@ -59,7 +64,9 @@ def _fmt(x, nd=3) -> str:
 
 def format_table(results) -> str:
     """A readable table: one line per track (and per window with --timeline)."""
-    lines = [f"{'file':<40} {'time (s)':>13}  {'quadrant':<19} {'P(A high)':>9} {'P(V pos)':>8} {'conf':>5}"]
+    moods = any(r.ok and r.prediction.mood_words for r in results)
+    lines = [f"{'file':<40} {'time (s)':>13}  {'quadrant':<19} {'P(A high)':>9} {'P(V pos)':>8} {'conf':>5}"
+             + ("  mood (MIREX cluster)" if moods else "")]
     for res in results:
         name = res.path if len(res.path) <= 40 else "…" + res.path[-39:]
         if not res.ok:
@@ -69,8 +76,9 @@ def format_table(results) -> str:
             label = name if kind == "track" else ""
             span = f"{p.start:6.1f}-{p.end:<6.1f}"
             quad = f"Q{p.quadrant} {p.quadrant_word}" if p.quadrant else "-"
+            mood = f"  {p.mood_words.split(',')[0]} (C{p.mood_cluster})" if p.mood_words else ""
             lines.append(f"{label:<40} {span:>13}  {quad:<19} {_fmt(p.arousal):>9} {_fmt(p.valence):>8} "
-                         f"{_fmt(p.confidence, 2):>5}")
+                         f"{_fmt(p.confidence, 2):>5}{mood}")
     return "\n".join(lines) + "\n"
 
 

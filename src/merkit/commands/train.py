@@ -26,10 +26,10 @@ log = logging.getLogger(__name__)
 _DATA_FIELDS = ("name", "n_mels", "n_coch", "n_frames", "n_classes")
 
 
-def load_features(spec: str):
+def load_features(spec: str, views=None):
     """The FeatureSet named by ``--data``: a Memo2496-layout folder (``merkit extract`` output or
-    the official download), or a dataset name (``emopia``, ``emotify``, ``synthetic``) whose
-    features are extracted into merkit's cache on first use."""
+    the official download), or a dataset name (``emopia``, ``emotify``, ``mirex_mood``,
+    ``synthetic``) whose features (with ``views``) are extracted into merkit's cache on first use."""
     from ..data.feature_cache import NAMED, dataset_features
     from ..data.memo2496 import is_memo2496_dir, load_memo2496
 
@@ -40,7 +40,7 @@ def load_features(spec: str):
         raise ValueError(f"{path}: not a Memo2496-layout folder (needs mel_spec.npy and cochlegram.npy; "
                          "make one with `merkit extract`)")
     if spec in NAMED:
-        return load_memo2496(dataset_features(spec))
+        return load_memo2496(dataset_features(spec, views=views))
     raise ValueError(f"{spec}: no such folder, and not one of the dataset names {', '.join(NAMED)} "
                      "(other corpora: `merkit extract NAME -o DIR`, then --data DIR)")
 
@@ -55,8 +55,11 @@ def register(sub) -> None:
     p.add_argument("--data", "--data-root", metavar="DIR|DATASET",
                    help="feature folder (Memo2496 layout), or emopia | emotify | synthetic (features "
                         "extracted into the cache on first use)")
-    p.add_argument("--model", default="damer", choices=list(MODELS),
-                   help="model (default: damer; `merkit compare --list` describes them)")
+    p.add_argument("--model", default="damer", choices=[*MODELS, "unified"],
+                   help="model (default: damer; `merkit compare --list` describes them). unified: the "
+                        "multi-corpus model on musicnn embeddings; --data takes a comma-separated list")
+    p.add_argument("--kd-weight", type=float, default=None,
+                   help="unified: weight of distillation from per-corpus teachers (default 0: off)")
     p.add_argument("--seeds", type=int, nargs="+", metavar="SEED", help="seeds to run (default: 0)")
     p.add_argument("--run-dir", "--out-dir", metavar="DIR",
                    help="output folder (default: runs/<data>_<label>_<model>_<time>)")
@@ -100,6 +103,10 @@ def run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.model == "unified" and not args.resume:
+        from .train_unified import run_unified
+
+        return run_unified(args)
     if args.resume:
         run_dir = Path(args.resume)
         meta_path = run_dir / RUN_JSON

@@ -15,17 +15,22 @@ from .paths import cache_dir
 log = logging.getLogger(__name__)
 
 # Datasets that name a corpus whose audio merkit can reach without further options.
-NAMED = ("emopia", "emotify", "synthetic")
+NAMED = ("emopia", "emotify", "mirex_mood", "synthetic")
 
 
-def dataset_features_dir(name: str) -> Path:
-    return cache_dir("feats") / name
+def dataset_features_dir(name: str, views=None) -> Path:
+    """``<cache>/feats/<name>``, or ``<cache>/feats/<name>+<encoder>...`` with encoder views."""
+    from ..frontend import SPECTRAL_VIEWS, parse_views
+
+    extra = [v for v in parse_views(views) if v not in SPECTRAL_VIEWS]
+    return cache_dir("feats") / "+".join([name, *extra])
 
 
 def dataset_features(name: str, folder: str | os.PathLike | None = None, *, workers: int | None = None,
-                     progress: bool = True) -> Path:
+                     progress: bool = True, views=None) -> Path:
     """The Memo2496-layout feature folder of dataset ``name`` (``folder``, by default
-    :func:`dataset_features_dir`), extracting it there on first use."""
+    :func:`dataset_features_dir`), extracting it there on first use; ``views`` adds encoder
+    views (:func:`merkit.frontend.parse_views`)."""
     from ..config import PRESETS
     from ..extract import extract
     from .memo2496 import is_memo2496_dir
@@ -34,14 +39,14 @@ def dataset_features(name: str, folder: str | os.PathLike | None = None, *, work
     if name not in NAMED:
         raise ValueError(f"{name}: no cached features for this name; extract them with "
                          f"`merkit extract {name} -o DIR` (with --audio-dir where needed) and pass DIR")
-    folder = Path(folder) if folder is not None else dataset_features_dir(name)
+    folder = Path(folder) if folder is not None else dataset_features_dir(name, views)
     if is_memo2496_dir(folder):
         return folder
     log.info("%s: extracting features into %s once (EMOPIA renders its MIDI first: ~30 min on 2 cores)",
              name, folder)
     preset = PRESETS["paper"]
     report = extract(resolve_input(name, workers=workers, progress=progress), folder, audio=preset.audio,
-                     features=preset.features, workers=workers, progress=progress)
+                     features=preset.features, workers=workers, progress=progress, views=views)
     if report.failures:
         log.warning("%s: %d track(s) failed and are left out (see %s)", name, len(report.failures),
                     folder / "failures.csv")

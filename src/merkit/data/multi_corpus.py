@@ -71,26 +71,39 @@ class Corpus:
                 "gems": self.gems[idx]}
 
 
-def input_matrix(fs: FeatureSet, inputs: tuple[str, ...]) -> np.ndarray:
-    """(N, D) float32 model input: the named views side by side. ``"tonal"`` is computed from
-    the stored cochleagram (:mod:`merkit.features.tonal`); any other name is a stored pooled
-    encoder view (``merkit extract --views``)."""
+def assemble_inputs(views, inputs: tuple[str, ...], *, hop_seconds: float, features: dict | None = None) -> np.ndarray:
+    """(N, D) float32 model input from stored views: the named views side by side.
+
+    ``views(name)`` returns a view's (N, ...) array. ``"tonal"`` is computed from the
+    ``"coch"`` view (:mod:`merkit.features.tonal`; ``hop_seconds`` is its frame hop, ``features``
+    the FeatureConfig dict that made it); any other name is a pooled encoder view
+    (``merkit extract --views``)."""
     parts = []
     for name in inputs:
         if name == "tonal":
-            from ..features.tonal import hop_seconds_from_info, tonal_features
+            from ..features.tonal import tonal_features
 
-            info = fs.feature_info or {}
-            f = info.get("features", {})
-            parts.append(tonal_features(np.asarray(fs.coch), hop_seconds_from_info(info),
-                                        fmin=f.get("gt_fmin"), bins_per_octave=f.get("gt_bins_per_octave"),
+            f = features or {}
+            parts.append(tonal_features(np.asarray(views("coch")), hop_seconds, fmin=f.get("gt_fmin"),
+                                        bins_per_octave=f.get("gt_bins_per_octave"),
                                         gt_power=f.get("gt_power", 1.0 / 3.0)))
         else:
-            v = np.asarray(fs.view(name), dtype=np.float32)
+            v = np.asarray(views(name), dtype=np.float32)
             if v.ndim != 2:
                 raise ValueError(f"view {name!r} is not a pooled (N, dim) view: shape {v.shape}")
             parts.append(v)
     return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def input_matrix(fs: FeatureSet, inputs: tuple[str, ...]) -> np.ndarray:
+    """:func:`assemble_inputs` of a feature folder."""
+    info = fs.feature_info or {}
+    hop = 0.0
+    if "tonal" in inputs:
+        from ..features.tonal import hop_seconds_from_info
+
+        hop = hop_seconds_from_info(info)
+    return assemble_inputs(fs.view, inputs, hop_seconds=hop, features=info.get("features"))
 
 
 def corpus_from_features(fs: FeatureSet, inputs: tuple[str, ...] = ("musicnn", "tonal"),
@@ -182,5 +195,6 @@ def corpus_splits(corpus: Corpus, seed: int, *, val_size: float = 0.15, test_siz
     return CorpusSplit(all_idx[rest][tr], all_idx[rest][va], all_idx[test])
 
 
-__all__ = ["Corpus", "CorpusSplit", "corpus_from_features", "corpus_splits", "input_matrix", "va_scale",
+__all__ = ["Corpus", "CorpusSplit", "assemble_inputs", "corpus_from_features", "corpus_splits", "input_matrix",
+           "va_scale",
            "GEMS_ORDER", "MIREX_FOLDS"]

@@ -1,0 +1,355 @@
+"""The unified model across EMOPIA renders, the MIREX-like mood set and Emotify, beside a probe,
+the SVM and vibenet: per-corpus, cross-corpus and leave-one-corpus-out numbers.
+
+    merkit extract emopia     -o feats/emopia     --views mel,coch,musicnn
+    merkit extract mirex_mood -o feats/mirex_mood --views mel,coch,musicnn
+    merkit extract emotify    -o feats/emotify    --views mel,coch,musicnn,musicnn_mtt
+    python bench/unified.py --emopia feats/emopia --mirex feats/mirex_mood --emotify feats/emotify
+    python bench/unified.py --report          # rewrite the tables from bench/results/unified.json
+
+Every cell: seeds 0-4 (mean ± std). Splits per seed (merkit.data.multi_corpus.corpus_splits):
+EMOPIA's official split; MIREX fold ``seed`` of 5 artist-grouped folds; Emotify a 70/15/15
+split drawn with the seed. Models are selected on validation parts; each test part is
+predicted once. A corpus the model did not train on is scored zero-shot on all its clips.
+Resumable: finished (row, seed) cells are kept in the JSON and skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+JSON = RESULTS / "unified.json"
+MD = RESULTS / "unified.md"
+VIBENET = RESULTS / "vibenet_scores.csv"
+CORPORA = ("emopia", "mirex_mood", "emotify")
+SEEDS = (0, 1, 2, 3, 4)
+
+
+def load_corpora(paths: dict[str, str], inputs) -> dict:
+    from merkit.data.memo2496 import load_memo2496
+    from merkit.data.multi_corpus import corpus_from_features
+
+    return {name: corpus_from_features(load_memo2496(p), tuple(inputs), name=name) for name, p in paths.items()}
+
+
+def _scores(model, corpora, splits, trained: set[str]) -> dict:
+    from merkit.evaluation.unified_eval import corpus_metrics
+    from merkit.training.unified_fit import predict_corpus
+
+    out = {}
+    for name, c in corpora.items():
+        idx = splits[name].test if name in trained else np.arange(len(c))
+        m = corpus_metrics(c, idx, predict_corpus(model, c.x[idx]))
+        out[name] = {"in_domain" if name in trained else "zero_shot": m, "n": int(len(idx))}
+    return out
+
+
+def fit_row(row: dict, corpora: dict, seed: int, teachers_cache: dict) -> dict:
+    from merkit.data.multi_corpus import corpus_splits
+    from merkit.models.unified import UnifiedConfig
+    from merkit.training.unified_fit import UnifiedTrainConfig, fit_unified
+
+    splits = {n: corpus_splits(c, seed) for n, c in corpora.items()}
+    train = [corpora[n] for n in row["train"]]
+    cfg = UnifiedTrainConfig(seed=seed, kd_weight=row.get("kd", 0.0))
+    mcfg = UnifiedConfig(input_dim=train[0].x.shape[1])
+    teachers = None
+    if row.get("kd"):
+        teachers = {}
+        for n in row["train"]:
+            key = (n, seed)
+            if key not in teachers_cache:
+                teachers_cache[key] = fit_unified([corpora[n]], {n: splits[n]}, mcfg,
+                                                  UnifiedTrainConfig(seed=seed)).model
+            teachers[n] = teachers_cache[key]
+    t0 = time.perf_counter()
+    res = fit_unified(train, {n: splits[n] for n in row["train"]}, mcfg, cfg, teachers=teachers)
+    if not row.get("kd") and len(row["train"]) == 1:
+        teachers_cache[(row["train"][0], seed)] = res.model
+    return {"best_epoch": res.best_epoch, "val_score": res.val_score, "seconds": time.perf_counter() - t0,
+            "corpora": _scores(res.model, corpora, splits, set(row["train"]))}
+
+
+def probe_row(corpora: dict, seed: int) -> dict:
+    """A linear probe per corpus on the pooled embedding: logistic regression (classes) or
+    ridge (V/A), C / alpha chosen on the validation part."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.preprocessing import StandardScaler
+
+    from merkit.data.multi_corpus import corpus_splits
+    from merkit.evaluation.unified_eval import corpus_metrics, selection_score
+
+    out = {}
+    for name, c in corpora.items():
+        s = corpus_splits(c, seed)
+        sc = StandardScaler().fit(c.x[s.train])
+        X = {k: sc.transform(c.x[getattr(s, k)]) for k in ("train", "val", "test")}
+        best = None
+        for C in (1e-4, 1e-3, 1e-2, 1e-1, 1.0):
+            pred = {}
+            for part in ("val", "test"):
+                pred[part] = {"va": np.zeros((len(X[part]), 2))}
+            for j in (0, 1):
+                y = c.va[s.train, j]
+                if len(np.unique(y)) > 2:
+                    r = Ridge(alpha=1.0 / C).fit(X["train"], y)
+                    for part in ("val", "test"):
+                        pred[part]["va"][:, j] = r.predict(X[part])
+                else:
+                    lr = LogisticRegression(C=C, max_iter=3000).fit(X["train"], (y >= 0).astype(int))
+                    for part in ("val", "test"):
+                        pred[part]["va"][:, j] = lr.decision_function(X[part])
+            for head, labels, k in (("quadrant", c.quadrant, 4), ("mirex", c.mirex, 5)):
+                if (labels >= 0).all():
+                    lr = LogisticRegression(C=C, max_iter=3000).fit(X["train"], labels[s.train])
+                    for part in ("val", "test"):
+                        p = np.zeros((len(X[part]), k))
+                        p[:, lr.classes_] = lr.predict_proba(X[part])
+                        pred[part][head] = p
+            val = selection_score(c, corpus_metrics(c, s.val, pred["val"]))
+            if best is None or val > best[0]:
+                best = (val, C, corpus_metrics(c, s.test, pred["test"]))
+        out[name] = {"in_domain": best[2], "n": int(len(s.test)), "C": best[1]}
+    return {"corpora": out}
+
+
+def svm_row(feature_sets: dict, corpora: dict, seed: int) -> dict:
+    """merkit's SVM (74 handcrafted descriptors, C on validation) per corpus and label space."""
+    from merkit.data.multi_corpus import corpus_splits
+    from merkit.evaluation.unified_eval import corpus_metrics
+    from merkit.models.classical import ClassicalModel
+
+    out = {}
+    for name, c in corpora.items():
+        fs = feature_sets[name]
+        s = corpus_splits(c, seed)
+        mel, coch = np.asarray(fs.mel), np.asarray(fs.coch)
+        pred = {"va": np.zeros((len(s.test), 2))}
+        for j in (0, 1):
+            y = c.va[:, j]
+            continuous = len(np.unique(y[s.train])) > 2
+            m = ClassicalModel("svm", n_classes=1 if continuous else 2, seed=seed, feature_info=fs.feature_info)
+            target = y if continuous else (y >= 0).astype(int)
+            m.fit(mel[s.train], coch[s.train], target[s.train], mel[s.val], coch[s.val], target[s.val])
+            o = m.predict_heads(mel[s.test], coch[s.test])["out"]
+            pred["va"][:, j] = o if continuous else o[:, 1] - 0.5
+        for head, labels, k in (("quadrant", c.quadrant, 4), ("mirex", c.mirex, 5)):
+            if (labels >= 0).all():
+                m = ClassicalModel("svm", n_classes=k, seed=seed, feature_info=fs.feature_info)
+                m.fit(mel[s.train], coch[s.train], labels[s.train], mel[s.val], coch[s.val], labels[s.val])
+                pred[head] = m.predict_heads(mel[s.test], coch[s.test])["out"]
+        out[name] = {"in_domain": corpus_metrics(c, s.test, pred), "n": int(len(s.test))}
+    return {"corpora": out}
+
+
+def vibenet_row(corpora: dict) -> dict | None:
+    """vibenet (energy -> arousal, valence -> valence) zero-shot on every clip, from the scores
+    bench/vibenet_peer.py wrote (it runs in a separate environment: vibenet is GPL and never a
+    merkit dependency)."""
+    import csv
+
+    from merkit.evaluation.unified_eval import corpus_metrics
+
+    if not VIBENET.is_file():
+        return None
+    with open(VIBENET, newline="") as fh:
+        scores = {r["path"]: (float(r["valence"]), float(r["energy"])) for r in csv.DictReader(fh) if r["ok"] == "1"}
+    out = {}
+    for name, c in corpora.items():
+        keep = [i for i, t in enumerate(c.tracks) if t.path in scores]
+        if not keep:
+            continue
+        va = np.array([scores[c.tracks[i].path] for i in keep]) - 0.5  # vibenet's outputs are in [0, 1]
+        out[name] = {"zero_shot": corpus_metrics(c, np.array(keep), {"va": va}), "n": len(keep)}
+    return {"corpora": out}
+
+
+ROWS = {
+    "emopia alone": {"train": ["emopia"]},
+    "mirex alone": {"train": ["mirex_mood"]},
+    "emotify alone": {"train": ["emotify"]},
+    "all corpora": {"train": list(CORPORA)},
+    "all + KD": {"train": list(CORPORA), "kd": 0.5},
+    "all but emopia": {"train": ["mirex_mood", "emotify"]},
+    "all but mirex": {"train": ["emopia", "emotify"]},
+    "all but emotify": {"train": ["emopia", "mirex_mood"]},
+    "all, musicnn only (no tonal)": {"train": list(CORPORA), "inputs": ["musicnn"]},
+}
+
+
+def _load_json() -> dict:
+    return json.loads(JSON.read_text()) if JSON.is_file() else {}
+
+
+def _save_json(d: dict) -> None:
+    tmp = JSON.with_suffix(".tmp")
+    tmp.write_text(json.dumps(d, indent=1, sort_keys=True))
+    os.replace(tmp, JSON)
+
+
+def run(args) -> None:
+    import torch
+
+    from merkit.data.memo2496 import load_memo2496
+
+    torch.set_num_threads(1)  # small MLPs: one thread is fastest
+    paths = {"emopia": args.emopia, "mirex_mood": args.mirex, "emotify": args.emotify}
+    results = _load_json()
+    cache = {}
+    for inputs in (("musicnn", "tonal"), ("musicnn",)):
+        corpora = load_corpora(paths, inputs)
+        teachers: dict = {}
+        for seed in args.seeds:
+            for row, spec in ROWS.items():
+                if tuple(spec.get("inputs", ("musicnn", "tonal"))) != inputs:
+                    continue
+                key = f"{row}|{seed}"
+                if key in results.get("unified", {}):
+                    continue
+                r = fit_row(spec, corpora, seed, teachers)
+                results.setdefault("unified", {})[key] = r
+                _save_json(results)
+                print(f"{row} seed {seed}: epoch {r['best_epoch']} val {r['val_score']:.3f} "
+                      f"({r['seconds']:.0f} s)", flush=True)
+        cache[inputs] = corpora
+    corpora = cache[("musicnn", "tonal")]
+    probe_corpora = load_corpora(paths, ("musicnn",))
+    for seed in args.seeds:
+        if f"probe|{seed}" not in results.get("baselines", {}):
+            results.setdefault("baselines", {})[f"probe|{seed}"] = probe_row(probe_corpora, seed)
+            _save_json(results)
+            print(f"probe seed {seed}", flush=True)
+    if not args.no_svm:
+        fss = {n: load_memo2496(p) for n, p in paths.items()}
+        for seed in args.seeds:
+            if f"svm|{seed}" not in results.get("baselines", {}):
+                results.setdefault("baselines", {})[f"svm|{seed}"] = svm_row(fss, corpora, seed)
+                _save_json(results)
+                print(f"svm seed {seed}", flush=True)
+    v = vibenet_row(corpora)
+    if v is not None:
+        results.setdefault("baselines", {})["vibenet|-"] = v
+    if args.emotify_mtt:
+        mtt = load_corpora({"emotify": args.emotify}, ("musicnn_mtt", "tonal"))
+        for seed in args.seeds:
+            key = f"emotify alone, MTT checkpoint|{seed}"
+            if key not in results.get("unified", {}):
+                results.setdefault("unified", {})[key] = fit_row({"train": ["emotify"]}, mtt, seed, {})
+                _save_json(results)
+    results["protocol"] = {"seeds": list(args.seeds), "machine": _machine(), "date": time.strftime("%Y-%m-%d")}
+    _save_json(results)
+
+
+def _machine() -> str:
+    import platform
+
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads 1"
+
+
+# ---- report -------------------------------------------------------------------------------
+
+def _cell(values: list[float]) -> str:
+    v = [x for x in values if x is not None and np.isfinite(x)]
+    if not v:
+        return "—"
+    if len(v) == 1:
+        return f"{v[0]:.3f} (1 seed)"
+    return f"{np.mean(v):.3f} ± {np.std(v):.3f}"
+
+
+def _gather(results: dict, section: str, row: str, corpus: str, metric: str, kind: str | None = None):
+    vals = []
+    for key, r in results.get(section, {}).items():
+        name, _, seed = key.rpartition("|")
+        if name != row:
+            continue
+        c = r["corpora"].get(corpus)
+        if c is None:
+            continue
+        part = c.get(kind) if kind else (c.get("in_domain") or c.get("zero_shot"))
+        if part is not None and metric in part:
+            vals.append(part[metric])
+    return vals
+
+
+def report(results: dict) -> str:
+    lines = ["# Unified model across corpora (`python bench/unified.py`)", ""]
+    p = results.get("protocol", {})
+    lines += [f"Seeds {p.get('seeds')}; {p.get('machine', '')}; {p.get('date', '')}. Mean ± std over seeds. "
+              "In-domain cells: the corpus's test part. Zero-shot cells (a corpus not trained on): all its "
+              "clips. Selection on validation parts only.", ""]
+    lines += ["## Per corpus, in domain", "",
+              "| model | EMOPIA 4Q acc | EMOPIA A acc | EMOPIA V acc | MIREX 5-cluster macro-F1 | Emotify A r | Emotify V r |",
+              "|---|--:|--:|--:|--:|--:|--:|"]
+    rows = [("unified", "all corpora"), ("unified", "all + KD"), ("unified", "all, musicnn only (no tonal)"),
+            ("unified", "emopia alone"), ("unified", "mirex alone"), ("unified", "emotify alone"),
+            ("baselines", "probe"), ("baselines", "svm")]
+    for section, row in rows:
+        cells = [_cell(_gather(results, section, row, "emopia", "q_acc", "in_domain")),
+                 _cell(_gather(results, section, row, "emopia", "a_acc", "in_domain")),
+                 _cell(_gather(results, section, row, "emopia", "v_acc", "in_domain")),
+                 _cell(_gather(results, section, row, "mirex_mood", "mirex_f1", "in_domain")),
+                 _cell(_gather(results, section, row, "emotify", "a_r", "in_domain")),
+                 _cell(_gather(results, section, row, "emotify", "v_r", "in_domain"))]
+        label = row if section == "unified" else {"probe": "linear probe on musicnn", "svm": "SVM, handcrafted"}[row]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if _gather(results, "unified", "emotify alone, MTT checkpoint", "emotify", "a_r", "in_domain"):
+        lines.append("| emotify alone, MTT checkpoint (optimistic: MagnaTagATune is Magnatune audio, like Emotify) | — | — | — | — | "
+                     + _cell(_gather(results, "unified", "emotify alone, MTT checkpoint", "emotify", "a_r", "in_domain")) + " | "
+                     + _cell(_gather(results, "unified", "emotify alone, MTT checkpoint", "emotify", "v_r", "in_domain")) + " |")
+    lines += ["", "Targets: MIREX macro-F1 ≥ 0.60 (published audio-only 0.443, audio+MIDI+lyrics 0.611); "
+              "EMOPIA 4Q ≥ .70, A ≥ .92, V ≥ .75 (published audio .677 / .919 / .704, on the original audio, "
+              "not renders); Emotify A r ≥ .80, V r ≥ .55 (listeners' split-half ceiling .90 / .72).", ""]
+    lines += ["## Every training set on every corpus (A / V ROC-AUC; in domain or zero-shot)", "",
+              "| trained on | EMOPIA A | EMOPIA V | MIREX A | MIREX V | Emotify A | Emotify V |",
+              "|---|--:|--:|--:|--:|--:|--:|"]
+    for section, row in [("unified", r) for r in ROWS if "no tonal" not in r] + [("baselines", "vibenet")]:
+        cells = []
+        for corpus in CORPORA:
+            for m in ("a_auc", "v_auc"):
+                vals = _gather(results, section, row, corpus, m)
+                kinds = {k for key, r in results.get(section, {}).items() if key.rpartition("|")[0] == row
+                         for k in r["corpora"].get(corpus, {}) if k in ("in_domain", "zero_shot")}
+                mark = "" if kinds != {"zero_shot"} else " ᶻ"
+                cells.append(_cell(vals) + mark if vals else "—")
+        label = row if section == "unified" else "vibenet (energy, valence)"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "ᶻ zero-shot: the model never saw this corpus. MIREX arousal is scored on clusters 1, 3, 5 "
+              "(unambiguous arousal), valence on all five. Leave-one-corpus-out rows are `all but X`; target: "
+              "A AUC ≥ .85 and V AUC ≥ .70 on every left-out corpus, above vibenet.", ""]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--emopia")
+    ap.add_argument("--mirex")
+    ap.add_argument("--emotify")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    ap.add_argument("--no-svm", action="store_true")
+    ap.add_argument("--emotify-mtt", action="store_true", help="also train on Emotify with the MTT checkpoint")
+    ap.add_argument("--report", action="store_true", help="only rewrite the tables from the JSON")
+    args = ap.parse_args(argv)
+    if not args.report:
+        if not (args.emopia and args.mirex and args.emotify):
+            ap.error("--emopia, --mirex and --emotify feature folders are needed (or --report)")
+        run(args)
+    text = report(_load_json())
+    tmp = MD.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, MD)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT / "src"))
+    sys.exit(main())

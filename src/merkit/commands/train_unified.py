@@ -1,0 +1,79 @@
+"""``merkit train --model unified --data emopia,mirex_mood,emotify``: the multi-corpus model.
+
+Each ``--data`` entry is a feature folder with the musicnn view (``merkit extract ... --views
+mel,coch,musicnn``) or a dataset name (extracted into the cache with that view on first use).
+Per seed: each corpus's splits (:func:`merkit.data.multi_corpus.corpus_splits`), training on
+the training parts, the epoch chosen on the validation parts, the test parts predicted once.
+``RUN_DIR/seed_<k>/model.pt`` is the checkpoint (``merkit predict --model`` reads it),
+``RUN_DIR/results.json`` the metrics.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..training.loop import write_text
+
+VIEWS = ("mel", "coch", "musicnn")
+
+
+def run_unified(args) -> int:
+    import torch
+
+    from ..data.multi_corpus import corpus_from_features, corpus_splits
+    from ..evaluation.protocol import format_cell
+    from ..evaluation.unified_eval import corpus_metrics
+    from ..models.unified import UnifiedConfig, unified_checkpoint
+    from ..training.unified_fit import UnifiedTrainConfig, fit_teachers, fit_unified, predict_corpus
+    from .train import load_features
+
+    if not args.data:
+        raise ValueError("--data is required: a comma-separated list of feature folders or dataset names")
+    specs = [s.strip() for s in args.data.split(",") if s.strip()]
+    corpora = []
+    for spec in specs:
+        c = corpus_from_features(load_features(spec, views=VIEWS), ("musicnn", "tonal"))
+        if c.name in {x.name for x in corpora}:
+            c.name = f"{c.name}_{len(corpora)}"
+        corpora.append(c)
+    overrides = {k: getattr(args, k) for k in ("epochs", "lr", "weight_decay", "patience")
+                 if getattr(args, k, None) is not None}
+    if args.kd_weight is not None:
+        overrides["kd_weight"] = args.kd_weight
+    seeds = args.seeds or [0]
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"unified_{time.strftime('%Y%m%d-%H%M%S')}"
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ValueError(f"{run_dir}: exists and is not empty; use another --run-dir")
+    mcfg = UnifiedConfig(input_dim=corpora[0].x.shape[1])
+    per_seed = []
+    for seed in seeds:
+        cfg = UnifiedTrainConfig(**{**UnifiedTrainConfig().to_dict(), **overrides, "seed": seed})
+        splits = {c.name: corpus_splits(c, seed) for c in corpora}
+        teachers = fit_teachers(corpora, splits, mcfg, cfg) if cfg.kd_weight > 0 else None
+        res = fit_unified(corpora, splits, mcfg, cfg, teachers=teachers)
+        test = {c.name: corpus_metrics(c, splits[c.name].test, predict_corpus(res.model, c.x[splits[c.name].test]))
+                for c in corpora}
+        out = run_dir / f"seed_{seed}"
+        out.mkdir(parents=True, exist_ok=True)
+        blob = unified_checkpoint(res.model, train=cfg.to_dict(), va_scales=res.va_scales,
+                                  data=[str(s) for s in specs], val=res.val_metrics, test=test,
+                                  best_epoch=res.best_epoch,
+                                  feature_info=corpora[0].feature_info)
+        tmp = out / "model.pt.tmp"
+        torch.save(blob, tmp)
+        tmp.replace(out / "model.pt")
+        per_seed.append(test)
+        print(f"seed {seed}: best epoch {res.best_epoch}, validation {res.val_score:.4f}")
+    lines = ["| corpus | metric | test |", "|---|---|--:|"]
+    for c in corpora:
+        for m in sorted(per_seed[0][c.name]):
+            vals = [s[c.name][m] for s in per_seed if m in s[c.name]]
+            lines.append(f"| {c.name} | {m} | {format_cell({'mean': float(np.mean(vals)), 'std': float(np.std(vals)), 'n': len(vals)})} |")
+    table = "\n".join(lines)
+    write_text(run_dir / "results.json", json.dumps({"data": specs, "seeds": seeds, "test": per_seed}, indent=2))
+    print(table)
+    print(f"results: {run_dir / 'results.json'}")
+    return 0

@@ -1,0 +1,210 @@
+"""The unified model behind ``merkit predict``: a window's views → valence, arousal, quadrant,
+mood words.
+
+::
+
+    window (44.1 kHz, −23 LUFS) ──FrontEnd──> musicnn pooled (1906) + cochleagram → tonal (31)
+        └──UnifiedMER──> va scores (s_v, s_a), MIREX cluster probabilities, GEMS shares
+
+Outputs (:class:`~merkit.predict.Prediction`), one consistent story:
+
+* ``valence_score`` / ``arousal_score`` = tanh(s): the regression head's scores squashed into
+  [-1, 1] (0 is the centre of the circumplex; training targets were each corpus's V/A map in
+  units of its standard deviation);
+* ``valence`` / ``arousal`` = P(positive) / P(high): a logistic calibration of each score,
+  fitted on the validation parts of the training corpora (Platt scaling);
+* ``quadrant_probs``: the products of the two marginals, so that the quadrant is the one the
+  signs of the scores point to (the web page's dot and the card never disagree);
+* ``confidence``: the probability of that quadrant;
+* ``mood_cluster`` / ``mood_words``: the most likely MIREX cluster; ``gems``: predicted GEMS
+  vote shares.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .config import AudioConfig, FeatureConfig, from_dict
+from .data.manifest import QUADRANT_WORDS
+from .data.mirex_mood import CLUSTERS
+from .data.multi_corpus import GEMS_ORDER, assemble_inputs
+from .predict import FP16_TOLERANCE, PREDICTOR_KEY, Prediction, Predictor, PredictorConfig, reference_signal
+
+REFERENCE_SR = 44_100
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class UnifiedModel(Predictor):
+    """The unified network (:class:`~merkit.models.unified.UnifiedMER`) with its front end and
+    calibration.
+
+    calibration: ``{"valence": (slope, intercept), "arousal": (slope, intercept)}`` mapping a
+    raw score to P(positive / high) (defaults: slope 1.7, intercept 0, i.e. a logistic on the
+    score in standard-deviation units, when none was fitted).
+    """
+
+    def __init__(self, net, config: PredictorConfig | None = None, *, calibration: dict | None = None,
+                 info: dict | None = None):
+        import torch
+
+        self.net = net.eval()
+        self.config = config or PredictorConfig()
+        self.calibration = {k: tuple(v) for k, v in (calibration or {}).items()}
+        for k in ("valence", "arousal"):
+            self.calibration.setdefault(k, (1.7, 0.0))
+        self.info = info or {}
+        self.reference: dict | None = None
+        self._fronts: dict[float, object] = {}
+        self._torch = torch
+        encoders = [v for v in net.cfg.inputs if v != "tonal"]
+        self.encoders = tuple(encoders)
+
+    def __repr__(self) -> str:
+        a = self.config.audio
+        return (f"UnifiedModel(inputs={self.net.cfg.inputs}, heads={self.net.cfg.heads}, window="
+                f"{a.window_seconds:g} s from {a.window_start:g} s, timeline={self.config.timeline_window:g} s "
+                f"every {self.config.timeline_hop:g} s)")
+
+    # -- files -------------------------------------------------------------------------------
+    @classmethod
+    def from_blob(cls, blob: dict, *, path: str | os.PathLike | None = None) -> "UnifiedModel":
+        from .models.unified import load_unified
+
+        net = load_unified(blob)
+        pred = blob.get(PREDICTOR_KEY)
+        if pred is not None:
+            config = PredictorConfig.from_dict(pred)
+            info = pred.get("info", {})
+        else:  # a `merkit train --model unified` run: the front end of its feature folders
+            fi = blob.get("feature_info") or {}
+            config = PredictorConfig(audio=from_dict(AudioConfig, fi.get("audio", {})),
+                                     features=from_dict(FeatureConfig, fi.get("features", {})))
+            info = {"checkpoint": str(path) if path else None, "test": blob.get("test")}
+        model = cls(net, config, calibration=blob.get("calibration"), info=info)
+        model.reference = (pred or {}).get("reference")
+        return model
+
+    def to_blob(self) -> dict:
+        from .models.unified import unified_checkpoint
+
+        pred = {**self.config.to_dict(), "info": self.info, "reference": self.reference}
+        return unified_checkpoint(self.net, calibration={k: list(v) for k, v in self.calibration.items()},
+                                  **{PREDICTOR_KEY: pred})
+
+    def save(self, path: str | os.PathLike, *, half: bool = True) -> Path:
+        """Write the model file atomically (float16 weights by default, float32 buffers)."""
+        import torch
+
+        blob = self.to_blob()
+        if half:
+            blob["state_dict"] = {k: v.half() if v.is_floating_point() and k not in ("mean", "std") else v
+                                  for k, v in blob["state_dict"].items()}
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(blob, tmp)
+        os.replace(tmp, path)
+        return path
+
+    # -- features ----------------------------------------------------------------------------
+    def _front(self, audio: AudioConfig):
+        from .frontend import FrontEnd
+
+        key = audio.window_seconds
+        if key not in self._fronts:
+            self._fronts[key] = FrontEnd(audio, self.config.features, ("mel", "coch", *self.encoders))
+        return self._fronts[key]
+
+    def _inputs(self, front, arrays: list[dict]) -> np.ndarray:
+        """(B, D) network input of B windows' views."""
+        from .features.tonal import hop_seconds_from_info
+
+        info = front.info()
+        stacked = {k: np.stack([a[k] for a in arrays]) for k in arrays[0]}
+        return assemble_inputs(stacked.__getitem__, self.net.cfg.inputs, hop_seconds=hop_seconds_from_info(info),
+                               features=info["features"])
+
+    def _features_of(self, y: np.ndarray, name: str, timeline: bool) -> dict:
+        win, times, info = self._track_window(y, name)
+        front = self._front(self.config.audio)
+        x = [self._inputs(front, [front.window(win, info).arrays])]
+        all_times = [times]
+        if timeline:
+            wins, t_times = self._timeline_windows(y, name)
+            tfront = self._front(self.config.timeline_audio())
+            x.append(self._inputs(tfront, [tfront.window(w).arrays for w in wins]))
+            all_times += t_times
+        return {"x": np.concatenate(x), "times": all_times, "duration": len(y) / self.config.audio.sample_rate}
+
+    # -- the network -------------------------------------------------------------------------
+    def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw head outputs (probabilities; ``va`` scores) of inputs ``(B, D)``."""
+        torch = self._torch
+        with torch.inference_mode():
+            return {k: v.double().numpy() for k, v in self.net.predict(torch.from_numpy(x)).items()}
+
+    def predict_inputs(self, x: np.ndarray) -> list[dict]:
+        """Prediction fields of network inputs ``(B, D)``."""
+        out = self.outputs(x)
+        sv, sa = out["va"][:, 0], out["va"][:, 1]
+        pv = _sigmoid(self.calibration["valence"][0] * sv + self.calibration["valence"][1])
+        pa = _sigmoid(self.calibration["arousal"][0] * sa + self.calibration["arousal"][1])
+        # the signs of the scores and of P - 1/2 agree only if the intercepts are ~0; the
+        # quadrant follows the probabilities, which is what the page and the card both show
+        pq = np.stack([pa * pv, pa * (1 - pv), (1 - pa) * (1 - pv), (1 - pa) * pv], axis=1)
+        fields = []
+        for i in range(len(x)):
+            q = int(np.argmax(pq[i])) + 1
+            f = {"arousal": float(pa[i]), "valence": float(pv[i]), "quadrant": q,
+                 "quadrant_word": QUADRANT_WORDS[q], "quadrant_probs": tuple(float(p) for p in pq[i]),
+                 "confidence": float(pq[i, q - 1]),
+                 "arousal_score": float(np.tanh(sa[i])), "valence_score": float(np.tanh(sv[i]))}
+            if "mirex" in out:
+                c = int(np.argmax(out["mirex"][i])) + 1
+                f["mood_cluster"], f["mood_words"] = c, CLUSTERS[c]
+            if "gems" in out:
+                f["gems"] = {g: round(float(p), 4) for g, p in zip(GEMS_ORDER, out["gems"][i])}
+            fields.append(f)
+        return fields
+
+    def _results(self, feats: dict) -> tuple[Prediction, list[Prediction]]:
+        fields = self.predict_inputs(feats["x"])
+        preds = [Prediction(**f, start=t[0], end=t[1], looped=t[2]) for f, t in zip(fields, feats["times"])]
+        return preds[0], preds[1:]
+
+    # -- self-check --------------------------------------------------------------------------
+    def reference_probabilities(self) -> dict[str, list[list[float]]]:
+        """Head outputs on the track and timeline windows of :func:`reference_signal`."""
+        feats = self.features(reference_signal(), REFERENCE_SR, timeline=True)
+        return {k: v.tolist() for k, v in self.outputs(feats["x"]).items()}
+
+    def check(self, tolerance: float = FP16_TOLERANCE) -> float:
+        """Largest difference between this model's outputs on :func:`reference_signal` and those
+        stored at export (float32); raises ValueError above ``tolerance``."""
+        if not self.reference:
+            raise ValueError("this model file stores no reference predictions")
+        now = self.reference_probabilities()
+        diff = max(float(np.abs(np.asarray(now[k]) - np.asarray(self.reference[k])).max()) for k in now)
+        if diff > tolerance:
+            raise ValueError(f"predictions differ from the stored reference by {diff:.4f} > {tolerance}")
+        return diff
+
+
+def fit_calibration(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(slope, intercept) of P(label >= 0) = sigmoid(slope * score + intercept), by logistic
+    regression (Platt scaling) on validation scores; labels are signed targets (nan ignored)."""
+    from sklearn.linear_model import LogisticRegression
+
+    ok = np.isfinite(labels) & np.isfinite(scores)
+    y = (labels[ok] >= 0).astype(int)
+    if len(np.unique(y)) < 2:
+        return 1.7, 0.0
+    lr = LogisticRegression(C=1e4, max_iter=1000).fit(scores[ok, None], y)
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+__all__ = ["UnifiedModel", "fit_calibration"]
