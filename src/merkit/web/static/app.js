@@ -73,6 +73,14 @@ function show(data) {
   $("arousal").textContent = p.arousal.toFixed(2);
   $("valence").textContent = p.valence.toFixed(2);
   $("confidence").textContent = p.confidence.toFixed(2);
+  // the unified model's confidence is the quadrant's probability; DAMER's is view agreement
+  $("confidence-note").textContent = p.mood_words ? "probability of the quadrant"
+                                                  : "view agreement exp(\u2212JS), 0.5\u20131";
+  $("mood-card").hidden = !p.mood_words;
+  if (p.mood_words) {
+    $("mood").textContent = `cluster ${p.mood_cluster}`;
+    $("mood-words").textContent = p.mood_words;
+  }
   $("meta").textContent = `${data.filename}: ${data.duration.toFixed(1)} s; track window ` +
     `${p.start.toFixed(1)}\u2013${p.end.toFixed(1)} s${p.looped ? " (short clip, looped)" : ""}; ` +
     `${(data.timeline || []).length} timeline windows`;
