@@ -277,3 +277,34 @@ def test_pooling_shortcut_is_exact(ref):
         model.training = True  # the top module only: its BN layers stay in eval mode
         slow = model(x).penultimate
     torch.testing.assert_close(fast, slow, rtol=0, atol=1e-5)
+
+
+def test_frame_sequence_chunks_are_exact(ref):
+    """Chunked frames (bounded memory) equal one pass over the whole signal."""
+    enc = get_encoder("musicnn")
+    y = np.tile(ref["audio"], 3)  # 18 s, ~1140 frames
+    whole = enc.frame_sequence(y, chunk=10_000)
+    for chunk in (100, 333):
+        np.testing.assert_allclose(enc.frame_sequence(y, chunk=chunk), whole, rtol=1e-5, atol=1e-4)
+    with torch.no_grad():
+        direct = enc.model.frames(torch.from_numpy(enc.front_end(y))[None])[0].numpy()
+    np.testing.assert_allclose(whole, direct, rtol=1e-5, atol=1e-4)
+
+
+def test_segment_embeddings_match_per_window_embeddings(ref):
+    """Windows pooled from the shared frame sequence agree with running each window alone,
+    up to the context at patch edges."""
+    enc = get_encoder("musicnn")
+    y = np.tile(ref["audio"], 3)
+    frames = enc.frame_sequence(y)
+    hop = enc.front_end.hop_length
+    starts_s = [0.0, 3.0, 6.0]
+    shared = enc.embed_segments(frames, [int(s * 16000 / hop) for s in starts_s], 187 * 2)
+    for s, e in zip(starts_s, shared):
+        alone = enc.embed(y[int(s * 16000):int(s * 16000) + 374 * hop])
+        assert e.sequence.shape == alone.sequence.shape == (2, 200)
+        assert np.corrcoef(e.pooled, alone.pooled)[0, 1] > 0.99
+    # one window that is the whole signal of one patch: exactly the network on that patch
+    one = enc.embed_segments(enc.frame_sequence(y[:187 * hop - 1]), [0], 187)[0]
+    alone = enc.embed(y[:187 * hop - 1])
+    np.testing.assert_allclose(one.sequence, alone.sequence, rtol=1e-4, atol=1e-4)

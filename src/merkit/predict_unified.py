@@ -30,7 +30,8 @@ from .config import AudioConfig, FeatureConfig, from_dict
 from .data.manifest import QUADRANT_WORDS
 from .data.mirex_mood import CLUSTERS
 from .data.multi_corpus import GEMS_ORDER, assemble_inputs
-from .predict import FP16_TOLERANCE, PREDICTOR_KEY, Prediction, Predictor, PredictorConfig, reference_signal
+from .predict import (FP16_TOLERANCE, PREDICTOR_KEY, TIMELINE_CHUNK_SAMPLES, Prediction, Predictor, PredictorConfig,
+                      reference_signal)
 
 REFERENCE_SR = 44_100
 
@@ -134,11 +135,45 @@ class UnifiedModel(Predictor):
         x = [self._inputs(front, [front.window(win, info).arrays])]
         all_times = [times]
         if timeline:
-            wins, t_times = self._timeline_windows(y, name)
-            tfront = self._front(self.config.timeline_audio())
-            x.append(self._inputs(tfront, [tfront.window(w).arrays for w in wins]))
+            tx, t_times = self._timeline_inputs(y, name, info)
+            x.append(tx)
             all_times += t_times
         return {"x": np.concatenate(x), "times": all_times, "duration": len(y) / self.config.audio.sample_rate}
+
+    def _timeline_inputs(self, y: np.ndarray, name: str, info) -> tuple[np.ndarray, list[tuple]]:
+        """(B, D) inputs of the timeline windows, and their (start, end, looped).
+
+        The spectral views come from each window, loudness-normalised on its own, as in
+        training. The encoder sees the whole track once, at the level of the track window (its
+        gain applied to every sample), and each window pools the frames inside it
+        (:meth:`~merkit.encoders.musicnn.MusicnnEncoder.embed_segments`): overlapping windows
+        share the encoder's work, so the timeline costs about one pass over the track instead of
+        two, and level changes along the track stay visible to the model.
+        """
+        wins, times = self._timeline_windows(y, name)  # (local: files run in threads)
+        tfront = self._front(self.config.timeline_audio())
+        step = max(1, TIMELINE_CHUNK_SAMPLES // wins.shape[1])
+        arrays = {"mel": [], "coch": []}
+        for i in range(0, len(wins), step):  # a few windows per call: bounded FFT temporaries
+            f = tfront.fx(wins[i:i + step])
+            arrays["mel"].append(f.mel)
+            arrays["coch"].append(f.coch)
+        views = {k: np.concatenate(v) for k, v in arrays.items()}
+        gain = np.float32(10.0 ** (info.gain_db / 20.0))
+        starts_s = [t[0] for t in times]
+        for enc_name, enc in tfront.encoders.items():
+            y_enc = tfront.encoder_input(y * gain, info, enc)
+            frames = enc.frame_sequence(y_enc)
+            hop = enc.front_end.hop_length / enc.sample_rate
+            n = int(round(self.config.timeline_window / hop))
+            embs = enc.embed_segments(frames, [int(round(s / hop)) for s in starts_s], n)
+            views[enc_name] = np.stack([e.pooled for e in embs])
+        info_t = tfront.info()
+        from .features.tonal import hop_seconds_from_info
+
+        x = assemble_inputs(views.__getitem__, self.net.cfg.inputs,
+                            hop_seconds=hop_seconds_from_info(info_t), features=info_t["features"])
+        return x, times
 
     # -- the network -------------------------------------------------------------------------
     def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:

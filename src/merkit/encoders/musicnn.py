@@ -153,7 +153,16 @@ class Musicnn(nn.Module):
         hi, lo = x.amax(dim=3), x.amin(dim=3)
         return bn(F.relu(torch.where(scale[:, None] >= 0, hi, lo)))
 
+    # frames of context one output frame of the mid end depends on, either side: the longest
+    # temporal convolution reaches 64 frames ahead, the three (7, .) mid-end convolutions 3 each
+    CONTEXT = 64 + 3 * 3
+
     def forward(self, x: torch.Tensor) -> MusicnnOutput:
+        return self.head(self.frames(x))
+
+    def frames(self, x: torch.Tensor) -> torch.Tensor:
+        """The dense-connected frame sequence (front end + mid end), ``(B, 753, T)``, of log-Mel
+        ``(B, T, n_mels)``."""
         if x.ndim != 3 or x.shape[2] != self.dims.n_mels:
             raise ValueError(f"expected (B, T, {self.dims.n_mels}) log-Mel patches, got {tuple(x.shape)}")
         x = self.input_bn(x[:, None])  # (B, 1, T, F)
@@ -170,8 +179,10 @@ class Musicnn(nn.Module):
         m1 = self.midend_bn[0](F.relu(self.midend[0](F.pad(front, (3, 3)))))
         m2 = self.midend_bn[1](F.relu(self.midend[1](F.pad(m1, (3, 3))))) + m1
         m3 = self.midend_bn[2](F.relu(self.midend[2](F.pad(m2, (3, 3))))) + m2
-        mid = torch.cat([front, m1, m2, m3], dim=1)  # (B, 753, T)
+        return torch.cat([front, m1, m2, m3], dim=1)  # (B, 753, T)
 
+    def head(self, mid: torch.Tensor) -> MusicnnOutput:
+        """The back end: temporal pooling of mid-end frames ``(B, 753, T)``, dense layers."""
         max_pool = mid.amax(dim=2)
         mean_pool = mid.mean(dim=2)
         # tf.concat([max, mean], axis=2) on (B, 753, 1) then flatten interleaves the two
@@ -308,6 +319,61 @@ class MusicnnEncoder:
     @torch.inference_mode()
     def forward_patches(self, x: np.ndarray) -> MusicnnOutput:
         return self.model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+
+    @torch.inference_mode()
+    def frame_sequence(self, y: np.ndarray, *, chunk: int = 2048) -> np.ndarray:
+        """Mid-end frames ``(753, frames)`` of a whole signal (16 kHz), computed ``chunk``
+        frames at a time with :attr:`Musicnn.CONTEXT` frames of overlap on each side, which
+        gives exactly the frames of one pass over the whole signal with bounded memory."""
+        spec = self.front_end(y)
+        n = len(spec)
+        ctx = Musicnn.CONTEXT
+        out = np.empty((self.model.dims.midend_channels, n), dtype=np.float32)
+        for c in range(0, n, chunk):
+            lo, hi = max(0, c - ctx), min(n, c + chunk + ctx)
+            mid = self.model.frames(torch.from_numpy(np.ascontiguousarray(spec[lo:hi]))[None])[0]
+            out[:, c:min(n, c + chunk)] = mid[:, c - lo:c - lo + min(chunk, n - c)].numpy()
+        return out
+
+    @torch.inference_mode()
+    def embed_segments(self, frames: np.ndarray, starts: list[int], n_frames: int) -> list["Embedding"]:
+        """Embeddings of windows of ``n_frames`` frames starting at ``starts`` (frame indices),
+        from one :meth:`frame_sequence`: each window's 3 s patches are pooled from the shared
+        frames instead of being run through the network again. A patch then sees its real
+        neighbours at its edges where :meth:`embed` zero-pads; everything else is the same."""
+        from . import Embedding
+
+        p = self.patch_frames
+        per = max(1, n_frames // p)
+        segs, owners = [], []
+        for k, s in enumerate(starts):
+            s = max(0, min(int(s), frames.shape[1] - 1))
+            for j in range(per):
+                a = s + j * p
+                seg = frames[:, a:a + p]
+                if seg.shape[1] < p:  # a window running past the end: repeat what there is
+                    seg = frames[:, s:s + n_frames] if j == 0 else frames[:, max(s, frames.shape[1] - p):]
+                segs.append(seg)
+                owners.append(k)
+        outs = []
+        for i in range(0, len(segs), 64):  # the back end on patches of equal length, batched
+            group = segs[i:i + 64]
+            same = all(g.shape == group[0].shape for g in group)
+            if same:
+                outs.append(self.model.head(torch.from_numpy(np.stack(group))))
+            else:
+                outs += [self.model.head(torch.from_numpy(g[None].copy())) for g in group]
+        pen = torch.cat([o.penultimate for o in outs]).numpy()
+        mid = torch.cat([o.mean_pool for o in outs]).numpy()
+        tags = torch.cat([o.taggram for o in outs]).numpy()
+        owners = np.array(owners)
+        res = []
+        for k in range(len(starts)):
+            m = owners == k
+            pooled = np.concatenate([pen[m].mean(0), pen[m].std(0), mid[m].mean(0), mid[m].std(0)])
+            res.append(Embedding(pooled=pooled.astype(np.float32), sequence=pen[m].astype(np.float32),
+                                 hop_seconds=self.hop_seconds, tags=tags[m].astype(np.float32)))
+        return res
 
     def embed(self, y: np.ndarray) -> "Embedding":
         from . import Embedding
