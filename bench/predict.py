@@ -64,6 +64,8 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 
 def stages(model, path: Path) -> dict[str, float]:
     """Seconds per stage of the track-level prediction, run one after the other."""
+    if not hasattr(model, "predict_features"):
+        return unified_stages(model, path)
     from merkit.audio import as_audio, decode, prepare
     from merkit.predict import downmix
 
@@ -88,9 +90,52 @@ def stages(model, path: Path) -> dict[str, float]:
     return t
 
 
+def unified_stages(model, path: Path) -> dict[str, float]:
+    """:func:`stages` of the unified model: the spectral views and the encoder apart."""
+    from merkit.audio import as_audio, decode, prepare
+    from merkit.predict import downmix
+
+    a = model.config.audio
+    t = {}
+    t0 = time.perf_counter()
+    y, sr = decode(path)
+    t["decode"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    y = as_audio(downmix(y), sr, sample_rate=a.sample_rate)
+    t["mono_resample"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    win, info = prepare(y, a.sample_rate, a)
+    t["window_loudness"] = time.perf_counter() - t0
+    front = model._front(a)
+    t0 = time.perf_counter()
+    front.fx(win)
+    t["mel_cochleagram"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for enc in front.encoders.values():
+        enc.embed(front.encoder_input(win, info, enc))
+    t["encoder"] = time.perf_counter() - t0
+    arrays = front.window(win, info).arrays
+    t0 = time.perf_counter()
+    model.predict_inputs(model._inputs(front, [arrays]))
+    t["tonal_and_network"] = time.perf_counter() - t0
+    return t
+
+
 def timeline_stages(model, path: Path) -> dict[str, float]:
     """Seconds per stage that ``--timeline`` adds to the track-level prediction, for all its
     windows (the audio is decoded once, as in ``analyse_file``)."""
+    if not hasattr(model, "predict_features"):
+        from merkit.audio import as_audio, decode, prepare
+        from merkit.predict import downmix
+
+        y, sr = decode(path)
+        y = as_audio(downmix(y), sr, sample_rate=model.config.audio.sample_rate)
+        _, _, info = model._track_window(y, str(path))
+        t0 = time.perf_counter()
+        x, _ = model._timeline_inputs(y, str(path), info)
+        t1 = time.perf_counter()
+        model.predict_inputs(x)
+        return {"windows_views_encoder": t1 - t0, "network": time.perf_counter() - t1}
     from merkit.audio import as_audio, decode
     from merkit.predict import downmix
 
@@ -139,6 +184,9 @@ def main(argv=None) -> int:
         e2e_s, _ = timed(lambda: model.predict_file(long_mp3), args.repeats)
         model.predict_file_timeline(long_mp3)  # warm-up of the 10 s filterbanks
         timeline_s, tl = timed(lambda: model.predict_file_timeline(long_mp3), args.repeats)
+        c0 = time.process_time()  # CPU time of every thread of this process
+        model.predict_file_timeline(long_mp3)
+        timeline_cpu_s = time.process_time() - c0
         stage_s = stages(model, long_mp3)
         timeline_stage_s = timeline_stages(model, long_mp3)
         decode_again_s, _ = timed(lambda: librosa.load(long_mp3, sr=None, mono=True), args.repeats)
@@ -170,6 +218,9 @@ def main(argv=None) -> int:
         "timeline_s": timeline_s,
         "timeline_windows": len(tl),
         "timeline_over_decode": timeline_s / decode_ref,
+        "timeline_cpu_s": timeline_cpu_s,
+        "timeline_cpu_s_per_audio_minute": timeline_cpu_s / (LONG_S / 60),
+        "model": repr(model),
         "target_ratio": TARGET_RATIO,
         "meets_target": e2e_s / decode_ref <= TARGET_RATIO,
         "stages_s": stage_s,
@@ -199,6 +250,9 @@ def table(r: dict) -> str:
         f"| `merkit predict --timeline` ({r['timeline_windows']} windows of 10 s + track) | {r['timeline_s']:.3f} "
         f"| {r['timeline_over_decode']:.2f} |",
         f"| model load (once per process) | {r['model_load_s']:.3f} | |", "",
+        f"Model: `{r.get('model', '')}`.", "",
+        f"`--timeline` CPU time (all threads): {r.get('timeline_cpu_s', float('nan')):.2f} s, "
+        f"**{r.get('timeline_cpu_s_per_audio_minute', float('nan')):.2f} s per minute of audio** (target ≤ 1).", "",
         f"Target ≤ {r['target_ratio']:g}× the librosa decode: {'met' if r['meets_target'] else 'NOT met'} "
         f"({r['predict_over_soundfile_decode']:.2f}× the bare libsndfile decode).", "",
         "Stages of one track-level prediction (s): " + ", ".join(f"{k} {v:.3f}" for k, v in st.items()) + ".", "",
