@@ -161,13 +161,14 @@ def vibenet_row(corpora: dict) -> dict | None:
     if not VIBENET.is_file():
         return None
     with open(VIBENET, newline="") as fh:
-        scores = {r["path"]: (float(r["valence"]), float(r["energy"])) for r in csv.DictReader(fh) if r["ok"] == "1"}
+        scores = {(r["source"], r["track_id"]): (float(r["valence"]), float(r["energy"]))
+                  for r in csv.DictReader(fh) if r["ok"] == "1"}
     out = {}
     for name, c in corpora.items():
-        keep = [i for i, t in enumerate(c.tracks) if t.path in scores]
+        keep = [i for i, t in enumerate(c.tracks) if (t.source, t.track_id) in scores]
         if not keep:
             continue
-        va = np.array([scores[c.tracks[i].path] for i in keep]) - 0.5  # vibenet's outputs are in [0, 1]
+        va = np.array([scores[(c.tracks[i].source, c.tracks[i].track_id)] for i in keep]) - 0.5  # outputs in [0, 1]
         out[name] = {"zero_shot": corpus_metrics(c, np.array(keep), {"va": va}), "n": len(keep)}
     return {"corpora": out}
 
@@ -256,12 +257,12 @@ def _machine() -> str:
 
 # ---- report -------------------------------------------------------------------------------
 
-def _cell(values: list[float]) -> str:
+def _cell(values: list[float], *, deterministic: bool = False) -> str:
     v = [x for x in values if x is not None and np.isfinite(x)]
     if not v:
         return "—"
     if len(v) == 1:
-        return f"{v[0]:.3f} (1 seed)"
+        return f"{v[0]:.3f}" if deterministic else f"{v[0]:.3f} (1 seed)"
     return f"{np.mean(v):.3f} ± {np.std(v):.3f}"
 
 
@@ -319,8 +320,8 @@ def report(results: dict) -> str:
                 kinds = {k for key, r in results.get(section, {}).items() if key.rpartition("|")[0] == row
                          for k in r["corpora"].get(corpus, {}) if k in ("in_domain", "zero_shot")}
                 mark = "" if kinds != {"zero_shot"} else " ᶻ"
-                cells.append(_cell(vals) + mark if vals else "—")
-        label = row if section == "unified" else "vibenet (energy, valence)"
+                cells.append(_cell(vals, deterministic=row == "vibenet") + mark if vals else "—")
+        label = row if section == "unified" else "vibenet 0.1.0 (energy, valence; no seeds: one fixed model)"
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "ᶻ zero-shot: the model never saw this corpus. MIREX arousal is scored on clusters 1, 3, 5 "
               "(unambiguous arousal), valence on all five. Leave-one-corpus-out rows are `all but X`; target: "

@@ -245,9 +245,13 @@ def test_shipped_model_loads_and_matches_its_reference():
     model = merkit.load_model()
     # float16 weights reproduce the float32 predictions recorded at export
     assert model.check() < FP16_TOLERANCE
-    assert set(model.info["data"]) == {"emopia", "emotify"}
+    from merkit.predict_unified import UnifiedModel
+
+    assert isinstance(model, UnifiedModel)  # the unified model (musicnn + tonal features)
+    assert set(model.info["trained_on"]) == {"emopia", "mirex_mood", "emotify"}
     p = model.predict(reference_signal(), 44_100)
-    assert p.quadrant in (1, 2, 3, 4) and 0.5 <= p.confidence <= 1.0
+    assert p.quadrant in (1, 2, 3, 4) and 0.25 <= p.confidence <= 1.0
+    assert -1 <= p.arousal_score <= 1 and -1 <= p.valence_score <= 1 and p.mood_words
 
 
 def test_import_merkit_is_lazy():

@@ -11,6 +11,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_model": "merkit.predict",
     "EmotionModel": "merkit.predict",
+    "UnifiedModel": "merkit.predict_unified",
+    "get_encoder": "merkit.encoders",
     "Prediction": "merkit.predict",
     "FileResult": "merkit.predict",
     "plot_timeline": "merkit.predict",

@@ -344,7 +344,7 @@ class MusicnnEncoder:
         for c in range(0, n, chunk):
             lo, hi = max(0, c - ctx), min(n, c + chunk + ctx)
             mid = self.model.frames(torch.from_numpy(np.ascontiguousarray(spec[lo:hi]))[None])[0]
-            out[:, c:min(n, c + chunk)] = mid[:, c - lo:c - lo + min(chunk, n - c)].numpy()
+            out[:, c:min(n, c + chunk)] = mid[:, c - lo:c - lo + min(chunk, n - c)].float().numpy()
         return out
 
     @torch.inference_mode()

@@ -83,7 +83,7 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def create_app(model=None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
                max_concurrent: int = DEFAULT_MAX_CONCURRENT):
-    """The ASGI app. ``model``: an :class:`~merkit.predict.EmotionModel` (default: the shipped one)."""
+    """The ASGI app. ``model``: any :class:`~merkit.predict.Predictor` (default: the shipped one)."""
     from ..predict import load_model
 
     model = model if model is not None else load_model()
