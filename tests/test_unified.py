@@ -155,3 +155,58 @@ def test_va_scale_and_selection_score(corpora):
     assert selection_score(corpora[1], {"mirex_f1": 0.4, "a_acc": 1.0}) == 0.4
     assert selection_score(emotify, {"a_r": 0.8, "v_r": 0.4}) == pytest.approx(0.6)
     np.testing.assert_array_equal(va_quadrant(np.array([[1, 1], [-1, 1], [-1, -1], [1, -1.0]])), [0, 1, 2, 3])
+
+
+def _feature_folder(root, source, n, rng, *, kind):
+    """A Memo2496-layout folder with a musicnn view, written directly (no audio)."""
+    from merkit.config import AudioConfig, FeatureConfig
+    from merkit.data.memo2496 import FeatureSet, save_memo2496
+    from merkit.frontend import FrontEnd
+
+    fe = FrontEnd(AudioConfig(sample_rate=22_050, window_start=0.0, window_seconds=6.0), FeatureConfig(n_frames=31),
+                  "musicnn")
+    info = fe.info()
+    emb = rng.standard_normal((n, 1906)).astype(np.float32)
+    tracks = []
+    for i in range(n):
+        t = Track(track_id=f"{source}{i}", source=source, group=f"{source}{i}")
+        if kind == "quadrant":
+            t.quadrant = 1 + (int(emb[i, 0] < 0) + 2 * int(emb[i, 1] < 0)) % 4
+            t.split = ["train", "train", "train", "val", "test"][i % 5]
+            t.label_a, t.label_v = (1.0 if t.quadrant in (1, 2) else -1.0), (1.0 if t.quadrant in (1, 4) else -1.0)
+        else:
+            t.extra = {"cluster": 1 + i % 5}
+            t.label_v, t.label_a = float(emb[i, 0]), float(emb[i, 1])
+        tracks.append(t)
+    fs = FeatureSet(mel=rng.standard_normal((n, 128, 31)).astype(np.float32),
+                    coch=rng.standard_normal((n, 84, 31)).astype(np.float32),
+                    label_a=np.array([t.label_a for t in tracks], np.float32),
+                    label_v=np.array([t.label_v for t in tracks], np.float32), tracks=tracks, feature_info=info,
+                    embeddings={"musicnn": emb, "musicnn_seq": rng.standard_normal((n, 2, 200)).astype(np.float32)})
+    return save_memo2496(fs, root)
+
+
+def test_cli_train_unified_then_predict(tmp_path, capsys):
+    import json
+
+    import soundfile as sf
+
+    from conftest import tone
+    from merkit.cli import main
+
+    rng = np.random.default_rng(0)
+    a = _feature_folder(tmp_path / "emopia", "emopia", 60, rng, kind="quadrant")
+    b = _feature_folder(tmp_path / "mirex", "mirex_mood", 150, rng, kind="mirex")  # >= 20 a class per fold
+    rc = main(["train", "--model", "unified", "--data", f"{a},{b}", "--epochs", "3", "--seeds", "0", "1",
+               "--run-dir", str(tmp_path / "run")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "emopia" in out and "mirex_f1" in out and "q_acc" in out
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["seeds"] == [0, 1] and set(res["test"][0]) == {"emopia", "mirex_mood"}
+    model = tmp_path / "run" / "seed_0" / "model.pt"
+    sf.write(tmp_path / "x.wav", tone(440.0, 7.0, 22_050), 22_050)
+    assert main(["predict", str(tmp_path / "x.wav"), "--model", str(model), "--format", "json"]) == 0
+    pred = json.loads(capsys.readouterr().out)["results"][0]["prediction"]
+    assert pred["quadrant"] in (1, 2, 3, 4) and pred["mood_cluster"] in range(1, 6)
+    assert pred["end"] == pytest.approx(6.0)  # the 6 s window of the feature folders' front end
