@@ -74,7 +74,11 @@ def test_upload_audio_and_bad_file(browser, site, tmp_path):
     word = browser.find_element(By.ID, "quadrant-word").text
     assert word in ("happy/excited", "angry/tense", "sad/depressed", "calm/relaxed")
     conf = float(browser.find_element(By.ID, "confidence").text)
-    assert 0.5 <= conf <= 1.0
+    assert 0.25 <= conf <= 1.0  # the shipped (unified) model: the quadrant's probability
+    # its mood words are shown, and the confidence says what it is
+    assert browser.find_element(By.ID, "mood-card").is_displayed()
+    assert browser.find_element(By.ID, "mood-words").text
+    assert browser.find_element(By.ID, "confidence-note").text == "probability of the quadrant"
     for key in ("arousal", "valence"):
         assert 0.0 <= float(browser.find_element(By.ID, key).text) <= 1.0
     # the point on the V-A circle sits where P(V) and P(A) put it (SVG y grows downwards)
