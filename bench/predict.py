@@ -62,36 +62,8 @@ def timed(fn, repeats: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
-def stages(model, path: Path) -> dict[str, float]:
-    """Seconds per stage of the track-level prediction, run one after the other."""
-    if not hasattr(model, "predict_features"):
-        return unified_stages(model, path)
-    from merkit.audio import as_audio, decode, prepare
-    from merkit.predict import downmix
-
-    a = model.config.audio
-    t = {}
-    t0 = time.perf_counter()
-    y, sr = decode(path)
-    t["decode"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    y = as_audio(downmix(y), sr, sample_rate=a.sample_rate)
-    t["mono_resample"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    win, _ = prepare(y, a.sample_rate, a)
-    t["window_loudness"] = time.perf_counter() - t0
-    fx = model._extractor(a)
-    t0 = time.perf_counter()
-    f = fx(win)
-    t["features"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    model.predict_features(f.mel[None], f.coch[None])
-    t["network"] = time.perf_counter() - t0
-    return t
-
-
-def unified_stages(model, path: Path) -> dict[str, float]:
-    """:func:`stages` of the unified model: the spectral views and the encoder apart."""
+def _window_stages(model, path: Path) -> tuple[dict[str, float], np.ndarray, object]:
+    """Decode, mono/resample, window + loudness, timed: ``(seconds, window, AudioInfo)``."""
     from merkit.audio import as_audio, decode, prepare
     from merkit.predict import downmix
 
@@ -106,7 +78,28 @@ def unified_stages(model, path: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     win, info = prepare(y, a.sample_rate, a)
     t["window_loudness"] = time.perf_counter() - t0
-    front = model._front(a)
+    return t, win, info
+
+
+def stages(model, path: Path) -> dict[str, float]:
+    """Seconds per stage of the track-level prediction, run one after the other."""
+    if not hasattr(model, "predict_features"):
+        return unified_stages(model, path)
+    t, win, _ = _window_stages(model, path)
+    fx = model._extractor(model.config.audio)
+    t0 = time.perf_counter()
+    f = fx(win)
+    t["features"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model.predict_features(f.mel[None], f.coch[None])
+    t["network"] = time.perf_counter() - t0
+    return t
+
+
+def unified_stages(model, path: Path) -> dict[str, float]:
+    """:func:`stages` of the unified model: the spectral views and the encoder apart."""
+    t, win, info = _window_stages(model, path)
+    front = model._front(model.config.audio)
     t0 = time.perf_counter()
     front.fx(win)
     t["mel_cochleagram"] = time.perf_counter() - t0

@@ -103,11 +103,7 @@ def main(argv=None) -> int:
         te = splits[c.name].test
         test[c.name] = {"n": int(len(te)), **corpus_metrics(c, te, predict_corpus(net, c.x[te]))}
 
-    feature_info = fss["emopia"].feature_info or {}
-    from merkit.config import AudioConfig, FeatureConfig, from_dict
-
-    config = PredictorConfig(audio=from_dict(AudioConfig, feature_info.get("audio", {})),
-                             features=from_dict(FeatureConfig, feature_info.get("features", {})))
+    config = PredictorConfig.from_feature_info(fss["emopia"].feature_info)
     info = {"model": "unified (musicnn MSD + tonal features)", "inputs": list(inputs),
             "trained_on": {n: str(folders[n]) for n in CORPORA}, "seed": args.seed,
             "distillation": chosen is kd, "best_epoch": chosen.best_epoch, "test": test,

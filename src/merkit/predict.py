@@ -139,6 +139,13 @@ class PredictorConfig:
                    timeline_window=float(d.get("timeline_window", TIMELINE_WINDOW_S)),
                    timeline_hop=float(d.get("timeline_hop", TIMELINE_HOP_S)))
 
+    @classmethod
+    def from_feature_info(cls, info: dict | None) -> "PredictorConfig":
+        """The front end of a feature folder (its ``features.json``), default timeline."""
+        info = info or {}
+        return cls(audio=from_dict(AudioConfig, info.get("audio", {})),
+                   features=from_dict(FeatureConfig, info.get("features", {})))
+
     def timeline_audio(self) -> AudioConfig:
         """Front end of one timeline window: the window is cut by the caller, so it starts at 0."""
         return dataclasses.replace(self.audio, window_seconds=self.timeline_window, window_start=0.0,
@@ -375,9 +382,7 @@ class EmotionModel(Predictor):
                     info = ckpt[PREDICTOR_KEY].get("info", {})
                     reference = ckpt[PREDICTOR_KEY].get("reference")
                 else:
-                    fi = (ckpt.get("data_info") or {}).get("feature_info") or {}
-                    config = PredictorConfig(audio=from_dict(AudioConfig, fi.get("audio", {})),
-                                             features=from_dict(FeatureConfig, fi.get("features", {})))
+                    config = PredictorConfig.from_feature_info((ckpt.get("data_info") or {}).get("feature_info"))
                     info = {"checkpoint": str(path), "metrics": ckpt.get("metrics")}
         if not networks:
             raise ValueError("no model file given")

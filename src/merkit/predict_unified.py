@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import AudioConfig, FeatureConfig, from_dict
+from .config import AudioConfig
 from .data.manifest import QUADRANT_WORDS
 from .data.mirex_mood import CLUSTERS
 from .data.multi_corpus import GEMS_ORDER, assemble_inputs
@@ -82,9 +82,7 @@ class UnifiedModel(Predictor):
             config = PredictorConfig.from_dict(pred)
             info = pred.get("info", {})
         else:  # a `merkit train --model unified` run: the front end of its feature folders
-            fi = blob.get("feature_info") or {}
-            config = PredictorConfig(audio=from_dict(AudioConfig, fi.get("audio", {})),
-                                     features=from_dict(FeatureConfig, fi.get("features", {})))
+            config = PredictorConfig.from_feature_info(blob.get("feature_info"))
             info = {"checkpoint": str(path) if path else None, "test": blob.get("test")}
         model = cls(net, config, calibration=blob.get("calibration"), info=info)
         model.reference = (pred or {}).get("reference")
