@@ -308,3 +308,21 @@ def test_segment_embeddings_match_per_window_embeddings(ref):
     one = enc.embed_segments(enc.frame_sequence(y[:187 * hop - 1]), [0], 187)[0]
     alone = enc.embed(y[:187 * hop - 1])
     np.testing.assert_allclose(one.sequence, alone.sequence, rtol=1e-4, atol=1e-4)
+
+
+def test_top_tags_on_real_recordings(shared_data):
+    """The tagger hears what the recordings are (Emotify: classical and rock excerpts)."""
+    from merkit.audio import load_window
+    from merkit.config import AudioConfig
+    from merkit.frontend import FrontEnd
+
+    fe = FrontEnd(AudioConfig(), views="musicnn,musicnn_mtt")
+    tops = {}
+    for genre in ("classical", "rock"):
+        win, info = load_window(shared_data / "emotify" / "audio" / genre / "1.mp3", fe.audio)
+        for name, enc in fe.encoders.items():
+            tags = enc.embed(fe.encoder_input(win, info, enc)).tags.mean(0)
+            tops[genre, name] = [enc.tag_names[i] for i in np.argsort(-tags)[:4]]
+    assert "classical" in tops["classical", "musicnn_mtt"] and "strings" in tops["classical", "musicnn_mtt"]
+    assert "rock" in tops["rock", "musicnn"] and "rock" in tops["rock", "musicnn_mtt"]
+    assert "rock" not in tops["classical", "musicnn"] and "classical" not in tops["rock", "musicnn_mtt"]
