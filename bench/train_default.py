@@ -59,8 +59,8 @@ def main(argv=None) -> int:
     from merkit.data.multi_corpus import corpus_from_features, corpus_splits
     from merkit.evaluation.unified_eval import corpus_metrics
     from merkit.models.unified import UnifiedConfig
-    from merkit.predict import PredictorConfig, reference_signal
-    from merkit.predict_unified import REFERENCE_SR, UnifiedModel, fit_calibration
+    from merkit.predict import PredictorConfig
+    from merkit.predict_unified import UnifiedModel, fit_calibration
     from merkit.training.unified_fit import UnifiedTrainConfig, fit_teachers, fit_unified, predict_corpus
 
     torch.set_num_threads(1)  # determinism and speed for a small MLP

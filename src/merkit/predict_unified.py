@@ -97,17 +97,13 @@ class UnifiedModel(Predictor):
 
     def save(self, path: str | os.PathLike, *, half: bool = True) -> Path:
         """Write the model file atomically (float16 weights by default, float32 buffers)."""
-        import torch
+        from .training.checkpoint import save_checkpoint
 
         blob = self.to_blob()
         if half:
             blob["state_dict"] = {k: v.half() if v.is_floating_point() and k not in ("mean", "std") else v
                                   for k, v in blob["state_dict"].items()}
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
-        return path
+        return save_checkpoint(path, blob)
 
     # -- features ----------------------------------------------------------------------------
     def _front(self, audio: AudioConfig):
@@ -115,22 +111,24 @@ class UnifiedModel(Predictor):
 
         key = audio.window_seconds
         if key not in self._fronts:
-            self._fronts[key] = FrontEnd(audio, self.config.features, ("mel", "coch", *self.encoders))
+            # the track and timeline fronts share one set of encoders (one copy of the weights)
+            shared = next(iter(self._fronts.values())).encoders if self._fronts else None
+            self._fronts[key] = FrontEnd(audio, self.config.features, ("mel", "coch", *self.encoders),
+                                         encoders=shared)
         return self._fronts[key]
 
-    def _inputs(self, front, arrays: list[dict]) -> np.ndarray:
-        """(B, D) network input of B windows' views."""
+    def _inputs(self, front, views: dict[str, np.ndarray]) -> np.ndarray:
+        """(B, D) network input of B windows' stacked views (``front`` made their cochleagrams)."""
         from .features.tonal import hop_seconds_from_info
 
-        info = front.info()
-        stacked = {k: np.stack([a[k] for a in arrays]) for k in arrays[0]}
-        return assemble_inputs(stacked.__getitem__, self.net.cfg.inputs, hop_seconds=hop_seconds_from_info(info),
+        info = front.fx.info()
+        return assemble_inputs(views.__getitem__, self.net.cfg.inputs, hop_seconds=hop_seconds_from_info(info),
                                features=info["features"])
 
     def _features_of(self, y: np.ndarray, name: str, timeline: bool) -> dict:
         win, times, info = self._track_window(y, name)
         front = self._front(self.config.audio)
-        x = [self._inputs(front, [front.window(win, info).arrays])]
+        x = [self._inputs(front, {k: v[None] for k, v in front.window(win, info).arrays.items()})]
         all_times = [times]
         if timeline:
             tx, t_times = self._timeline_inputs(y, name, info)
@@ -166,12 +164,7 @@ class UnifiedModel(Predictor):
             n = int(round(self.config.timeline_window / hop))
             embs = enc.embed_segments(frames, [int(round(s / hop)) for s in starts_s], n)
             views[enc_name] = np.stack([e.pooled for e in embs])
-        info_t = tfront.info()
-        from .features.tonal import hop_seconds_from_info
-
-        x = assemble_inputs(views.__getitem__, self.net.cfg.inputs,
-                            hop_seconds=hop_seconds_from_info(info_t), features=info_t["features"])
-        return x, times
+        return self._inputs(tfront, views), times
 
     # -- the network -------------------------------------------------------------------------
     def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:

@@ -21,12 +21,11 @@ VIEWS = ("mel", "coch", "musicnn")
 
 
 def run_unified(args) -> int:
-    import torch
-
     from ..data.multi_corpus import corpus_from_features, corpus_splits
     from ..evaluation.protocol import format_cell
     from ..evaluation.unified_eval import corpus_metrics
     from ..models.unified import UnifiedConfig, unified_checkpoint
+    from ..training.checkpoint import save_checkpoint
     from ..training.unified_fit import UnifiedTrainConfig, fit_teachers, fit_unified, predict_corpus
     from .train import load_features
 
@@ -62,9 +61,7 @@ def run_unified(args) -> int:
                                   data=[str(s) for s in specs], val=res.val_metrics, test=test,
                                   best_epoch=res.best_epoch,
                                   feature_info=corpora[0].feature_info)
-        tmp = out / "model.pt.tmp"
-        torch.save(blob, tmp)
-        tmp.replace(out / "model.pt")
+        save_checkpoint(out / "model.pt", blob)
         per_seed.append(test)
         print(f"seed {seed}: best epoch {res.best_epoch}, validation {res.val_score:.4f}")
     lines = ["| corpus | metric | test |", "|---|---|--:|"]

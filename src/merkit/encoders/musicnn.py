@@ -39,6 +39,7 @@ import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -46,6 +47,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..features.mel import mel_filterbank
+
+if TYPE_CHECKING:
+    from . import Embedding
 
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "musicnn"
 BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default
