@@ -1,6 +1,7 @@
 """Handcrafted descriptors (merkit.features.descriptors) and the scikit-learn baselines
 (merkit.models.classical): known answers, agreement with librosa, chunking, selection, files."""
 import inspect
+import os
 import pickle
 
 import librosa
@@ -272,15 +273,15 @@ def test_absent_class_gets_zero_probability_and_bad_rows_are_skipped():
         ClassicalModel("svm", n_classes=2).fit(mel, coch, y)  # label 2 with two classes
 
 
-@pytest.mark.parametrize("kind,n_classes", [("svm", 2), ("logreg", 1)])
+@pytest.mark.parametrize("kind,n_classes", [("svm", 2), ("logreg", 1), ("svm", 1), ("logreg", 2)])
 def test_save_load_round_trip(tmp_path, kind, n_classes):
     rng = np.random.default_rng(6)
     data = _classes(rng, 80, 2) if n_classes == 2 else _regression(rng, 80)
     model = ClassicalModel(kind, n_classes=n_classes, seed=2, feature_info={"audio": {"sample_rate": 22_050}})
     # the SVM chooses C on a validation part, the Ridge by cross-validation: both paths saved
     model.fit(*(a[:60] for a in data), *(a[60:] for a in data)) if kind == "svm" else model.fit(*data)
-    path = model.save(tmp_path / "sub" / "model.pkl")
-    assert sorted(p.name for p in path.parent.iterdir()) == ["model.pkl"]  # no temporary left
+    path = model.save(tmp_path / "sub" / "model.skops")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.skops"]  # no temporary left
     back = ClassicalModel.load(path)
     assert (back.kind, back.n_classes, back.chosen, back.feature_info) == (
         kind, n_classes, model.chosen, model.feature_info)
@@ -289,13 +290,55 @@ def test_save_load_round_trip(tmp_path, kind, n_classes):
 
 
 def test_load_rejects_garbage_naming_the_file(tmp_path):
-    garbage = tmp_path / "garbage.pkl"
-    garbage.write_bytes(b"\x00not a pickle at all" * 10)
-    with pytest.raises(ValueError, match="garbage.pkl"):
+    garbage = tmp_path / "garbage.skops"
+    garbage.write_bytes(b"\x00not a model at all" * 10)
+    with pytest.raises(ValueError, match="garbage.skops: not a readable merkit classical model"):
         ClassicalModel.load(garbage)
-    other = tmp_path / "other.pkl"
-    other.write_bytes(pickle.dumps({"state_dict": {}}))
-    with pytest.raises(ValueError, match="other.pkl: not a merkit classical model"):
+    import skops.io as sio
+
+    other = tmp_path / "other.skops"
+    sio.dump({"state_dict": {}}, other)
+    with pytest.raises(ValueError, match="other.skops: not a merkit classical model"):
         ClassicalModel.load(other)
+
+
+class _Exploit:
+    """Unpickling this runs a shell command (what an attacker would put in a model file)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_model_file_never_runs_code(tmp_path):
+    import skops.io as sio
+
+    marker = tmp_path / "pwned"
+    for name in ("model.pkl", "model.skops"):  # a pickle, whatever its name
+        evil = tmp_path / name
+        evil.write_bytes(pickle.dumps({"format": "merkit-classical", "x": _Exploit(marker)}))
+        with pytest.raises(ValueError, match="pickled model file"):
+            ClassicalModel.load(evil)
+    assert not marker.exists()
+    # a skops file with a type no merkit model holds is refused before anything is built
+    odd = tmp_path / "odd.skops"
+    sio.dump({"format": "merkit-classical", "estimator": os.system}, odd)
+    with pytest.raises(ValueError, match="refused, it holds types .*system"):
+        ClassicalModel.load(odd)
+    # torch checkpoints load with weights_only=True: the same exploit does not run
+    import torch
+
+    from merkit.training.checkpoint import load_checkpoint
+
+    ckpt = tmp_path / "best.pt"
+    torch.save({"config": {}, "x": _Exploit(marker)}, ckpt)
+    with pytest.raises(Exception):
+        load_checkpoint(ckpt)
+    assert not marker.exists()
+
+
+def test_unfitted_model_refuses_to_predict():
     with pytest.raises(RuntimeError, match="not fitted"):
         ClassicalModel("svm", n_classes=2).predict_heads(np.zeros((1, 128, 4)), np.zeros((1, 84, 4)))

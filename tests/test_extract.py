@@ -1,4 +1,9 @@
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -140,3 +145,58 @@ def test_cli_extract_folder_with_bad_file(tmp_path, capsys):
     fs = load_memo2496(tmp_path / "out")
     assert len(fs) == 3 and fs.mel.shape[2] == 31
     assert np.isnan(fs.label_a).all()  # a bare folder is unlabelled
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = open(f"/proc/{d}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent (now init) has not reaped it
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_exit_when_extract_is_killed(tmp_path, sig):
+    """Killing the main process of `merkit extract` leaves no worker (or resource tracker) behind."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for i in range(60):
+        sf.write(audio / f"{i:02d}.wav", tone(220.0 + 10 * i, 30.0, 44_100), 44_100)
+    proc = subprocess.Popen([sys.executable, "-m", "merkit", "extract", str(audio), "-o", str(tmp_path / "out"),
+                             "--workers", "2", "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        kids: list[int] = []
+        while time.monotonic() < deadline:  # the two workers and the resource tracker
+            kids = _children(proc.pid)
+            if len(kids) >= 3 and (tmp_path / "out" / WORK_DIR).exists():
+                break
+            time.sleep(0.2)
+        assert len(kids) >= 3, "the workers did not start"
+        time.sleep(1.0)  # mid-run
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_alive(k) for k in kids):
+            time.sleep(0.2)
+        assert not [k for k in kids if _alive(k)], "processes outlived merkit extract"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for k in _children(proc.pid):
+            os.kill(k, signal.SIGKILL)

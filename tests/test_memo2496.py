@@ -84,3 +84,37 @@ def test_manifest_round_trip_and_bad_row(tmp_path):
                                    (float("nan"), 0.2, 0)])
 def test_quadrants(v, a, q):
     assert quadrant_from_va(v, a) == q
+
+
+def test_arrays_must_match_features_json(tmp_path):
+    """A Mel array of 64 bands in a folder whose features.json says 128 is refused on load."""
+    import json
+
+    from merkit.data.memo2496 import LayoutError, load_memo2496
+
+    n = 4
+    np.save(tmp_path / "mel_spec.npy", np.zeros((n, 64, 87), np.float32))
+    np.save(tmp_path / "cochlegram.npy", np.zeros((n, 84, 87), np.float32))
+    (tmp_path / "labels").mkdir()
+    np.save(tmp_path / "labels" / "label_a.npy", np.zeros(n, np.float32))
+    np.save(tmp_path / "labels" / "label_v.npy", np.zeros(n, np.float32))
+    (tmp_path / "features.json").write_text(json.dumps({"features": {"n_mels": 128, "n_gammatone": 84},
+                                                        "geometry": {"n_frames": 87}}))
+    with pytest.raises(LayoutError, match=r"mel_spec.npy: 64 bands x 87 frames, but features.json says 128 x 87"):
+        load_memo2496(tmp_path)
+    np.save(tmp_path / "mel_spec.npy", np.zeros((n, 128, 87), np.float32))
+    assert load_memo2496(tmp_path).mel.shape == (n, 128, 87)
+    # a truncated array names its file
+    data = (tmp_path / "cochlegram.npy").read_bytes()
+    (tmp_path / "cochlegram.npy").write_bytes(data[: len(data) // 2])
+    with pytest.raises(LayoutError, match=r"cochlegram.npy: not a readable .npy array"):
+        load_memo2496(tmp_path)
+
+
+def test_non_utf8_csv_names_the_file(tmp_path):
+    from merkit.data.manifest import read_manifest
+
+    p = tmp_path / "tracks.csv"
+    p.write_bytes(b"track_id,source\n\xff\xfe1,x\n")
+    with pytest.raises(ValueError, match=r"tracks.csv: not UTF-8 text"):
+        read_manifest(p)

@@ -12,6 +12,7 @@ import soundfile as sf
 import torch
 
 import merkit
+from conftest import melody
 from merkit.cli import main
 from merkit.config import ModelConfig
 from merkit.data.manifest import QUADRANT_WORDS
@@ -46,9 +47,10 @@ def save_tiny(path, task="quadrant", *, half=False, seed=0, with_reference=False
     return path
 
 
-def tone(seconds: float, freq: float = 440.0, sr: int = SR, amp: float = 0.3) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    return (amp * np.sin(2 * np.pi * freq * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+def music(seconds: float, freq: float = 440.0, sr: int = SR, amp: float = 0.3) -> np.ndarray:
+    """A music-like signal (conftest.melody); ``freq`` picks the seed, so different values
+    give different melodies."""
+    return melody(seconds, sr, seed=int(freq), amp=amp)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +78,8 @@ def test_combine_quadrant_marginals():
     assert out[0]["arousal"] == pytest.approx(0.7)  # Q1 + Q2
     assert out[0]["valence"] == pytest.approx(0.5)  # Q1 + Q4
     assert out[0]["quadrant"] == 1 and out[0]["quadrant_word"] == QUADRANT_WORDS[1]
-    assert out[1]["quadrant"] == 3 and out[1]["arousal"] == 0.0 and out[1]["confidence"] == 0.5
+    assert out[1]["quadrant"] == 3 and out[1]["arousal"] == 0.0 and out[1]["view_agreement"] == 0.5
+    assert out[1]["certainty"] == 1.0 and out[0]["certainty"] == pytest.approx(0.35)
 
 
 def test_combine_independent_a_v():
@@ -92,14 +95,14 @@ def test_combine_independent_a_v():
 
 # -- the predictor ------------------------------------------------------------------------------
 def test_predict_array_and_file_agree(tiny_model, tmp_path):
-    y = tone(70.0)
+    y = music(70.0)
     sf.write(tmp_path / "x.wav", y, SR, subtype="FLOAT")
     a = tiny_model.predict(y, SR)
     b = tiny_model.predict_file(tmp_path / "x.wav")
     assert a == b
     # 70 s is shorter than 15 s + 60 s: the window is centred (AudioConfig.short_policy)
     assert (a.start, a.end, a.looped) == (5.0, 65.0, False)
-    assert 0.5 <= a.confidence <= 1.0 and 1 <= a.quadrant <= 4
+    assert 0.25 <= a.certainty <= 1.0 and 0.5 <= a.view_agreement <= 1.0 and 1 <= a.quadrant <= 4
     assert sum(a.quadrant_probs) == pytest.approx(1.0, abs=1e-6)
     assert a.arousal == pytest.approx(a.quadrant_probs[0] + a.quadrant_probs[1], abs=1e-9)
 
@@ -113,18 +116,18 @@ def test_downmix_equals_mean(rng):
 
 
 def test_predict_channel_layouts_agree(tiny_model):
-    y = tone(12.0)
+    y = music(12.0)
     st = np.stack([y, y], axis=1)  # (n, 2)
     assert tiny_model.predict(st, SR) == tiny_model.predict(st.T, SR) == tiny_model.predict(y, SR)
 
 
 def test_short_clip_is_looped(tiny_model):
-    p = tiny_model.predict(tone(8.0), SR)
+    p = tiny_model.predict(music(8.0), SR)
     assert p.looped and p.start == 0.0 and p.end == pytest.approx(8.0)
 
 
 def test_timeline_windows_and_two_paths(tiny_model):
-    y = np.concatenate([tone(12.0, 220.0, amp=0.05), tone(10.0, 880.0, amp=0.5)])
+    y = np.concatenate([music(12.0, 220.0, amp=0.05), music(10.0, 880.0, amp=0.5)])
     tl = tiny_model.predict_timeline(y, SR)
     assert [(p.start, p.end) for p in tl] == [(0.0, 10.0), (5.0, 15.0), (10.0, 20.0), (12.0, 22.0)]
     # a timeline window is the same as predicting that slice of audio with the timeline front end
@@ -132,14 +135,14 @@ def test_timeline_windows_and_two_paths(tiny_model):
     sliced = EmotionModel(tiny_model.networks, cfg)
     p = sliced.predict(y[5 * SR:15 * SR], SR)
     assert p.arousal == pytest.approx(tl[1].arousal, abs=1e-6)
-    assert p.confidence == pytest.approx(tl[1].confidence, abs=1e-6)
+    assert p.view_agreement == pytest.approx(tl[1].view_agreement, abs=1e-6)
 
 
 def test_model_file_round_trip_float16(tmp_path):
     path = save_tiny(tmp_path / "m.pt", half=True, with_reference=True)
     loaded = load_model(path)
     ref = EmotionModel({"quadrant": tiny_network(4)})
-    y = tone(30.0)
+    y = music(30.0)
     a, b = loaded.predict(y, SR), ref.predict(y, SR)
     assert abs(a.arousal - b.arousal) < FP16_TOLERANCE and abs(a.valence - b.valence) < FP16_TOLERANCE
     assert loaded.check() < FP16_TOLERANCE
@@ -157,7 +160,7 @@ def test_check_detects_changed_weights(tmp_path):
 
 def test_a_and_v_checkpoints_combine(tmp_path):
     m = load_model([save_tiny(tmp_path / "a.pt", "a", seed=1), save_tiny(tmp_path / "v.pt", "v", seed=2)])
-    p = m.predict(tone(20.0), SR)
+    p = m.predict(music(20.0), SR)
     assert p.quadrant_probs[0] == pytest.approx(p.arousal * p.valence, abs=1e-9)
     with pytest.raises(ValueError, match="second"):
         load_model([tmp_path / "a.pt", tmp_path / "a.pt"])
@@ -173,8 +176,8 @@ def test_bad_model_files(tmp_path):
 
 def _folder_with_bad_files(root):
     (root / "sub").mkdir(parents=True)
-    sf.write(root / "good.wav", tone(6.0), SR)
-    sf.write(root / "sub" / "good2.flac", tone(5.0, 330.0), SR)
+    sf.write(root / "good.wav", music(6.0), SR)
+    sf.write(root / "sub" / "good2.flac", music(5.0, 330.0), SR)
     (root / "empty.mp3").write_bytes(b"")
     (root / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunk")
     (root / "notes.ogg").write_text("this is not audio\n")
@@ -223,7 +226,7 @@ def test_cli_formats_and_exit_code(tmp_path, capsys):
 
 def test_cli_timeline_plot(tmp_path):
     model = save_tiny(tmp_path / "m.pt")
-    sf.write(tmp_path / "song.wav", tone(25.0), SR)
+    sf.write(tmp_path / "song.wav", music(25.0), SR)
     rc = main(["predict", str(tmp_path / "song.wav"), "--model", str(model), "--timeline",
                "--plot", str(tmp_path / "plots"), "--format", "json", "-o", str(tmp_path / "o.json")])
     assert rc == 0
@@ -250,7 +253,7 @@ def test_shipped_model_loads_and_matches_its_reference():
     assert isinstance(model, UnifiedModel)  # the unified model (musicnn + tonal features)
     assert set(model.info["trained_on"]) == {"emopia", "mirex_mood", "emotify"}
     p = model.predict(reference_signal(), 44_100)
-    assert p.quadrant in (1, 2, 3, 4) and 0.25 <= p.confidence <= 1.0
+    assert p.quadrant in (1, 2, 3, 4) and 0.25 <= p.certainty <= 1.0 and p.view_agreement is None
     assert -1 <= p.arousal_score <= 1 and -1 <= p.valence_score <= 1 and p.mood_words
 
 

@@ -8,10 +8,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import tone
+from conftest import melody
 from merkit.config import AudioConfig, FeatureConfig
 from merkit.models.unified import UnifiedConfig, UnifiedMER
-from merkit.predict import PredictorConfig, load_model
+from merkit.predict import Prediction, PredictorConfig, load_model
 from merkit.predict_unified import UnifiedModel, fit_calibration
 
 SR = 22_050
@@ -30,7 +30,7 @@ def model():
 
 def _signal(seed, seconds=7.0):
     rng = np.random.default_rng(seed)
-    y = sum(tone(f, seconds, SR, amp=0.1) for f in rng.uniform(100, 2000, 3))
+    y = melody(seconds, SR, seed=seed, amp=0.3)
     return y + 0.02 * rng.standard_normal(len(y)).astype(np.float32)
 
 
@@ -39,19 +39,22 @@ def test_one_consistent_story(model):
         p = model.predict(_signal(seed), SR)
         q = p.quadrant_probs
         assert sum(q) == pytest.approx(1.0)
-        assert p.quadrant == int(np.argmax(q)) + 1 and p.confidence == pytest.approx(max(q))
+        assert p.quadrant == int(np.argmax(q)) + 1 and p.certainty == pytest.approx(max(q))
         # the quadrant is where the V/A probabilities point
         assert (p.arousal >= 0.5) == (p.quadrant in (1, 2))
         assert (p.valence >= 0.5) == (p.quadrant in (1, 4))
         assert -1 <= p.arousal_score <= 1 and -1 <= p.valence_score <= 1
         assert p.mood_cluster in range(1, 6) and p.mood_words and len(p.gems) == 9
-        # P = sigmoid(slope * score + intercept), with score = atanh(score field)
-        assert p.valence == pytest.approx(1 / (1 + np.exp(-(2.0 * np.arctanh(p.valence_score) + 0.3))), abs=1e-6)
+        # P = sigmoid(slope * s + intercept) and the score field is tanh(s - s_half), s_half =
+        # -intercept / slope: P = sigmoid(slope * atanh(score)), so the signs always agree
+        assert p.valence == pytest.approx(1 / (1 + np.exp(-2.0 * np.arctanh(p.valence_score))), abs=1e-6)
+        assert p.arousal == pytest.approx(1 / (1 + np.exp(-1.5 * np.arctanh(p.arousal_score))), abs=1e-6)
+        assert (p.valence_score >= 0) == (p.valence >= 0.5) and (p.arousal_score >= 0) == (p.arousal >= 0.5)
 
 
 def test_file_equals_array_and_timeline(model, tmp_path):
     y = _signal(1, 8.0)
-    sf.write(tmp_path / "x.wav", y, SR)
+    sf.write(tmp_path / "x.wav", y, SR, subtype="FLOAT")
     a = model.predict(y, SR)
     b = model.predict_file(tmp_path / "x.wav")
     assert a.quadrant == b.quadrant and a.mood_cluster == b.mood_cluster
@@ -113,3 +116,32 @@ def test_fit_calibration_known_answer():
     slope, intercept = fit_calibration(s, y)
     assert slope == pytest.approx(2.0, rel=0.1) and intercept == pytest.approx(-0.5, abs=0.1)
     assert fit_calibration(s, np.ones(5000)) == (1.7, 0.0)  # one class: the default map
+
+
+def test_quadrant_point_and_scores_agree_on_many_inputs(model):
+    """The printed quadrant, the V/A point (2P - 1, as the page and the plots draw it), the
+    scores and the certainty tell one story, for 2 000 random network inputs."""
+    from merkit.predict import quadrant_point
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((2000, 1937)) * rng.uniform(0.1, 3.0, (2000, 1))).astype(np.float32)
+    for f in model.predict_inputs(x):
+        p = Prediction(**f, start=0.0, end=1.0)
+        v, a = quadrant_point(p)
+        assert p.quadrant == {(True, True): 1, (False, True): 2, (False, False): 3, (True, False): 4}[(v >= 0, a >= 0)]
+        assert (p.valence_score >= 0) == (v >= 0) and (p.arousal_score >= 0) == (a >= 0)
+        assert p.certainty == pytest.approx(max(p.quadrant_probs)) and p.certainty >= 0.25
+
+
+def test_damer_fields_agree_on_many_inputs():
+    """DAMER: the quadrant comes from the marginals too (a joint 4-class argmax disagreed with
+    its own marginals), whichever networks a model holds."""
+    from merkit.predict import combine
+
+    rng = np.random.default_rng(1)
+    for tasks in (("quadrant",), ("quadrant", "a", "v"), ("a", "v"), ("quadrant", "a")):
+        probs = {t: rng.dirichlet(np.ones(4 if t == "quadrant" else 2) * 0.7, 500) for t in tasks}
+        for f in combine(probs, np.ones(500)):
+            v, a = f["valence"] >= 0.5, f["arousal"] >= 0.5
+            assert f["quadrant"] == {(True, True): 1, (False, True): 2, (False, False): 3, (True, False): 4}[(v, a)]
+            assert f["certainty"] == pytest.approx(max(f["quadrant_probs"]))

@@ -116,3 +116,12 @@ def test_table_cells_show_a_spread_only_when_there_is_one():
     assert format_cell(one) == "0.7500 (1 seed)"
     assert format_cell(two) == "0.5000 ± 0.3536"
     assert format_cell({}) == "n/a"
+
+
+def test_one_class_labels_are_refused():
+    """All tracks in one class would "train" to ACC 1.000: refused with the reason."""
+    fs = featureset(np.linspace(0.1, 0.9, 100), groups=[f"g{i}" for i in range(100)])  # all high arousal
+    with pytest.raises(ValueError, match=r"one 'a' class .*nothing to learn"):
+        make_splits(fs, "a")
+    # the same labels split at another threshold are two classes and train
+    assert len(make_splits(fs, "a", threshold=0.5).test) > 0

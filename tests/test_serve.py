@@ -24,7 +24,7 @@ pytest.importorskip("multipart")
 from merkit.predict import EmotionModel  # noqa: E402
 from merkit.web.app import create_app  # noqa: E402
 
-from test_predict import tiny_network, tone  # noqa: E402
+from test_predict import music, tiny_network  # noqa: E402
 
 SR = 44_100
 
@@ -103,7 +103,7 @@ def test_health_and_page(server):
 
 
 def test_predict_matches_library(server, tmp_path):
-    y = tone(22.0)
+    y = music(22.0)
     status, out = post_file(server + "/api/predict", "song.flac", wav_bytes(y, "FLAC"))
     assert status == 200 and out["ok"] and out["filename"] == "song.flac"
     ref = EmotionModel({"quadrant": tiny_network(4)})
@@ -131,7 +131,7 @@ def test_upload_limit(server):
     import http.client
     from urllib.parse import urlsplit
 
-    big = wav_bytes(tone(30.0))  # ~2.6 MB of 16-bit PCM > 2 MB
+    big = wav_bytes(music(30.0))  # ~2.6 MB of 16-bit PCM > 2 MB
     boundary = uuid.uuid4().hex
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.wav\"\r\n\r\n"
             ).encode() + big + f"\r\n--{boundary}--\r\n".encode()
@@ -157,7 +157,7 @@ def test_upload_limit_without_content_length(server):
     boundary = uuid.uuid4().hex
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.wav\"\r\n\r\n"
             ).encode()
-    chunks = [head] + [wav_bytes(tone(10.0))] * 3 + [f"\r\n--{boundary}--\r\n".encode()]  # ~2.6 MB
+    chunks = [head] + [wav_bytes(music(10.0))] * 3 + [f"\r\n--{boundary}--\r\n".encode()]  # ~2.6 MB
     u = urlsplit(server)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
     try:
@@ -180,7 +180,7 @@ def test_not_multipart(server):
 
 
 def test_concurrent_requests_and_no_files_left(server, tmpdir_watch):
-    good = wav_bytes(tone(12.0))
+    good = wav_bytes(music(12.0))
     jobs = [("a.wav", good), ("b.txt", b"not audio"), ("../../escape.wav", good), ("c.wav", good)] * 2
     with ThreadPoolExecutor(8) as pool:
         res = list(pool.map(lambda j: post_file(server + "/api/predict", *j), jobs))
@@ -189,3 +189,84 @@ def test_concurrent_requests_and_no_files_left(server, tmpdir_watch):
     # uploads lived in temporary folders that are gone; the client's path was never used
     assert list(tmpdir_watch.iterdir()) == []
     assert not (tmpdir_watch.parent / "escape.wav").exists()
+
+
+def _post(url, data, headers):
+    req = urllib.request.Request(url, data=data, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, r.headers.get("content-type", ""), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("content-type", ""), e.read()
+
+
+class _Broken:
+    """A model whose analysis fails in a way no handler expects (a bug, or memory)."""
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    def analyse_file(self, path, timeline=True):
+        raise self.exc
+
+
+@pytest.mark.parametrize("exc", [KeyError("boom"), MemoryError()])
+def test_server_failures_are_json_and_it_keeps_serving(exc):
+    with running_server(create_app(_Broken(exc))) as url:
+        for _ in range(2):
+            status, out = post_file(url + "/api/predict", "x.wav", wav_bytes(music(3.0)))
+            assert status == 500 and out["ok"] is False and "keeps serving" in out["error"]
+        with urllib.request.urlopen(url + "/api/health") as r:
+            assert json.loads(r.read())["status"] == "ok"
+
+
+def test_token_is_required_when_set():
+    model = EmotionModel({"quadrant": tiny_network(4)})
+    with running_server(create_app(model, token="s3cret")) as url:
+        with urllib.request.urlopen(url + "/api/health") as r:
+            assert json.loads(r.read())["token_required"] is True
+        status, out = post_file(url + "/api/predict", "x.wav", wav_bytes(music(12.0)))
+        assert status == 401 and "token" in out["error"]
+        status, out = post_file(url + "/api/predict?token=wrong", "x.wav", wav_bytes(music(12.0)))
+        assert status == 401
+        status, out = post_file(url + "/api/predict?token=s3cret", "x.wav", wav_bytes(music(12.0)))
+        assert status == 200 and out["ok"]
+
+
+def test_audio_longer_than_the_limit_is_refused_as_json():
+    model = EmotionModel({"quadrant": tiny_network(4)})
+    with running_server(create_app(model, max_minutes=0.5)) as url:
+        status, out = post_file(url + "/api/predict", "long.flac", wav_bytes(music(40.0), "FLAC"))
+        assert status == 422 and "too long" in out["error"] and "long.flac" in out["error"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--port", "99999"], "--port must be 1-65535"),
+    (["--max-upload-mb", "-5"], "--max-upload-mb must be > 0"),
+    (["--max-minutes", "0"], "--max-minutes must be > 0"),
+])
+def test_serve_flags_are_validated(flags, message, capsys):
+    from merkit.cli import main
+
+    assert main(["serve", *flags]) != 0
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_serve_warns_on_a_public_host(monkeypatch, capsys):
+    from merkit.commands import serve as serve_cmd
+
+    seen = {}
+    monkeypatch.setattr("merkit.web.app.serve", lambda model, **kw: seen.update(kw))
+    monkeypatch.setattr("merkit.predict.load_model", lambda paths=None: object())
+    monkeypatch.delenv(serve_cmd.TOKEN_ENV, raising=False)
+    from merkit.cli import main
+
+    assert main(["serve", "--host", "0.0.0.0"]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING" in err and "NO authentication" in err and seen["token"] is None
+    monkeypatch.setenv(serve_cmd.TOKEN_ENV, "abc")
+    assert main(["serve", "--host", "0.0.0.0"]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING" in err and "NO authentication" not in err and seen["token"] == "abc"
+    assert main(["serve"]) == 0 and "WARNING" not in capsys.readouterr().err  # 127.0.0.1

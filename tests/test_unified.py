@@ -191,7 +191,7 @@ def test_cli_train_unified_then_predict(tmp_path, capsys):
 
     import soundfile as sf
 
-    from conftest import tone
+    from conftest import melody
     from merkit.cli import main
 
     rng = np.random.default_rng(0)
@@ -205,7 +205,7 @@ def test_cli_train_unified_then_predict(tmp_path, capsys):
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert res["seeds"] == [0, 1] and set(res["test"][0]) == {"emopia", "mirex_mood"}
     model = tmp_path / "run" / "seed_0" / "model.pt"
-    sf.write(tmp_path / "x.wav", tone(440.0, 7.0, 22_050), 22_050)
+    sf.write(tmp_path / "x.wav", melody(7.0, 22_050), 22_050)
     assert main(["predict", str(tmp_path / "x.wav"), "--model", str(model), "--format", "json"]) == 0
     pred = json.loads(capsys.readouterr().out)["results"][0]["prediction"]
     assert pred["quadrant"] in (1, 2, 3, 4) and pred["mood_cluster"] in range(1, 6)

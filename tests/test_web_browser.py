@@ -21,7 +21,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from test_predict import tone  # noqa: E402
+from test_predict import music  # noqa: E402
 from test_serve import running_server  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -62,7 +62,7 @@ def site():
 
 def test_upload_audio_and_bad_file(browser, site, tmp_path):
     song = tmp_path / "generated song.wav"
-    sf.write(song, tone(25.0), 44_100)
+    sf.write(song, music(25.0), 44_100)
     browser.get(site + "/")
     assert "merkit" in browser.title
     wait = WebDriverWait(browser, TIMEOUT_S)
@@ -73,12 +73,12 @@ def test_upload_audio_and_bad_file(browser, site, tmp_path):
     assert re.fullmatch(r"Q[1-4]", quadrant)
     word = browser.find_element(By.ID, "quadrant-word").text
     assert word in ("happy/excited", "angry/tense", "sad/depressed", "calm/relaxed")
-    conf = float(browser.find_element(By.ID, "confidence").text)
+    conf = float(browser.find_element(By.ID, "certainty").text)
     assert 0.25 <= conf <= 1.0  # the shipped (unified) model: the quadrant's probability
-    # its mood words are shown, and the confidence says what it is
+    # its mood words are shown, and the certainty says what it is
     assert browser.find_element(By.ID, "mood-card").is_displayed()
     assert browser.find_element(By.ID, "mood-words").text
-    assert browser.find_element(By.ID, "confidence-note").text == "probability of the quadrant"
+    assert browser.find_element(By.ID, "certainty-note").text == "probability of the quadrant"
     for key in ("arousal", "valence"):
         assert 0.0 <= float(browser.find_element(By.ID, key).text) <= 1.0
     # the point on the V-A circle sits where P(V) and P(A) put it (SVG y grows downwards)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import AudioConfig
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
 MIDI_EXTENSIONS = (".mid", ".midi")
 
 
@@ -48,11 +48,7 @@ def decode(path: str | os.PathLike, *, soundfont: str | None = None,
     """
     import soundfile as sf
 
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: empty file (0 bytes)")
+    path = _check_file(Path(path))
     if path.suffix.lower() in MIDI_EXTENSIONS:
         from .data.render import render_midi
 
@@ -64,8 +60,27 @@ def decode(path: str | os.PathLike, *, soundfont: str | None = None,
         y, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:  # libsndfile raises several types; all mean "cannot decode"
         msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise AudioError(f"{path}: cannot decode audio ({msg})") from None
+        raise AudioError(f"{path}: cannot decode audio ({_decoder_message(msg)})") from None
     return y, int(sr)
+
+
+def _check_file(path: Path) -> Path:
+    if path.is_symlink() and not path.exists():
+        raise AudioError(f"{path}: dangling symbolic link (to {os.readlink(path)})")
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if not path.is_file():
+        raise AudioError(f"{path}: not a regular file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: empty file (0 bytes)")
+    return path
+
+
+def _decoder_message(msg: str) -> str:
+    """libsndfile's reason, in words a user can act on."""
+    if "not a regular file" in msg or "Format not recognised" in msg or "unknown format" in msg.lower():
+        return "not an audio format merkit reads (wav, flac, ogg/opus, mp3, aiff), or a damaged file"
+    return msg
 
 
 def load_audio(path: str | os.PathLike, *, sample_rate: int | None = None, mono: bool = True,
@@ -203,9 +218,117 @@ def prepare(y: np.ndarray, sr: int, cfg: AudioConfig, *, name: str | None = None
     return np.ascontiguousarray(win, dtype=np.float32), info
 
 
+# Source audio read beyond each end of the analysis window, so that the resampler's edge
+# transients fall outside the window (soxr HQ's filter is a few ms long).
+READ_MARGIN_SECONDS = 0.5
+
+
+def open_info(path: str | os.PathLike) -> tuple[int, int]:
+    """``(frames, sample_rate)`` of an audio file from its header, without decoding it."""
+    import soundfile as sf
+
+    path = _check_file(Path(path))
+    try:
+        info = sf.info(str(path))
+    except Exception as e:
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise AudioError(f"{path}: cannot decode audio ({_decoder_message(msg)})") from None
+    return int(info.frames), int(info.samplerate)
+
+
+def read_frames(path: str | os.PathLike, start: int, stop: int) -> np.ndarray:
+    """Source frames ``[start, stop)`` of an audio file, ``(n, channels)`` float32."""
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as f:
+            f.seek(start)
+            return f.read(stop - start, dtype="float32", always_2d=True)
+    except Exception as e:
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise AudioError(f"{path}: cannot decode audio ({_decoder_message(msg)})") from None
+
+
+READ_BLOCK_SECONDS = 30.0
+
+
+def read_mono(path: str | os.PathLike, sample_rate: int, *, seconds: float | None = None) -> np.ndarray:
+    """The first ``seconds`` (None: all) of an audio file, mono float32 at ``sample_rate``,
+    decoded block by block and downmixed as it goes: the multichannel source is never held whole."""
+    import soundfile as sf
+
+    frames, src_sr = open_info(path)
+    stop = frames if seconds is None else min(frames, int(math.ceil(seconds * src_sr)))
+    block = int(READ_BLOCK_SECONDS * src_sr)
+    parts, done = [], 0
+    try:
+        with sf.SoundFile(str(path)) as f:
+            while done < stop:
+                y = f.read(min(block, stop - done), dtype="float32", always_2d=True)
+                if len(y) == 0:
+                    break
+                done += len(y)
+                if not np.isfinite(y).all():
+                    raise AudioError(f"{path}: {int((~np.isfinite(y)).sum())} NaN/Inf samples")
+                parts.append(downmix(y) if y.shape[1] > 1 else y[:, 0])
+    except AudioError:
+        raise
+    except Exception as e:
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise AudioError(f"{path}: cannot decode audio ({_decoder_message(msg)})") from None
+    if not parts:
+        raise AudioError(f"{path}: zero-length audio")
+    y = np.concatenate(parts)
+    del parts
+    out = resample(y, src_sr, sample_rate)
+    if seconds is not None:
+        out = out[:int(round(seconds * sample_rate))]
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
 def load_window(path: str | os.PathLike, cfg: AudioConfig, *, soundfont: str | None = None
                 ) -> tuple[np.ndarray, AudioInfo]:
-    """File → loudness-normalised analysis window at ``cfg.sample_rate``."""
+    """File → loudness-normalised analysis window at ``cfg.sample_rate``.
+
+    Only the window (and :data:`READ_MARGIN_SECONDS` around it) is decoded, so memory and time
+    do not grow with the file: a 10-hour file costs what a 75 s one does. Clips shorter than the
+    window, MIDI, and files whose header gives no length are decoded whole. The window equals
+    that of decoding the whole file (exactly at the target rate; elsewhere up to the resampler's
+    rounding, ~1e-6)."""
+    path = Path(path)
+    if path.suffix.lower() in MIDI_EXTENSIONS:
+        return _load_window_whole(path, cfg, soundfont)
+    frames, src_sr = open_info(path)
+    sr = cfg.sample_rate
+    n_out = frames if src_sr == sr else int(round(frames * sr / src_sr))
+    start, short = window_bounds(n_out, sr, cfg)
+    w = int(round(cfg.window_seconds * sr))
+    if frames <= 0 or short:
+        return _load_window_whole(path, cfg, soundfont)
+    if src_sr == sr:
+        s0, s1, offset = start, start + w, start
+    else:
+        step = src_sr // math.gcd(src_sr, sr)  # source frames that map onto a whole output frame
+        margin = int(READ_MARGIN_SECONDS * src_sr)
+        s0 = max(0, (int(start * src_sr / sr) - margin) // step * step)
+        s1 = min(frames, int(math.ceil((start + w) * src_sr / sr)) + margin)
+        offset = s0 * sr // src_sr
+    y = read_frames(path, s0, s1)
+    if len(y) < s1 - s0:  # a truncated file: its header promises more audio than it holds
+        return _load_window_whole(path, cfg, soundfont)
+    y, _ = _finish(y, src_sr, sample_rate=sr, mono=cfg.mono, name=str(path))
+    win = y[start - offset:start - offset + w]
+    if len(win) < w:  # the resampler's last output frame, lost to rounding at the very end
+        win = np.concatenate([win, np.zeros((w - len(win),) + win.shape[1:], dtype=win.dtype)])
+    lufs, gain = float("nan"), 0.0
+    if cfg.target_lufs is not None:
+        win, lufs, gain = normalize_loudness(win, sr, target_lufs=cfg.target_lufs, silence_lufs=cfg.silence_lufs)
+    info = AudioInfo(duration=frames / src_sr, source_sample_rate=src_sr, window_start=start / sr,
+                     repeated=False, loudness_lufs=lufs, gain_db=gain)
+    return np.ascontiguousarray(win, dtype=np.float32), info
+
+
+def _load_window_whole(path: Path, cfg: AudioConfig, soundfont: str | None) -> tuple[np.ndarray, AudioInfo]:
     y, src_sr = decode(path, soundfont=soundfont, midi_sample_rate=cfg.sample_rate)
     y, sr = _finish(y, src_sr, sample_rate=cfg.sample_rate, mono=cfg.mono, name=str(path))
     win, info = prepare(y, sr, cfg, name=str(path))

@@ -60,8 +60,13 @@ class ExtractReport:
 _fe: FrontEnd | None = None
 
 
-def _init_worker(audio: AudioConfig, feats: FeatureConfig, views: tuple[str, ...], threads: int | None):
+def _init_worker(audio: AudioConfig, feats: FeatureConfig, views: tuple[str, ...], threads: int | None,
+                 parent_pid: int | None = None):
     global _fe
+    if parent_pid is not None:  # a pool worker: end with the main process, however it dies
+        from .workers import die_with_parent
+
+        die_with_parent(parent_pid)
     if threads is not None and len(views) > 2:  # an encoder runs torch: one thread per process
         import torch
 
@@ -262,7 +267,7 @@ def _run_pool(todo, tracks, fe, workers, min_d, max_d, handle, failures):
     max_inflight = 4 * workers
     while queue:
         ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(fe.audio, fe.fx.cfg, fe.views, 1))
+                                 initargs=(fe.audio, fe.fx.cfg, fe.views, 1, os.getpid()))
         inflight: dict = {}
         try:
             while queue or inflight:

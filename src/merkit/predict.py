@@ -7,7 +7,7 @@
 
 >>> model = load_model()                       # the model shipped inside the package
 >>> r = model.predict_file("song.mp3")
->>> r.quadrant, r.quadrant_word, r.arousal, r.valence, r.confidence
+>>> r.quadrant, r.quadrant_word, r.arousal, r.valence, r.certainty
 
 The track-level result uses the paper's analysis window (60 s from 15 s, §III-A). The timeline
 uses windows of ``TIMELINE_WINDOW_S`` every ``TIMELINE_HOP_S``: the feature extractor derives
@@ -22,9 +22,16 @@ A model holds one or more DAMER networks, each trained on one task:
 * ``a`` and/or ``v`` (2 classes each): the quadrant probabilities are the products of the two
   marginals (the two networks are independent estimates).
 
-The confidence is DAMER's cross-view reliability ``r = exp(-JS(p_mel, p_coch))`` (paper Eq. 12,
-§IV-C), averaged over the networks: 1 when the Mel and cochleagram views agree exactly, and at
-least ``exp(-log 2) = 0.5``.
+``certainty`` is the probability of the predicted quadrant (for DAMER networks trained by
+``merkit train``: not calibrated). ``view_agreement`` is DAMER's cross-view reliability
+``r = exp(-JS(p_mel, p_coch))`` (paper Eq. 12, §IV-C), averaged over the networks: 1 when the Mel
+and cochleagram views agree exactly, and at least ``exp(-log 2) = 0.5``; it says how much the two
+views agree, not how likely the answer is.
+
+Before any emotion is given, the track window is checked for music (:mod:`merkit.content`):
+silence, steady signals and noise raise :class:`~merkit.content.NotMusicError` (``predict*``) or
+give a "not music" result (``analyse_file*``); a silent timeline window gets no emotion and a
+``warning``.
 """
 from __future__ import annotations
 
@@ -37,14 +44,19 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .audio import AUDIO_EXTENSIONS, MIDI_EXTENSIONS, AudioError, as_audio, decode, downmix, prepare
+from .audio import (AUDIO_EXTENSIONS, MIDI_EXTENSIONS, AudioError, as_audio, decode, downmix, load_window, prepare,
+                    read_mono)
 from .config import AudioConfig, FeatureConfig, from_dict, to_dict
+from .content import ContentCheck, NotMusicError, check_window
 from .data.manifest import QUADRANT_WORDS
 
 # Sliding windows of the timeline: 10 s every 5 s (issue #4's example). 10 s is long enough to
 # hold a few bars at any common tempo and short enough to follow the sections of a song.
 TIMELINE_WINDOW_S = 10.0
 TIMELINE_HOP_S = 5.0
+# The timeline of a longer file covers its first TIMELINE_MAX_MINUTES (and says so): its memory
+# and time grow with the audio it covers (bench/reliability.py measures the peak at this cap).
+TIMELINE_MAX_MINUTES = 10.0
 # Timeline features are computed this many samples at a time (4 windows of 10 s at 44.1 kHz):
 # measured fastest among 1-16 windows per call for a 5-minute track (bench/predict.py); the
 # (frames x FFT) temporaries of a call stay at ~30-60 MB.
@@ -71,7 +83,9 @@ class Prediction:
     ``arousal`` and ``valence`` are probabilities of high arousal and positive valence; the
     ``*_score`` fields hold a continuous estimate where the model has a regression output
     (DAMER has none: ``None``). ``start`` / ``end`` are seconds into the track (for a clip
-    shorter than the window, the clip was looped to fill it: ``looped``).
+    shorter than the window, the clip was looped to fill it: ``looped``). ``certainty`` is the
+    probability of ``quadrant``; ``view_agreement`` DAMER's agreement of its two views (None for
+    other models). A window with no music in it has every emotion field None and a ``warning``.
     """
 
     arousal: float | None
@@ -79,10 +93,11 @@ class Prediction:
     quadrant: int | None  # 1..4
     quadrant_word: str | None
     quadrant_probs: tuple[float, float, float, float] | None
-    confidence: float
+    certainty: float | None
     start: float
     end: float
     looped: bool = False
+    view_agreement: float | None = None
     arousal_score: float | None = None
     valence_score: float | None = None
     # mood words (unified model): the most likely MIREX cluster and its adjectives, and the
@@ -90,6 +105,12 @@ class Prediction:
     mood_cluster: int | None = None
     mood_words: str | None = None
     gems: dict | None = None
+    warning: str | None = None
+
+    @classmethod
+    def no_music(cls, start: float, end: float, looped: bool, reason: str) -> "Prediction":
+        return cls(arousal=None, valence=None, quadrant=None, quadrant_word=None, quadrant_probs=None,
+                   certainty=None, start=start, end=end, looped=looped, warning=f"not music: {reason}")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -101,20 +122,28 @@ class Prediction:
 @dataclass
 class FileResult:
     """What ``merkit predict`` reports for one input: the track result and its timeline, or an
-    error message (then ``prediction`` is None)."""
+    error message (then ``prediction`` is None). ``status``: ``"ok"``, ``"not_music"`` (the
+    input was read but holds no music: ``error`` says why; no emotion is given) or ``"error"``."""
 
     path: str
     prediction: Prediction | None = None
     timeline: list[Prediction] | None = None
     duration: float | None = None
     error: str | None = None
+    not_music: bool = False
+    note: str | None = None  # e.g. that the timeline covers only the start of a very long file
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def status(self) -> str:
+        return "ok" if self.ok else "not_music" if self.not_music else "error"
+
     def to_dict(self) -> dict:
-        return {"path": self.path, "ok": self.ok, "error": self.error, "duration": self.duration,
+        return {"path": self.path, "ok": self.ok, "status": self.status, "error": self.error,
+                "duration": self.duration, "note": self.note,
                 "prediction": self.prediction.to_dict() if self.prediction else None,
                 "timeline": [p.to_dict() for p in self.timeline] if self.timeline is not None else None}
 
@@ -172,35 +201,51 @@ def timeline_starts(n_samples: int, sr: int, window: float, hop: float) -> list[
     return starts
 
 
+def quadrant_probs(pa: np.ndarray, pv: np.ndarray) -> np.ndarray:
+    """(B, 4) quadrant probabilities Q1..Q4 as the products of P(high A) and P(positive V).
+
+    Every model derives its quadrant this way, so that the quadrant, the (valence, arousal)
+    point and the plots tell one story: the most likely quadrant is always the one the point
+    lies in. (Taking the argmax of a joint 4-class output instead disagreed with its own
+    marginals for 22 % of Emotify tracks.)"""
+    pa, pv = np.asarray(pa, dtype=np.float64), np.asarray(pv, dtype=np.float64)
+    return np.stack([pa * pv, pa * (1 - pv), (1 - pa) * (1 - pv), (1 - pa) * pv], axis=-1)
+
+
 def combine(probs: dict[str, np.ndarray], reliability: np.ndarray) -> list[dict]:
     """Per-window fields of :class:`Prediction` from each task's ensemble probabilities.
 
     probs: ``{task: (B, C)}`` with task in ``quadrant`` / ``a`` / ``v``; reliability: ``(B,)``.
+    A quadrant network gives the marginals ``P(Q1) + P(Q2)`` and ``P(Q1) + P(Q4)``; a network
+    per dimension is averaged with them; the quadrant comes from the marginals
+    (:func:`quadrant_probs`).
     """
     b = len(reliability)
+    pa = pv = None
     if "quadrant" in probs:
         pq = probs["quadrant"]
         pa, pv = pq @ _HIGH_A, pq @ _POS_V
-        if "a" in probs:  # independent estimates of the same marginal: average them
-            pa = (pa + probs["a"][:, 1]) / 2
-        if "v" in probs:
-            pv = (pv + probs["v"][:, 1]) / 2
-    else:
-        pa = probs["a"][:, 1] if "a" in probs else None
-        pv = probs["v"][:, 1] if "v" in probs else None
-        pq = None
-        if pa is not None and pv is not None:
-            pq = np.stack([pa * pv, pa * (1 - pv), (1 - pa) * (1 - pv), (1 - pa) * pv], axis=1)
+    if "a" in probs:  # independent estimates of the same marginal: average them
+        pa = probs["a"][:, 1] if pa is None else (pa + probs["a"][:, 1]) / 2
+    if "v" in probs:
+        pv = probs["v"][:, 1] if pv is None else (pv + probs["v"][:, 1]) / 2
+    pq = quadrant_probs(pa, pv) if pa is not None and pv is not None else None
     out = []
     for i in range(b):
         q = int(np.argmax(pq[i])) + 1 if pq is not None else None
+        if pq is not None:
+            certainty = float(pq[i].max())
+        else:  # one dimension only: the probability of its more likely side
+            m = pa if pa is not None else pv
+            certainty = float(max(m[i], 1 - m[i]))
         out.append({
             "arousal": float(pa[i]) if pa is not None else None,
             "valence": float(pv[i]) if pv is not None else None,
             "quadrant": q,
             "quadrant_word": QUADRANT_WORDS[q] if q else None,
             "quadrant_probs": tuple(float(x) for x in pq[i]) if pq is not None else None,
-            "confidence": float(reliability[i]),
+            "certainty": certainty,
+            "view_agreement": float(reliability[i]),
         })
     return out
 
@@ -211,8 +256,18 @@ class Predictor:
     windows (:meth:`_features_of`) and predictions of those features (:meth:`_results`)."""
 
     config: PredictorConfig
+    # the not-music rules (merkit.content); a ContentCheck(enabled=False) turns them off
+    content_check: ContentCheck = ContentCheck()
 
-    def _features_of(self, y: np.ndarray, name: str, timeline: bool) -> dict:
+    # the timeline covers at most this much audio (its work and memory grow with it; the track
+    # result does not): TIMELINE_MAX_MINUTES by default, ``merkit predict --timeline-max-minutes``
+    timeline_max_seconds: float = TIMELINE_MAX_MINUTES * 60.0
+
+    def _features_of(self, track: tuple, y_timeline: np.ndarray | None, name: str) -> dict:
+        """Features of the track window ``track`` = (window, (start, end, looped), AudioInfo)
+        (row 0) and of the timeline windows of ``y_timeline`` (44.1 kHz mono; None: no
+        timeline), plus ``"content"`` (:meth:`_check_track`), ``"window_flags"``
+        (:meth:`_window_flags`) and ``"duration"``."""
         raise NotImplementedError
 
     def _results(self, feats: dict) -> tuple[Prediction, list[Prediction]]:
@@ -226,8 +281,35 @@ class Predictor:
         end = info.window_start + min(a.window_seconds, info.duration)
         return win, (info.window_start, end, info.repeated), info
 
-    def _timeline_windows(self, y: np.ndarray, name: str) -> tuple[np.ndarray, list[tuple]]:
-        """``(n_windows, L)`` loudness-normalised timeline windows and their (start, end, looped).
+    def _check_track(self, win: np.ndarray, info, log_mel: np.ndarray) -> tuple[str | None, dict]:
+        """The not-music rules on the track window (:func:`merkit.content.check_window`)."""
+        a = self.config.audio
+        lufs = info.loudness_lufs
+        if a.target_lufs is None:  # the front end did not measure it
+            from .loudness import integrated_loudness
+
+            lufs = integrated_loudness(win, a.sample_rate)
+        return check_window(lufs, log_mel, a.silence_lufs, self.content_check)
+
+    def _window_flags(self, lufs: np.ndarray) -> list[str | None]:
+        """Per timeline window: the reason it holds no music (silence only), or None."""
+        return [check_window(x, None, self.config.audio.silence_lufs, self.content_check)[0] for x in lufs]
+
+    def _predictions(self, feats: dict) -> tuple[Prediction, list[Prediction]]:
+        """:meth:`_results`, after the not-music check: raises NotMusicError for the track;
+        a timeline window without music gets :meth:`Prediction.no_music`."""
+        reason, stats = feats.get("content") or (None, {})
+        if reason:
+            raise NotMusicError(reason, stats)
+        track, tl = self._results(feats)
+        flags = feats.get("window_flags") or []
+        if flags:
+            tl = [Prediction.no_music(p.start, p.end, p.looped, f) if f else p for p, f in zip(tl, flags)]
+        return track, tl
+
+    def _timeline_windows(self, y: np.ndarray, name: str) -> tuple[np.ndarray, list[tuple], np.ndarray]:
+        """``(n_windows, L)`` loudness-normalised timeline windows, their (start, end, looped)
+        and their loudness (LUFS; ``-inf`` for digital silence).
 
         Each window is what :func:`prepare` makes of its slice; the loudness of all windows is
         measured and applied in one batched pass (:mod:`merkit.loudness`), which gives the same
@@ -246,38 +328,60 @@ class Predictor:
             times.append((s / sr, min(s + w, len(y)) / sr, info.repeated))
         wins = np.stack(wins)  # (B, L), the one copy
         if a.target_lufs is not None:
-            normalize_loudness_batch(wins, sr, target_lufs=a.target_lufs, silence_lufs=a.silence_lufs, out=wins)
-        return wins, times
+            _, lufs, _ = normalize_loudness_batch(wins, sr, target_lufs=a.target_lufs,
+                                                  silence_lufs=a.silence_lufs, out=wins)
+        else:
+            from .loudness import integrated_loudness_batch
+
+            lufs = integrated_loudness_batch(wins, sr)
+        return wins, times, lufs
 
     def features(self, y: np.ndarray, sr: int, *, name: str | None = None, timeline: bool = False) -> dict:
         """Features of the track window and (optionally) the timeline windows: row 0 is the
         track window, rows 1.. the timeline windows; ``"times"``: their (start, end, looped)."""
         a = self.config.audio
         y = as_audio(y, sr, sample_rate=a.sample_rate)
-        return self._features_of(y, name or "<array>", timeline)
+        name = name or "<array>"
+        cap = int(round(self.timeline_max_seconds * a.sample_rate))
+        feats = self._features_of(self._track_window(y, name), y[:cap] if timeline else None, name)
+        return self._note_cap(feats, timeline)
 
     def _file_features(self, path: str | os.PathLike, timeline: bool) -> dict:
+        """Features of a file. Only the track window is decoded for the track result, and only
+        the first :attr:`timeline_max_seconds` for the timeline, so that memory stays bounded
+        for any file length (MIDI is rendered whole)."""
         a = self.config.audio
-        y, src_sr = decode(path, midi_sample_rate=a.sample_rate)
-        return self._features_of(as_audio(downmix(y), src_sr, sample_rate=a.sample_rate), str(path), timeline)
+        if Path(path).suffix.lower() in MIDI_EXTENSIONS:
+            y, src_sr = decode(path, midi_sample_rate=a.sample_rate)
+            return self.features(downmix(y), src_sr, name=str(path), timeline=timeline)
+        win, info = load_window(path, a)
+        track = (win, (info.window_start, info.window_start + min(a.window_seconds, info.duration), info.repeated), info)
+        y_tl = read_mono(path, a.sample_rate, seconds=self.timeline_max_seconds) if timeline else None
+        return self._note_cap(self._features_of(track, y_tl, str(path)), timeline)
+
+    def _note_cap(self, feats: dict, timeline: bool) -> dict:
+        if timeline and feats["duration"] > self.timeline_max_seconds + 1e-6:
+            feats["note"] = (f"the timeline covers the first {self.timeline_max_seconds / 60:g} of "
+                             f"{feats['duration'] / 60:.1f} minutes (--timeline-max-minutes)")
+        return feats
 
     # -- public API ------------------------------------------------------------------------------
     def predict(self, y: np.ndarray, sr: int) -> Prediction:
         """Emotion of a signal ``y`` (``(n,)``, ``(n, ch)`` or ``(ch, n)``, any rate) in its
         analysis window (60 s from 15 s, or the whole clip looped when shorter)."""
-        return self._results(self.features(y, sr))[0]
+        return self._predictions(self.features(y, sr))[0]
 
     def predict_timeline(self, y: np.ndarray, sr: int) -> list[Prediction]:
         """Emotion of each timeline window (``config.timeline_window`` s every ``timeline_hop`` s)."""
-        return self._results(self.features(y, sr, timeline=True))[1]
+        return self._predictions(self.features(y, sr, timeline=True))[1]
 
     def predict_file(self, path: str | os.PathLike) -> Prediction:
         """:meth:`predict` of an audio file (wav, flac, ogg, mp3) or a MIDI file (rendered)."""
-        return self._results(self._file_features(path, timeline=False))[0]
+        return self._predictions(self._file_features(path, timeline=False))[0]
 
     def predict_file_timeline(self, path: str | os.PathLike) -> list[Prediction]:
         """:meth:`predict_timeline` of a file."""
-        return self._results(self._file_features(path, timeline=True))[1]
+        return self._predictions(self._file_features(path, timeline=True))[1]
 
     def analyse_file(self, path: str | os.PathLike, *, timeline: bool = False) -> FileResult:
         """Track result (and timeline) of one file, decoded once; errors become ``FileResult.error``."""
@@ -285,8 +389,14 @@ class Predictor:
             feats = self._file_features(path, timeline)
         except (AudioError, ValueError, OSError, RuntimeError) as e:
             return FileResult(str(path), error=_one_line(e, path))
-        track, tl = self._results(feats)
-        return FileResult(str(path), track, tl if timeline else None, feats["duration"])
+        return self._file_result(path, feats, timeline)
+
+    def _file_result(self, path, feats: dict, timeline: bool) -> FileResult:
+        try:
+            track, tl = self._predictions(feats)
+        except NotMusicError as e:
+            return FileResult(str(path), duration=feats["duration"], error=str(e), not_music=True)
+        return FileResult(str(path), track, tl if timeline else None, feats["duration"], note=feats.get("note"))
 
     def analyse_files(self, paths: list[str | os.PathLike], *, timeline: bool = False,
                       workers: int | None = None) -> Iterator[FileResult]:
@@ -314,8 +424,7 @@ class Predictor:
                 if err is not None:
                     yield FileResult(str(path), error=err)
                     continue
-                track, tl = self._results(feats)
-                yield FileResult(str(path), track, tl if timeline else None, feats["duration"])
+                yield self._file_result(path, feats, timeline)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -433,21 +542,24 @@ class EmotionModel(Predictor):
         parts = [fx(wins[i:i + step]) for i in range(0, len(wins), step)]
         return np.concatenate([p.mel for p in parts]), np.concatenate([p.coch for p in parts])
 
-    def _features_of(self, y: np.ndarray, name: str, timeline: bool) -> dict:
+    def _features_of(self, track: tuple, y_timeline: np.ndarray | None, name: str) -> dict:
         """``{"mel": (B, n_mels, T), "coch": (B, n_coch, T), "times": [(start, end, looped)],
-        "duration": s}``: row 0 the track window, rows 1.. the timeline windows."""
+        "duration": s, ...}``: row 0 the track window, rows 1.. the timeline windows."""
         a = self.config.audio
-        win, times, _ = self._track_window(y, name)
+        win, times, info = track
         f = self._extractor(a)(win)
         mel, coch, all_times = [f.mel[None]], [f.coch[None]], [times]
-        if timeline:
-            wins, t_times = self._timeline_windows(y, name)
+        flags = []
+        if y_timeline is not None:
+            wins, t_times, lufs = self._timeline_windows(y_timeline, name)
             t_mel, t_coch = self._timeline_features(wins)
             mel.append(t_mel)
             coch.append(t_coch)
             all_times += t_times
+            flags = self._window_flags(lufs)
         return {"mel": np.concatenate(mel), "coch": np.concatenate(coch), "times": all_times,
-                "duration": len(y) / a.sample_rate}
+                "duration": info.duration, "content": self._check_track(win, info, f.mel),
+                "window_flags": flags}
 
     # -- the networks ----------------------------------------------------------------------------
     def predict_features(self, mel: np.ndarray, coch: np.ndarray) -> list[dict]:
@@ -499,7 +611,9 @@ def find_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in PREDICT_EXTENSIONS)
+            # a dangling symbolic link is listed too: it gets an error entry instead of vanishing
+            out += sorted(f for f in p.rglob("*") if (f.is_file() or (f.is_symlink() and not f.exists()))
+                          and f.suffix.lower() in PREDICT_EXTENSIONS)
         else:
             out.append(p)  # a missing file becomes an error entry, not an abort
     return out

@@ -8,14 +8,15 @@ mood words.
 
 Outputs (:class:`~merkit.predict.Prediction`), one consistent story:
 
-* ``valence_score`` / ``arousal_score`` = tanh(s): the regression head's scores squashed into
-  [-1, 1] (0 is the centre of the circumplex; training targets were each corpus's V/A map in
-  units of its standard deviation);
+* ``valence_score`` / ``arousal_score`` = tanh(s - s½): the regression head's scores, centred
+  where the calibrated probability is 1/2 and squashed into [-1, 1] (training targets were each
+  corpus's V/A map in units of its standard deviation);
 * ``valence`` / ``arousal`` = P(positive) / P(high): a logistic calibration of each score,
   fitted on the validation parts of the training corpora (Platt scaling);
 * ``quadrant_probs``: the products of the two marginals, so that the quadrant is the one the
   signs of the scores point to (the web page's dot and the card never disagree);
-* ``confidence``: the probability of that quadrant;
+* ``certainty``: the probability of that quadrant (the calibrated marginals' product; its
+  reliability on the test parts is in the model card);
 * ``mood_cluster`` / ``mood_words``: the most likely MIREX cluster; ``gems``: predicted GEMS
   vote shares.
 """
@@ -31,7 +32,7 @@ from .data.manifest import QUADRANT_WORDS
 from .data.mirex_mood import CLUSTERS
 from .data.multi_corpus import GEMS_ORDER, assemble_inputs
 from .predict import (FP16_TOLERANCE, PREDICTOR_KEY, TIMELINE_CHUNK_SAMPLES, Prediction, Predictor, PredictorConfig,
-                      reference_signal)
+                      quadrant_probs, reference_signal)
 
 REFERENCE_SR = 44_100
 
@@ -125,19 +126,23 @@ class UnifiedModel(Predictor):
         return assemble_inputs(views.__getitem__, self.net.cfg.inputs, hop_seconds=hop_seconds_from_info(info),
                                features=info["features"])
 
-    def _features_of(self, y: np.ndarray, name: str, timeline: bool) -> dict:
-        win, times, info = self._track_window(y, name)
+    def _features_of(self, track: tuple, y_timeline: np.ndarray | None, name: str) -> dict:
+        win, times, info = track
         front = self._front(self.config.audio)
-        x = [self._inputs(front, {k: v[None] for k, v in front.window(win, info).arrays.items()})]
+        views = front.window(win, info).arrays
+        x = [self._inputs(front, {k: v[None] for k, v in views.items()})]
         all_times = [times]
-        if timeline:
-            tx, t_times = self._timeline_inputs(y, name, info)
+        flags = []
+        if y_timeline is not None:
+            tx, t_times, lufs = self._timeline_inputs(y_timeline, name, info)
             x.append(tx)
             all_times += t_times
-        return {"x": np.concatenate(x), "times": all_times, "duration": len(y) / self.config.audio.sample_rate}
+            flags = self._window_flags(lufs)
+        return {"x": np.concatenate(x), "times": all_times, "duration": info.duration,
+                "content": self._check_track(win, info, views["mel"]), "window_flags": flags}
 
-    def _timeline_inputs(self, y: np.ndarray, name: str, info) -> tuple[np.ndarray, list[tuple]]:
-        """(B, D) inputs of the timeline windows, and their (start, end, looped).
+    def _timeline_inputs(self, y: np.ndarray, name: str, info) -> tuple[np.ndarray, list[tuple], np.ndarray]:
+        """(B, D) inputs of the timeline windows, their (start, end, looped) and loudness.
 
         The spectral views come from each window, loudness-normalised on its own, as in
         training. The encoder sees the whole track once, at the level of the track window (its
@@ -146,7 +151,7 @@ class UnifiedModel(Predictor):
         share the encoder's work, so the timeline costs about one pass over the track instead of
         two, and level changes along the track stay visible to the model.
         """
-        wins, times = self._timeline_windows(y, name)  # (local: files run in threads)
+        wins, times, lufs = self._timeline_windows(y, name)  # (local: files run in threads)
         tfront = self._front(self.config.timeline_audio())
         step = max(1, TIMELINE_CHUNK_SAMPLES // wins.shape[1])
         arrays = {"mel": [], "coch": []}
@@ -158,13 +163,16 @@ class UnifiedModel(Predictor):
         gain = np.float32(10.0 ** (info.gain_db / 20.0))
         starts_s = [t[0] for t in times]
         for enc_name, enc in tfront.encoders.items():
+            if not hasattr(enc, "frame_sequence"):  # an encoder without frames: each window on its own
+                views[enc_name] = np.stack([enc.embed(tfront.encoder_input(w, None, enc)).pooled for w in wins])
+                continue
             y_enc = tfront.encoder_input(y * gain, info, enc)
             frames = enc.frame_sequence(y_enc)
             hop = enc.front_end.hop_length / enc.sample_rate
             n = int(round(self.config.timeline_window / hop))
             embs = enc.embed_segments(frames, [int(round(s / hop)) for s in starts_s], n)
             views[enc_name] = np.stack([e.pooled for e in embs])
-        return self._inputs(tfront, views), times
+        return self._inputs(tfront, views), times, lufs
 
     # -- the network -------------------------------------------------------------------------
     def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -179,16 +187,17 @@ class UnifiedModel(Predictor):
         sv, sa = out["va"][:, 0], out["va"][:, 1]
         pv = _sigmoid(self.calibration["valence"][0] * sv + self.calibration["valence"][1])
         pa = _sigmoid(self.calibration["arousal"][0] * sa + self.calibration["arousal"][1])
-        # the signs of the scores and of P - 1/2 agree only if the intercepts are ~0; the
-        # quadrant follows the probabilities, which is what the page and the card both show
-        pq = np.stack([pa * pv, pa * (1 - pv), (1 - pa) * (1 - pv), (1 - pa) * pv], axis=1)
+        # the scores are centred where the calibrated P is 1/2, so that their signs, the sides
+        # of P and the quadrant always agree
+        cv, ca = (-b / a if a > 0 else 0.0 for a, b in (self.calibration[d] for d in ("valence", "arousal")))
+        pq = quadrant_probs(pa, pv)
         fields = []
         for i in range(len(x)):
             q = int(np.argmax(pq[i])) + 1
             f = {"arousal": float(pa[i]), "valence": float(pv[i]), "quadrant": q,
                  "quadrant_word": QUADRANT_WORDS[q], "quadrant_probs": tuple(float(p) for p in pq[i]),
-                 "confidence": float(pq[i, q - 1]),
-                 "arousal_score": float(np.tanh(sa[i])), "valence_score": float(np.tanh(sv[i]))}
+                 "certainty": float(pq[i, q - 1]),
+                 "arousal_score": float(np.tanh(sa[i] - ca)), "valence_score": float(np.tanh(sv[i] - cv))}
             if "mirex" in out:
                 c = int(np.argmax(out["mirex"][i])) + 1
                 f["mood_cluster"], f["mood_words"] = c, CLUSTERS[c]

@@ -34,18 +34,18 @@ def register(sub) -> None:
 
 def _find_checkpoint(path: Path) -> Path:
     if path.is_dir():
-        for name in ("best.pt", "model.pkl"):  # a network's checkpoint, or a classical model
+        for name in ("best.pt", "model.skops", "model.pkl"):  # a network, or a classical model (.pkl: refused)
             if (path / name).is_file():
                 return path / name
-        raise FileNotFoundError(f"{path}: no best.pt or model.pkl here (a run folder needs no --data: "
+        raise FileNotFoundError(f"{path}: no best.pt or model.skops here (a run folder needs no --data: "
                                 "it prints its table)")
     return path
 
 
 def _load_trained(ckpt_path: Path):
     """``(model, data_info, train_config)`` of a network checkpoint or of a classical model
-    (``model.pkl``, whose data description is in the ``results.json`` beside it)."""
-    if ckpt_path.suffix == ".pkl":
+    (``model.skops``, whose data description is in the ``results.json`` beside it)."""
+    if ckpt_path.suffix in (".skops", ".pkl"):
         from ..models.classical import ClassicalModel
 
         model = ClassicalModel.load(ckpt_path)

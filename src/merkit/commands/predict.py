@@ -2,7 +2,9 @@
 
 Files or folders (searched recursively for wav, flac, ogg, mp3, aiff and MIDI). Each file gets a
 row; a file that cannot be read gets an error entry and the others go on; the exit status is 1
-when any file failed.
+when any file failed. Input that holds no music (silence, a steady tone, noise:
+:mod:`merkit.content`) gets a "not music" row (``status`` not_music) and no emotion; it is not
+a failure.
 """
 from __future__ import annotations
 
@@ -14,9 +16,9 @@ import sys
 from pathlib import Path
 
 FORMATS = ("table", "json", "csv")
-CSV_FIELDS = ("path", "window_start", "window_end", "quadrant", "quadrant_word", "arousal", "valence",
-              "confidence", "q1", "q2", "q3", "q4", "arousal_score", "valence_score", "mood_cluster",
-              "mood_words", "looped", "error")
+CSV_FIELDS = ("path", "status", "window_start", "window_end", "quadrant", "quadrant_word", "arousal",
+              "valence", "certainty", "q1", "q2", "q3", "q4", "arousal_score", "valence_score",
+              "view_agreement", "mood_cluster", "mood_words", "looped", "warning", "error")
 
 
 def register(sub) -> None:
@@ -25,8 +27,9 @@ def register(sub) -> None:
                                    "P(positive valence), the Russell quadrant (Q1 happy/excited, Q2 "
                                    "angry/tense, Q3 sad/depressed, Q4 calm/relaxed), continuous "
                                    "valence/arousal scores in [-1, 1] and mood words (the shipped "
-                                   "unified model), and a confidence: the quadrant's probability "
-                                   "(unified model) or DAMER's cross-view reliability exp(-JS).")
+                                   "unified model), and the certainty: the probability of that "
+                                   "quadrant. Silence, steady tones and noise are reported as not "
+                                   "music, with no emotion.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio/MIDI files or folders")
     p.add_argument("--model", action="append", metavar="FILE",
                    help="model file: a merkit model or a `merkit train` best.pt; repeat for one "
@@ -35,6 +38,12 @@ def register(sub) -> None:
                    help="also predict sliding windows (10 s every 5 s for the default model)")
     p.add_argument("--plot", metavar="DIR", help="with --timeline: write DIR/<file>.png per track "
                                                  "(V and A over time, and the path on the V-A plane)")
+    p.add_argument("--timeline-max-minutes", type=float, default=None, metavar="MIN",
+                   help="the timeline covers at most the first MIN minutes of a file (default "
+                        "10; memory and time grow with it, the track result does not)")
+    p.add_argument("--no-content-check", dest="content_check", action="store_false",
+                   help="give an emotion even for silence, steady tones and noise (see README: "
+                        "Reliability)")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the output here (default: stdout)")
     p.add_argument("--workers", type=int, default=None, help="decoding threads (default: up to 4)")
@@ -45,16 +54,18 @@ def register(sub) -> None:
 def _rows(res) -> list[dict]:
     """Flat CSV/table rows of one FileResult: the track, then its timeline windows."""
     if not res.ok:
-        return [{"path": res.path, "error": res.error}]
+        return [{"path": res.path, "kind": "track", "status": res.status, "error": res.error}]
     rows = []
     for kind, p in [("track", res.prediction)] + [("window", w) for w in (res.timeline or [])]:
         q = p.quadrant_probs or (None,) * 4
-        rows.append({"path": res.path, "kind": kind, "window_start": round(p.start, 3),
+        rows.append({"path": res.path, "kind": kind, "status": "ok" if p.warning is None else "not_music",
+                     "window_start": round(p.start, 3),
                      "window_end": round(p.end, 3), "quadrant": p.quadrant, "quadrant_word": p.quadrant_word,
-                     "arousal": p.arousal, "valence": p.valence, "confidence": p.confidence,
+                     "arousal": p.arousal, "valence": p.valence, "certainty": p.certainty,
                      "q1": q[0], "q2": q[1], "q3": q[2], "q4": q[3], "arousal_score": p.arousal_score,
-                     "valence_score": p.valence_score, "mood_cluster": p.mood_cluster,
-                     "mood_words": p.mood_words, "looped": p.looped, "error": ""})
+                     "valence_score": p.valence_score, "view_agreement": p.view_agreement,
+                     "mood_cluster": p.mood_cluster, "mood_words": p.mood_words, "looped": p.looped,
+                     "warning": p.warning or "", "error": ""})
     return rows
 
 
@@ -65,20 +76,27 @@ def _fmt(x, nd=3) -> str:
 def format_table(results) -> str:
     """A readable table: one line per track (and per window with --timeline)."""
     moods = any(r.ok and r.prediction.mood_words for r in results)
-    lines = [f"{'file':<40} {'time (s)':>13}  {'quadrant':<19} {'P(A high)':>9} {'P(V pos)':>8} {'conf':>5}"
+    lines = [f"{'file':<40} {'time (s)':>14}  {'quadrant':<19} {'P(A high)':>9} {'P(V pos)':>8} {'cert.':>5}"
              + ("  mood (MIREX cluster)" if moods else "")]
     for res in results:
         name = res.path if len(res.path) <= 40 else "…" + res.path[-39:]
         if not res.ok:
-            lines.append(f"{name:<40} error: {res.error}")
+            lines.append(f"{name:<40} {res.error}" if res.not_music else f"{name:<40} error: {res.error}")
             continue
         for kind, p in [("track", res.prediction)] + [("window", w) for w in (res.timeline or [])]:
             label = name if kind == "track" else ""
-            span = f"{p.start:6.1f}-{p.end:<6.1f}"
+            span = f"{p.start:6.1f}-{p.end:<6.1f}" + ("*" if p.looped else " ")
+            if p.warning:
+                lines.append(f"{label:<40} {span:>14}  {p.warning}")
+                continue
             quad = f"Q{p.quadrant} {p.quadrant_word}" if p.quadrant else "-"
             mood = f"  {p.mood_words.split(',')[0]} (C{p.mood_cluster})" if p.mood_words else ""
-            lines.append(f"{label:<40} {span:>13}  {quad:<19} {_fmt(p.arousal):>9} {_fmt(p.valence):>8} "
-                         f"{_fmt(p.confidence, 2):>5}{mood}")
+            lines.append(f"{label:<40} {span:>14}  {quad:<19} {_fmt(p.arousal):>9} {_fmt(p.valence):>8} "
+                         f"{_fmt(p.certainty, 2):>5}{mood}")
+        if res.note:
+            lines.append(f"{'':<40} note: {res.note}")
+    if any(r.ok and (r.prediction.looped or any(w.looped for w in r.timeline or [])) for r in results):
+        lines.append("* looped: the clip is shorter than the window and was repeated to fill it")
     return "\n".join(lines) + "\n"
 
 
@@ -103,6 +121,35 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def check_outputs(output: str | None, plot: str | None) -> None:
+    """Refuse unusable output paths before any work is done (not after an hour of predictions)."""
+    if output:
+        out = Path(output)
+        if out.is_dir():
+            raise ValueError(f"-o {output}: is a folder; give a file name (e.g. {out / 'predictions.csv'})")
+        parent = out.parent if str(out.parent) else Path(".")
+        existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            raise ValueError(f"-o {output}: cannot write in {existing}")
+    if plot:
+        d = Path(plot)
+        if d.exists() and not d.is_dir():
+            raise ValueError(f"--plot {plot}: exists and is not a folder; --plot takes a folder for the PNGs")
+        existing = next((p for p in [d, *d.parents] if p.exists()), Path("."))
+        if not os.access(existing, os.W_OK):
+            raise ValueError(f"--plot {plot}: cannot write in {existing}")
+
+
+def plot_paths(files: list[Path], folder: Path) -> dict[str, Path]:
+    """One PNG per input, unique even when names repeat: the inputs' paths below their common
+    folder are mirrored under ``folder`` (``a/1.mp3`` → ``folder/a/1.mp3.png``)."""
+    resolved = [Path(f).resolve() for f in files]
+    if len(resolved) == 1:
+        return {str(files[0]): folder / (resolved[0].name + ".png")}
+    common = Path(os.path.commonpath([str(p.parent) for p in resolved]))
+    return {str(f): folder / r.relative_to(common).with_name(r.name + ".png") for f, r in zip(files, resolved)}
+
+
 def run(args) -> int:
     from tqdm.auto import tqdm
 
@@ -110,26 +157,56 @@ def run(args) -> int:
 
     if args.plot and not args.timeline:
         raise ValueError("--plot needs --timeline")
+    check_outputs(args.output, args.plot)
+    if args.timeline_max_minutes is not None and not args.timeline_max_minutes > 0:
+        raise ValueError(f"--timeline-max-minutes must be > 0, got {args.timeline_max_minutes}")
     model = load_model(args.model if args.model else None)
+    if args.timeline_max_minutes is not None:
+        model.timeline_max_seconds = 60.0 * args.timeline_max_minutes
+    if not args.content_check:
+        from ..content import ContentCheck
+
+        model.content_check = ContentCheck(enabled=False)
     files = find_inputs(args.paths)
     if not files:
         raise ValueError(f"no audio or MIDI files found in {' '.join(args.paths)}")
+    pngs = plot_paths(files, Path(args.plot)) if args.plot else {}
     results = []
     # disable=None: a bar on a terminal only; a single file needs none
     bar = tqdm(total=len(files), unit="file", disable=None if args.progress and len(files) > 1 else True,
                file=sys.stderr)
-    for res in model.analyse_files(files, timeline=args.timeline, workers=args.workers):
-        results.append(res)
-        if res.ok and args.plot:
-            plot_timeline(res, Path(args.plot) / (Path(res.path).name + ".png"))
-        bar.update()
-    bar.close()
-    text = render(results, args.format, {"description": repr(model)})
+    complete = False
+    try:
+        for res in model.analyse_files(files, timeline=args.timeline, workers=args.workers):
+            results.append(res)
+            if res.ok and args.plot:
+                try:
+                    plot_timeline(res, pngs[res.path])
+                except (OSError, ValueError) as e:  # a plot that cannot be written costs only itself
+                    print(f"merkit predict: {res.path}: plot not written: {e}", file=sys.stderr)
+            bar.update()
+        complete = True
+    finally:
+        bar.close()
+        # written even when the run stops early (Ctrl-C, a crash): what was computed is kept
+        _emit(results, args, repr(model), complete=complete, total=len(files))
+    failed = [r for r in results if r.status == "error"]
+    not_music = [r for r in results if r.status == "not_music"]
+    if not_music:
+        print(f"merkit predict: {len(not_music)} of {len(results)} file(s) hold no music (no emotion given)",
+              file=sys.stderr)
+    if failed:
+        print(f"merkit predict: {len(failed)} of {len(results)} file(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _emit(results, args, description: str, *, complete: bool, total: int) -> None:
+    if not complete and not results:
+        return
+    if not complete:
+        print(f"merkit predict: stopped after {len(results)} of {total} file(s); writing those", file=sys.stderr)
+    text = render(results, args.format, {"description": description})
     if args.output:
         _write_atomic(Path(args.output), text)
     else:
         sys.stdout.write(text)
-    failed = [r for r in results if not r.ok]
-    if failed:
-        print(f"merkit predict: {len(failed)} of {len(results)} file(s) failed", file=sys.stderr)
-    return 1 if failed else 0

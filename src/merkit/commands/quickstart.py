@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import time
+import shutil
 from pathlib import Path
 
 
 def register(sub) -> None:
     p = sub.add_parser("quickstart", help="generate a synthetic corpus, extract, train DAMER, evaluate (~5 min)",
                        description=__doc__.split("\n\n")[0] + " " + __doc__.split("\n\n")[2])
-    p.add_argument("-o", "--out", default="merkit_quickstart", help="working folder (default: %(default)s)")
+    p.add_argument("-o", "--out", default=None,
+                   help="working folder, ~300 MB (default: <cache>/quickstart, i.e. $MERKIT_CACHE/quickstart "
+                        "or ~/.cache/merkit/quickstart)")
     p.add_argument("--tracks", type=int, default=240, help="synthetic tracks (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=15, help="DAMER training epochs (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
@@ -25,7 +28,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def quickstart(out: str | Path = "merkit_quickstart", *, n_tracks: int = 240, epochs: int = 15, seed: int = 0,
+def quickstart(out: str | Path, *, n_tracks: int = 240, epochs: int = 15, seed: int = 0,
                workers: int | None = None, progress: bool = True, log=print) -> dict:
     from ..config import ModelConfig, TrainConfig
     from ..data.memo2496 import load_memo2496
@@ -46,6 +49,8 @@ def quickstart(out: str | Path = "merkit_quickstart", *, n_tracks: int = 240, ep
         name = {"a": "arousal", "v": "valence"}[label]
         log(f"[{step}/4] training DAMER on {name} ({epochs} epochs, split: synthetic train/val/test)")
         cfg = TrainConfig(label=label, epochs=epochs, split="official", seed=seed, batch_size=64)
+        if (out / "runs" / name).exists():  # a rerun: corpus and features are reused, training is fresh
+            shutil.rmtree(out / "runs" / name)
         res = train(fs, ModelConfig(), cfg, out / "runs" / name, seeds=[seed], progress=progress,
                     data_ref=str(out / "features"))
         results[name] = res
@@ -70,6 +75,10 @@ def format_results(results: dict) -> str:
 
 
 def run(args) -> int:
-    quickstart(args.out, n_tracks=args.tracks, epochs=args.epochs, seed=args.seed, workers=args.workers,
+    from ..data.paths import cache_dir
+
+    out = args.out if args.out else cache_dir("quickstart")
+    print(f"merkit quickstart: working folder {out}", flush=True)
+    quickstart(out, n_tracks=args.tracks, epochs=args.epochs, seed=args.seed, workers=args.workers,
                progress=not args.no_progress)
     return 0

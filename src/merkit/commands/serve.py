@@ -1,9 +1,14 @@
 """merkit serve [--host 127.0.0.1] [--port 8000]: the local web page and JSON endpoint."""
 from __future__ import annotations
 
+import os
+import sys
+
+TOKEN_ENV = "MERKIT_TOKEN"
+
 
 def register(sub) -> None:
-    from ..web import DEFAULT_MAX_UPLOAD_MB
+    from ..web import DEFAULT_MAX_MINUTES, DEFAULT_MAX_UPLOAD_MB
 
     p = sub.add_parser("serve", help="local web page: drop a file, see its emotion and timeline",
                        description="Start a local web app: open http://HOST:PORT/ and drop a file. "
@@ -15,7 +20,25 @@ def register(sub) -> None:
                    help="model file, repeat for one per task (default: the shipped model)")
     p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
                    help=f"largest accepted upload in MB (default: {DEFAULT_MAX_UPLOAD_MB:g})")
+    p.add_argument("--max-minutes", type=float, default=DEFAULT_MAX_MINUTES,
+                   help=f"longest accepted audio in minutes (default: {DEFAULT_MAX_MINUTES:g})")
+    p.add_argument("--token", default=None,
+                   help=f"require this token on /api/predict (default: ${TOKEN_ENV} if set, else none)")
     p.set_defaults(func=run)
+
+
+def check_flags(args) -> None:
+    """Flag values that would otherwise fail deep inside uvicorn (or be silently accepted)."""
+    if not 1 <= args.port <= 65535:
+        raise ValueError(f"--port must be 1-65535, got {args.port}")
+    if not args.max_upload_mb > 0:
+        raise ValueError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
+    if not args.max_minutes > 0:
+        raise ValueError(f"--max-minutes must be > 0, got {args.max_minutes}")
+
+
+def is_local(host: str) -> bool:
+    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
 
 
 def run(args) -> int:
@@ -26,7 +49,15 @@ def run(args) -> int:
                            "run ./install.sh or pip install merkit") from None
     from ..predict import load_model
 
+    check_flags(args)
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    if not is_local(args.host):
+        print(f"merkit serve: WARNING: listening on {args.host}: anyone who can reach this machine can use "
+              "the server" + ("" if token else f", and it has NO authentication (set --token or ${TOKEN_ENV})")
+              + ". Uploads are decoded by libsndfile; expose it only on networks you trust.", file=sys.stderr)
     model = load_model(args.model if args.model else None)
-    print(f"merkit serve: http://{args.host}:{args.port}/  (Ctrl-C to stop)")
-    serve(model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb)
+    print(f"merkit serve: http://{args.host}:{args.port}/  (Ctrl-C to stop)"
+          + ("; token required on /api/predict" if token else ""))
+    serve(model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
+          max_minutes=args.max_minutes, token=token)
     return 0

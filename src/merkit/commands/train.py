@@ -60,6 +60,10 @@ def register(sub) -> None:
                         "multi-corpus model on musicnn embeddings; --data takes a comma-separated list")
     p.add_argument("--kd-weight", type=float, default=None,
                    help="unified: weight of distillation from per-corpus teachers (default 0: off)")
+    p.add_argument("--inputs", default=None, metavar="VIEWS",
+                   help="unified: comma-separated model inputs (default musicnn,tonal). tonal: key/chord "
+                        "summary from the cochleagram; madmom: madmom's key/chord networks (pip install "
+                        "'merkit[madmom]'; CC BY-NC-SA models); any encoder view (musicnn_mtt)")
     p.add_argument("--seeds", type=int, nargs="+", metavar="SEED", help="seeds to run (default: 0)")
     p.add_argument("--run-dir", "--out-dir", metavar="DIR",
                    help="output folder (default: runs/<data>_<label>_<model>_<time>)")

@@ -17,7 +17,21 @@ import numpy as np
 
 from ..training.loop import write_text
 
-VIEWS = ("mel", "coch", "musicnn")
+DEFAULT_INPUTS = ("musicnn", "tonal")
+
+
+def parse_inputs(spec: str | None) -> tuple[str, ...]:
+    """``--inputs``: "tonal" (from the cochleagram) or encoder views; at least one encoder."""
+    from ..config import ConfigError
+    from ..encoders import ENCODERS
+
+    names = tuple(dict.fromkeys(s.strip() for s in (spec or ",".join(DEFAULT_INPUTS)).split(",") if s.strip()))
+    unknown = [n for n in names if n != "tonal" and n not in ENCODERS]
+    if unknown:
+        raise ConfigError(f"--inputs: unknown input {unknown[0]!r}; inputs: tonal, {', '.join(sorted(ENCODERS))}")
+    if not any(n in ENCODERS for n in names):
+        raise ConfigError("--inputs needs at least one encoder view (e.g. musicnn)")
+    return names
 
 
 def run_unified(args) -> int:
@@ -32,9 +46,16 @@ def run_unified(args) -> int:
     if not args.data:
         raise ValueError("--data is required: a comma-separated list of feature folders or dataset names")
     specs = [s.strip() for s in args.data.split(",") if s.strip()]
+    inputs = parse_inputs(getattr(args, "inputs", None))
+    views = ("mel", "coch", *(n for n in inputs if n != "tonal"))
     corpora = []
     for spec in specs:
-        c = corpus_from_features(load_features(spec, views=VIEWS), ("musicnn", "tonal"))
+        fs = load_features(spec, views=views)
+        missing = [n for n in views[2:] if n not in fs.embeddings]
+        if missing:
+            raise ValueError(f"{spec}: no {missing[0]!r} view; extract it with "
+                             f"`merkit extract ... --views {','.join(views)}`")
+        c = corpus_from_features(fs, inputs)
         if c.name in {x.name for x in corpora}:
             c.name = f"{c.name}_{len(corpora)}"
         corpora.append(c)
@@ -46,7 +67,7 @@ def run_unified(args) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"unified_{time.strftime('%Y%m%d-%H%M%S')}"
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ValueError(f"{run_dir}: exists and is not empty; use another --run-dir")
-    mcfg = UnifiedConfig(input_dim=corpora[0].x.shape[1])
+    mcfg = UnifiedConfig(input_dim=corpora[0].x.shape[1], inputs=inputs)
     per_seed = []
     for seed in seeds:
         cfg = UnifiedTrainConfig(**{**UnifiedTrainConfig().to_dict(), **overrides, "seed": seed})

@@ -18,13 +18,15 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from .manifest import Track, quadrant_from_va
+from ..audio import AUDIO_EXTENSIONS, MIDI_EXTENSIONS
+from .manifest import Track, check_utf8, quadrant_from_va
 from .paths import DatasetError
 
 log = logging.getLogger(__name__)
 
 SOURCE = "generic"
-AUDIO_EXTS = ("wav", "flac", "ogg", "mp3", "mid", "midi")
+# the formats `merkit predict` reads too (merkit.audio): a folder gives the same files to both
+AUDIO_EXTS = tuple(e.lstrip(".") for e in AUDIO_EXTENSIONS + MIDI_EXTENSIONS)
 ID_COLUMNS = ("track_id", "file", "filename")
 AROUSAL_COLUMNS = ("arousal", "label_a")
 VALENCE_COLUMNS = ("valence", "label_v")
@@ -38,8 +40,9 @@ def list_audio(audio_dir: str | os.PathLike, exts=AUDIO_EXTS) -> list[Path]:
     if not audio_dir.is_dir():
         raise DatasetError(f"{audio_dir}: audio folder not found")
     exts = {e.lower() for e in exts}
+    # a dangling symbolic link is listed too, so that it is reported as a failure, not skipped
     return sorted(p for p in audio_dir.rglob("*")
-                  if p.suffix[1:].lower() in exts and p.is_file()
+                  if p.suffix[1:].lower() in exts and (p.is_file() or (p.is_symlink() and not p.exists()))
                   and not any(part.startswith(".") for part in p.relative_to(audio_dir).parts))
 
 
@@ -112,6 +115,7 @@ def generic_manifest(audio_dir: str | os.PathLike, labels_csv: str | os.PathLike
     lookup.update({p.relative_to(audio_dir).as_posix(): p for p in files})  # exact paths always win
     ids = _track_ids(files, audio_dir)
 
+    check_utf8(labels_csv)
     with open(labels_csv, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh, skipinitialspace=True)
         columns = [c.strip() for c in (reader.fieldnames or [])]

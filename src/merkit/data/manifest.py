@@ -63,8 +63,22 @@ def write_manifest(tracks: Iterable[Track], path: str | os.PathLike) -> Path:
     return path
 
 
+def check_utf8(path: str | os.PathLike) -> None:
+    """Raise ValueError naming ``path`` unless it is UTF-8 text (label and manifest CSVs are
+    small; Python's own decode error does not say which file it was)."""
+    try:
+        Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8 CSV") from None
+
+
 def read_manifest(path: str | os.PathLike) -> list[Track]:
     path = Path(path)
+    check_utf8(path)
+    return _read_manifest(path)
+
+
+def _read_manifest(path: Path) -> list[Track]:
     tracks = []
     with open(path, newline="", encoding="utf-8") as fh:
         for i, row in enumerate(csv.DictReader(fh), start=2):

@@ -120,10 +120,10 @@ def load_memo2496(root: str | os.PathLike, *, mmap: bool = True) -> FeatureSet:
     if missing:
         raise LayoutError(f"{root}: not a Memo2496-layout folder, missing {', '.join(missing)}")
     mode = "r" if mmap else None
-    mel = np.load(root / MEL_FILE, mmap_mode=mode)
-    coch = np.load(root / COCH_FILE, mmap_mode=mode)
-    la = _check_labels(np.load(root / LABEL_A_FILE), LABEL_A_FILE, root)
-    lv = _check_labels(np.load(root / LABEL_V_FILE), LABEL_V_FILE, root)
+    mel = _load_npy(root / MEL_FILE, mode)
+    coch = _load_npy(root / COCH_FILE, mode)
+    la = _check_labels(_load_npy(root / LABEL_A_FILE), LABEL_A_FILE, root)
+    lv = _check_labels(_load_npy(root / LABEL_V_FILE), LABEL_V_FILE, root)
     n = mel.shape[0]
     for name, arr in ((COCH_FILE, coch), (LABEL_A_FILE, la), (LABEL_V_FILE, lv)):
         if arr.shape[0] != n:
@@ -137,7 +137,11 @@ def load_memo2496(root: str | os.PathLike, *, mmap: bool = True) -> FeatureSet:
                         group=str(i)) for i in range(n)]
     info = None
     if (root / FEATURES_FILE).is_file():
-        info = json.loads((root / FEATURES_FILE).read_text())
+        try:
+            info = json.loads((root / FEATURES_FILE).read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise LayoutError(f"{root / FEATURES_FILE}: not valid JSON ({e})") from None
+        _check_shapes(root, info, mel, coch)
     embeddings = {}
     for view in (info or {}).get("views", []):
         if view in _VIEW_FILES:
@@ -146,9 +150,39 @@ def load_memo2496(root: str | os.PathLike, *, mmap: bool = True) -> FeatureSet:
             if not (root / view_file(name)).is_file():
                 raise LayoutError(f"{root / FEATURES_FILE} lists the view {view!r} but "
                                   f"{root / view_file(name)} is missing")
-            embeddings[name] = np.load(root / view_file(name), mmap_mode=mode)
+            embeddings[name] = _load_npy(root / view_file(name), mode)
+            dims = ((info.get("encoders") or {}).get(view) or {})
+            want = dims.get("dim") if name == view else dims.get("seq_dim")
+            if want is not None and embeddings[name].shape[-1] != want:
+                raise LayoutError(f"{root / view_file(name)}: last axis {embeddings[name].shape[-1]}, but "
+                                  f"{FEATURES_FILE} says {want}")
+            if embeddings[name].shape[0] != n:
+                raise LayoutError(f"{root / view_file(name)}: {embeddings[name].shape[0]} rows, but {MEL_FILE} has {n}")
     return FeatureSet(mel=mel, coch=coch, label_a=la, label_v=lv, tracks=tracks, root=root, feature_info=info,
                       embeddings=embeddings)
+
+
+def _load_npy(path: Path, mmap_mode=None) -> np.ndarray:
+    """np.load with the file's name in every error (a truncated file otherwise says only "mmap
+    length is greater than file size")."""
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise LayoutError(f"{path}: not a readable .npy array (truncated or corrupt?): {e}") from None
+
+
+def _check_shapes(root: Path, info: dict, mel: np.ndarray, coch: np.ndarray) -> None:
+    """The arrays have the bands and frames ``features.json`` says they were made with."""
+    f, g = info.get("features") or {}, info.get("geometry") or {}
+    frames = g.get("n_frames", f.get("n_frames"))
+    for file, arr, bands in ((MEL_FILE, mel, f.get("n_mels")), (COCH_FILE, coch, f.get("n_gammatone"))):
+        if arr.ndim != 3:
+            raise LayoutError(f"{root / file}: expected (tracks, bands, frames), got shape {arr.shape}")
+        want = (bands, frames)
+        got = arr.shape[1:]
+        if any(w is not None and w != x for w, x in zip(want, got)):
+            raise LayoutError(f"{root / file}: {got[0]} bands x {got[1]} frames, but {FEATURES_FILE} says "
+                              f"{bands} x {frames}")
 
 
 def _save_npy_atomic(path: Path, arr: np.ndarray) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .manifest import Track, read_manifest
+from .manifest import Track, check_utf8, read_manifest
 from .paths import DatasetError, cache_dir, shared_data_root
 
 log = logging.getLogger(__name__)
@@ -158,6 +158,7 @@ def get_manifest(name: str, **options) -> list[Track]:
 
 
 def _csv_columns(path: Path) -> list[str]:
+    check_utf8(path)
     with open(path, newline="", encoding="utf-8-sig") as fh:
         header = next(csv.reader(fh, skipinitialspace=True), [])
     return [c.strip() for c in header]

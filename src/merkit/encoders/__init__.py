@@ -60,11 +60,20 @@ def _musicnn(checkpoint: str) -> Callable[..., Encoder]:
     return make
 
 
+def _madmom(**kw) -> Encoder:
+    from .madmom_tonal import MadmomTonalEncoder
+
+    return MadmomTonalEncoder(**kw)
+
+
 # name -> factory. "musicnn" is the Million Song Dataset checkpoint: preferred for anything
 # scored on Emotify, whose recordings come from Magnatune like MagnaTagATune's (MTT) training data.
 ENCODERS: dict[str, Callable[..., Encoder]] = {
     "musicnn": _musicnn("MSD_musicnn"),
     "musicnn_mtt": _musicnn("MTT_musicnn"),
+    # optional (pip install 'merkit[madmom]'; models CC BY-NC-SA 4.0): key and chord networks,
+    # summarised like merkit.features.tonal
+    "madmom": _madmom,
 }
 
 

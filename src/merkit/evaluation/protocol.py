@@ -120,6 +120,12 @@ def make_splits(fs: FeatureSet, label: str, *, threshold: float = 0.0, mode: str
     if len(idx) == 0:
         where = f" in {fs.root}" if fs.root else ""
         raise ValueError(f"no track{where} has a known {label!r} label")
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2 and not regression:
+        where = f" in {fs.root}" if fs.root else ""
+        raise ValueError(f"every labelled track{where} ({len(idx)}) is in one {label!r} class ({classes[0]}), "
+                         f"with threshold {threshold:g}: there is nothing to learn, and accuracy would be "
+                         "1.000. Check the labels (and --threshold)")
     groups = track_groups(fs, idx)
     if mode == "protocol":
         train, test = stratified_group_split(y, groups, test_size, seed)

@@ -134,7 +134,15 @@ def chord_name(index: int) -> str:
 def tonal_summary(chroma: np.ndarray, hop_seconds: float, *, min_match: float = MIN_MATCH) -> np.ndarray:
     """The :data:`TONAL_NAMES` vector (float32) of one chroma sequence (12, T)."""
     chords = chord_sequence(chroma, min_match=min_match)
-    r = key_scores(chroma, chords)
+    return summarise(key_scores(chroma, chords), chords, hop_seconds)
+
+
+def summarise(key_score: np.ndarray, chords: np.ndarray, hop_seconds: float) -> np.ndarray:
+    """The :data:`TONAL_NAMES` vector of 24 key scores (C..B major, then C..B minor; higher is
+    more likely) and a chord index per frame (0-11 major, 12-23 minor triads on C..B, -1 none)
+    ``hop_seconds`` apart. Shared by the chroma rules here and :mod:`merkit.encoders.madmom_tonal`."""
+    r = np.asarray(key_score, dtype=np.float64)
+    chords = np.asarray(chords)
     best_major, best_minor = r[:12].max(), r[12:].max()
     k = int(np.argmax(r))
     tonic = k % 12
@@ -146,11 +154,11 @@ def tonal_summary(chroma: np.ndarray, hop_seconds: float, *, min_match: float = 
     changes = float((v[1:] != v[:-1]).sum()) if len(v) > 1 else 0.0
     seconds = max(len(chords) * hop_seconds, 1e-9)
     rel = np.zeros(24)
-    for c in v:
-        rel[(c // 12) * 12 + (c % 12 - tonic) % 12] += 1
+    np.add.at(rel, (v // 12) * 12 + (v % 12 - tonic) % 12, 1.0)
     rel /= n_voiced
+    no_chord = 1.0 - voiced.mean() if len(chords) else 1.0
     out = np.concatenate([[best_major - best_minor, r[k], float(k < 12), major, minor, changes / seconds,
-                           1.0 - voiced.mean()], rel])
+                           no_chord], rel])
     return out.astype(np.float32)
 
 
@@ -187,5 +195,5 @@ def hop_seconds_from_info(feature_info: dict | None) -> float:
     return float(g["hop"]) / float(feature_info["audio"]["sample_rate"])
 
 
-__all__ = ["energy_chroma", "estimate_key", "key_correlations", "key_scores", "chord_sequence", "chord_name", "tonal_summary",
+__all__ = ["energy_chroma", "estimate_key", "key_correlations", "key_scores", "chord_sequence", "chord_name", "tonal_summary", "summarise",
            "tonal_features", "hop_seconds_from_info", "TONAL_NAMES", "KK_MAJOR", "KK_MINOR"]

@@ -16,13 +16,16 @@ part. The test part never reaches :meth:`ClassicalModel.fit`.
 >>> model = ClassicalModel("svm", n_classes=2, feature_info=fs.feature_info)
 >>> report = model.fit(mel_tr, coch_tr, y_tr, mel_val, coch_val, y_val)   # report["chosen"]
 >>> proba = model.predict_heads(mel_te, coch_te)["out"]                   # (N, 2)
->>> model.save("runs/svm_a/model.pkl"); model = ClassicalModel.load("runs/svm_a/model.pkl")
+>>> model.save("runs/svm_a/model.skops"); model = ClassicalModel.load("runs/svm_a/model.skops")
+
+Model files are written with ``skops.io``, which stores the fitted estimator as data, and read
+back only if every type in them is on :data:`TRUSTED_TYPES` (the scikit-learn classes these
+baselines use): a model file cannot run code. Pickled files (``.pkl``, merkit < 0.2) are refused.
 """
 from __future__ import annotations
 
 import math
 import os
-import pickle
 import platform
 import warnings
 from pathlib import Path
@@ -44,6 +47,15 @@ from ..evaluation.metrics import accuracy, ccc
 from ..features.descriptors import N_MFCC, handcrafted_descriptors, mean_mfcc
 
 KINDS = ("svm", "logreg")
+# The only types outside skops's own safe list that a merkit classical model file may hold (the
+# calibration internals of CalibratedClassifierCV and the estimators above); anything else in a
+# file makes ClassicalModel.load refuse it.
+TRUSTED_TYPES = ("sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration",
+                 "sklearn.compose._target.TransformedTargetRegressor", "sklearn.svm._classes.SVC",
+                 "sklearn.svm._classes.SVR", "sklearn.linear_model._logistic.LogisticRegression",
+                 "sklearn.linear_model._ridge.Ridge", "sklearn.preprocessing._data.StandardScaler",
+                 "sklearn.pipeline.Pipeline", "sklearn.calibration.CalibratedClassifierCV",
+                 "sklearn.model_selection._split.StratifiedKFold", "sklearn.model_selection._split.KFold")
 # Exponentially spaced grids, as Hsu, Chang & Lin ("A practical guide to support vector
 # classification", 2003, §3.2) recommend for C; each spans the library default (C = 1,
 # alpha = 1) by decades. RBF gamma stays at sklearn's "scale", 1 / n_features on standardised
@@ -324,8 +336,8 @@ class ClassicalModel:
     # --- persistence ------------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Pickle the fitted model with its settings and library versions, atomically (a
-        temporary file renamed over ``path``)."""
+        """Write the fitted model with its settings and library versions (``skops.io``, no
+        pickle), atomically (a temporary file renamed over ``path``)."""
         if self.estimator is None:
             raise RuntimeError("ClassicalModel is not fitted: nothing to save")
         from .. import __version__
@@ -340,24 +352,39 @@ class ClassicalModel:
             "versions": {"merkit": str(__version__), "sklearn": sklearn.__version__,
                          "numpy": np.__version__, "python": platform.python_version()},
         }
+        import skops.io as sio
+
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
+        sio.dump(payload, tmp)
         os.replace(tmp, path)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ClassicalModel":
-        """Read a model written by :meth:`save`. Unpickling runs code: load only trusted files."""
+        """Read a model written by :meth:`save`; refuses any file holding a type outside
+        :data:`TRUSTED_TYPES` (and any pickle), so loading never runs code from the file."""
+        import skops.io as sio
+
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such model file")
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head[:1] == b"\x80" or path.suffix == ".pkl":
+            raise ValueError(f"{path}: a pickled model file; merkit no longer unpickles model files (that "
+                             "can run any code). Retrain with this version (it writes model.skops)")
         try:
-            with open(path, "rb") as f:
-                payload = pickle.load(f)
-        except Exception as e:  # garbage can fail unpickling in many ways
-            raise ValueError(f"{path}: not a readable merkit classical model "
-                             f"({type(e).__name__}: {e})") from None
+            untrusted = sio.get_untrusted_types(file=path)
+        except Exception as e:  # not a zip, or not skops's layout
+            raise ValueError(f"{path}: not a readable merkit classical model ({type(e).__name__}: {e})") from None
+        refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
+        if refused:
+            raise ValueError(f"{path}: refused, it holds types a merkit classical model never does: "
+                             f"{', '.join(refused[:5])}")
+        try:
+            payload = sio.load(path, trusted=list(untrusted))
+        except Exception as e:
+            raise ValueError(f"{path}: not a readable merkit classical model ({type(e).__name__}: {e})") from None
         if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
             raise ValueError(f"{path}: not a merkit classical model file")
         if payload.get("format_version") != FILE_VERSION:

@@ -22,13 +22,13 @@ from ..evaluation.protocol import head_metrics, make_splits, track_groups
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.pkl"
+MODEL_FILE = "model.skops"
 
 
 def fit_classical(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str | os.PathLike, *,
                   resume: bool = False) -> dict:
     """Fit one seed of classical model ``model_cfg.name`` (``svm`` or ``logreg``) into ``run_dir``
-    (``model.pkl``, ``results.json``) and return the same record as :func:`~merkit.training.loop.fit`."""
+    (``model.skops``, ``results.json``) and return the same record as :func:`~merkit.training.loop.fit`."""
     from ..models.classical import ClassicalModel
     from .loop import RESULTS, _usable, data_description, write_json
 

@@ -7,7 +7,13 @@
     GET  /api/health        {"status": "ok", "model": ...}
     POST /api/predict       multipart form, field "file" (optional query timeline=0 to skip the
                             timeline) -> FileResult.to_dict() plus "filename"; 4xx with
-                            {"ok": false, "error": "..."} for bad uploads
+                            {"ok": false, "error": "..."} for bad uploads, 5xx (JSON too) if
+                            the server itself fails; the server goes on serving
+
+Every answer is JSON (or the page); nothing is ever a plain-text 500. With a ``token``
+(``merkit serve --token`` or ``MERKIT_TOKEN``), /api/predict needs the header
+``Authorization: Bearer TOKEN`` (or ``?token=TOKEN``); the page asks for it once.
+Audio longer than ``max_minutes`` is refused (422) before any decoding.
 
 Uploads are limited in size (checked on the Content-Length header and again while the body
 streams in), stored only inside a fresh temporary directory that is removed after the
@@ -31,7 +37,7 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import DEFAULT_MAX_UPLOAD_MB
+from . import DEFAULT_MAX_MINUTES, DEFAULT_MAX_UPLOAD_MB
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +88,12 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def create_app(model=None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
-               max_concurrent: int = DEFAULT_MAX_CONCURRENT):
+               max_concurrent: int = DEFAULT_MAX_CONCURRENT, max_minutes: float = DEFAULT_MAX_MINUTES,
+               token: str | None = None):
     """The ASGI app. ``model``: any :class:`~merkit.predict.Predictor` (default: the shipped one)."""
+    import hmac
+
+    from ..audio import MIDI_EXTENSIONS, AudioError, open_info
     from ..predict import load_model
 
     model = model if model is not None else load_model()
@@ -91,16 +101,33 @@ def create_app(model=None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     slots = threading.BoundedSemaphore(max_concurrent)
 
     def analyse(upload_path: Path, timeline: bool):
+        if upload_path.suffix.lower() not in MIDI_EXTENSIONS:
+            try:
+                frames, sr = open_info(upload_path)
+            except AudioError:
+                frames, sr = 0, 1  # analyse_file gives the decoder's own message
+            if frames / sr > max_minutes * 60:
+                return f"audio too long ({frames / sr / 60:.1f} min; this server takes up to {max_minutes:g} min)"
         with slots:
             return model.analyse_file(upload_path, timeline=timeline)
+
+    def authorised(request: Request) -> bool:
+        if not token:
+            return True
+        given = request.headers.get("authorization", "")
+        given = given[7:] if given.lower().startswith("bearer ") else request.query_params.get("token", "")
+        return hmac.compare_digest(given.encode(), token.encode())
 
     async def index(request: Request):
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
     async def health(request: Request):
-        return JSONResponse({"status": "ok", "model": repr(model), "max_upload_mb": max_upload_mb})
+        return JSONResponse({"status": "ok", "model": repr(model), "max_upload_mb": max_upload_mb,
+                             "max_minutes": max_minutes, "token_required": bool(token)})
 
     async def predict(request: Request):
+        if not authorised(request):
+            return _error(401, "this server needs a token: Authorization: Bearer TOKEN")
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             return _error(415, "send the audio file as multipart/form-data in a field named 'file'")
         timeline = request.query_params.get("timeline", "1").lower() not in ("0", "false", "no")
@@ -124,6 +151,8 @@ def create_app(model=None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
                 if size == 0:
                     return _error(422, f"{name}: empty file (0 bytes)")
                 res = await run_in_threadpool(analyse, path, timeline)
+                if isinstance(res, str):
+                    return _error(422, f"{name}: {res}")
         out = res.to_dict()
         out["path"] = name
         out["filename"] = name
@@ -137,7 +166,13 @@ def create_app(model=None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
         # every error the page sees is JSON with a one-line message (malformed forms included)
         return _error(exc.status_code, str(exc.detail))
 
-    app = Starlette(exception_handlers={HTTPException: http_error}, routes=[
+    async def server_error(request: Request, exc: Exception):
+        # a failure of the server itself (a bug, out of memory): still JSON, and logged in full
+        log.exception("merkit serve: %s %s failed", request.method, request.url.path, exc_info=exc)
+        what = "out of memory" if isinstance(exc, MemoryError) else f"{type(exc).__name__}: {exc}"
+        return _error(500, f"the server failed on this request ({what}); it keeps serving")
+
+    app = Starlette(exception_handlers={HTTPException: http_error, Exception: server_error}, routes=[
         Route("/", index),
         Route("/api/health", health),
         Route("/api/predict", predict, methods=["POST"]),
@@ -148,8 +183,10 @@ def create_app(model=None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
 
 
 def serve(model=None, *, host: str = "127.0.0.1", port: int = 8000,
-          max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, log_level: str = "info") -> None:
+          max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_minutes: float = DEFAULT_MAX_MINUTES,
+          token: str | None = None, log_level: str = "info") -> None:
     """Run the app with uvicorn until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(model, max_upload_mb=max_upload_mb), host=host, port=port, log_level=log_level)
+    uvicorn.run(create_app(model, max_upload_mb=max_upload_mb, max_minutes=max_minutes, token=token),
+                host=host, port=port, log_level=log_level)

@@ -11,8 +11,13 @@ function el(name, attrs, parent, text) {
   if (parent) parent.appendChild(e);
   return e;
 }
-// Position on the plane: 2P - 1 for each dimension (0 = undecided); SVG y grows downwards.
-const point = (p) => [2 * p.valence - 1, -(2 * p.arousal - 1)];
+// Position on the plane: 2P - 1 for each dimension (0 = undecided, also for a model without that
+// dimension); SVG y grows downwards.
+const half = (x) => (x === null || x === undefined ? 0.5 : x);
+const point = (p) => [2 * half(p.valence) - 1, -(2 * half(p.arousal) - 1)];
+const fmt = (x, nd = 2) => (x === null || x === undefined ? "\u2013" : x.toFixed(nd));
+// timeline windows without music (silence) carry a warning and no emotion: not drawn
+const musical = (timeline) => (timeline || []).filter((p) => !p.warning);
 
 function drawPlane(track, timeline) {
   const svg = $("va-plane");
@@ -58,7 +63,7 @@ function drawTimeline(timeline) {
   }
   el("text", {x: (L + W - R) / 2, y: H - 6, "text-anchor": "middle", "font-size": 11, fill: "#666"}, svg,
      `time (s), ${t0.toFixed(0)}\u2013${t1.toFixed(0)}`);
-  const series = [["valence", "#2a2"], ["arousal", "#d33"]];
+  const series = [["valence", "#2a2"], ["arousal", "#d33"]].filter(([key]) => timeline.some((p) => p[key] !== null));
   series.forEach(([key, color], i) => {
     el("polyline", {points: timeline.map((p, j) => `${sx(t[j])},${sy(p[key])}`).join(" "), fill: "none",
                     stroke: color, "stroke-width": 2, class: `series-${key}`}, svg);
@@ -68,14 +73,14 @@ function drawTimeline(timeline) {
 
 function show(data) {
   const p = data.prediction;
-  $("quadrant").textContent = `Q${p.quadrant}`;
-  $("quadrant-word").textContent = p.quadrant_word;
-  $("arousal").textContent = p.arousal.toFixed(2);
-  $("valence").textContent = p.valence.toFixed(2);
-  $("confidence").textContent = p.confidence.toFixed(2);
-  // the unified model's confidence is the quadrant's probability; DAMER's is view agreement
-  $("confidence-note").textContent = p.mood_words ? "probability of the quadrant"
-                                                  : "view agreement exp(\u2212JS), 0.5\u20131";
+  $("quadrant").textContent = p.quadrant ? `Q${p.quadrant}` : "\u2013";
+  $("quadrant-word").textContent = p.quadrant_word || "this model predicts one dimension only";
+  $("arousal").textContent = fmt(p.arousal);
+  $("valence").textContent = fmt(p.valence);
+  $("certainty").textContent = fmt(p.certainty);
+  // certainty: the probability of the answer; DAMER's agreement of its two views is shown beside it
+  $("certainty-note").textContent = (p.quadrant ? "probability of the quadrant" : "probability of the answer") +
+    (p.view_agreement !== null && p.view_agreement !== undefined ? `; view agreement ${fmt(p.view_agreement)}` : "");
   $("mood-card").hidden = !p.mood_words;
   if (p.mood_words) {
     $("mood").textContent = `cluster ${p.mood_cluster}`;
@@ -83,14 +88,21 @@ function show(data) {
   }
   $("meta").textContent = `${data.filename}: ${data.duration.toFixed(1)} s; track window ` +
     `${p.start.toFixed(1)}\u2013${p.end.toFixed(1)} s${p.looped ? " (short clip, looped)" : ""}; ` +
-    `${(data.timeline || []).length} timeline windows`;
-  drawPlane(p, data.timeline);
-  drawTimeline(data.timeline);
+    `${(data.timeline || []).length} timeline windows` +
+    (musical(data.timeline).length < (data.timeline || []).length ? " (silent ones not drawn)" : "") +
+    (data.note ? `; ${data.note}` : "");
+  drawPlane(p, musical(data.timeline));
+  drawTimeline(musical(data.timeline));
   $("result").hidden = false;
 }
 
 let maxUploadMB = null;  // from /api/health: refuse oversize files before sending them
-fetch("/api/health").then((r) => r.json()).then((h) => { maxUploadMB = h.max_upload_mb; }).catch(() => {});
+let token = new URLSearchParams(location.search).get("token");  // servers started with --token
+let tokenRequired = false;
+fetch("/api/health").then((r) => r.json()).then((h) => {
+  maxUploadMB = h.max_upload_mb;
+  tokenRequired = h.token_required;
+}).catch(() => {});
 
 function fail(message) {
   $("status").textContent = "";
@@ -110,7 +122,10 @@ async function upload(file) {
   form.append("file", file, file.name);
   let data;
   try {
-    const resp = await fetch("/api/predict?timeline=1", {method: "POST", body: form});
+    if (tokenRequired && !token) token = window.prompt("This merkit server needs its access token:");
+    const headers = token ? {Authorization: `Bearer ${token}`} : {};
+    const resp = await fetch("/api/predict?timeline=1", {method: "POST", body: form, headers});
+    if (resp.status === 401) token = null;  // ask again next time
     const text = await resp.text();
     try { data = JSON.parse(text); } catch (e) { data = {ok: false, error: `server error ${resp.status}`}; }
   } catch (e) {

@@ -1,0 +1,355 @@
+"""Bad input, as a new user would try it: every case through the CLI in a fresh process, with
+what merkit did, whether a traceback or a confident answer leaked out, and the peak memory.
+
+    python bench/reliability.py                 # writes bench/results/reliability.md (+ .json)
+    python bench/reliability.py --quick         # without the 10-hour files
+
+Each case runs ``python -m merkit ...`` in its own process; its peak RSS comes from
+``os.wait4``. A case passes when merkit did what the README's reliability section promises
+(the ``expect`` column). The CI suite runs a fast subset of these as tests (tests/test_content.py,
+test_serve.py, test_extract.py, test_classical.py, test_memo2496.py, test_predict.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+SHARED = Path(os.environ.get("MERKIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SR = 44_100
+MEMORY_BOUND_MB = 1000  # the bound README states for any input (predict, extract, serve)
+
+
+def run(argv: list[str], cwd: Path, timeout: float = 1800, env: dict | None = None) -> dict:
+    """Run ``python -m merkit ARGV``; its exit code, output and peak RSS (MB)."""
+    out, err = cwd / "stdout.txt", cwd / "stderr.txt"
+    t0 = time.perf_counter()
+    with open(out, "wb") as fo, open(err, "wb") as fe:
+        p = subprocess.Popen([sys.executable, "-m", "merkit", *argv], cwd=cwd, stdout=fo, stderr=fe,
+                             env={**os.environ, **(env or {})})
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                p.kill()
+                pid, status, ru = os.wait4(p.pid, 0)
+                break
+            time.sleep(0.05)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return {"rc": p.returncode, "out": out.read_text(errors="replace"), "err": err.read_text(errors="replace"),
+            "rss_mb": ru.ru_maxrss / 1024, "seconds": time.perf_counter() - t0}
+
+
+def write_long_flac(path: Path, hours: float) -> None:
+    """A silent FLAC of ``hours`` (written block by block: a few MB on disk)."""
+    block = np.zeros((SR * 60, 2), dtype=np.int16)
+    with sf.SoundFile(path, "w", samplerate=SR, channels=2, subtype="PCM_16", format="FLAC") as f:
+        for _ in range(int(hours * 60)):
+            f.write(block)
+
+
+def melody(seconds: float, seed: int = 0) -> np.ndarray:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import melody as m
+
+    return m(seconds, SR, seed=seed)
+
+
+# ---- cases --------------------------------------------------------------------------------------
+
+def audio_cases(d: Path, rng) -> list[dict]:
+    n = 75 * SR
+    t = np.arange(n) / SR
+    files = {
+        "digital silence (75 s)": ("silence.wav", np.zeros(n)),
+        "DC offset": ("dc.wav", np.full(n, 0.5)),
+        "full-scale white noise": ("white.flac", rng.uniform(-1, 1, n)),
+        "1 kHz test tone": ("tone.wav", 0.5 * np.sin(2 * np.pi * 1000 * t)),
+        "50 Hz hum": ("hum.wav", 0.5 * np.sin(2 * np.pi * 50 * t)),
+        "generated melody": ("melody.wav", melody(75.0)),
+        "3 s clip (looped)": ("short.wav", melody(3.0, seed=1)),
+        "0.5 s clip": ("tiny.wav", melody(0.5, seed=2)),
+        "8 kHz mono": ("lowrate.wav", None),
+        "192 kHz": ("highrate.wav", None),
+        "8 channels": ("eight.wav", None),
+    }
+    cases = []
+    for name, (fname, y) in files.items():
+        p = d / fname
+        if fname == "lowrate.wav":
+            sf.write(p, melody(40.0, 3)[::5], 8820)
+        elif fname == "highrate.wav":
+            import soxr
+
+            sf.write(p, soxr.resample(melody(40.0, 4), SR, 192_000), 192_000)
+        elif fname == "eight.wav":
+            sf.write(p, np.stack([melody(40.0, 5)] * 8, axis=1), SR)
+        else:
+            sf.write(p, np.asarray(y, dtype=np.float32), SR, subtype="FLOAT" if fname.endswith("wav") else "PCM_16")
+        expect = ("not music" if name in ("digital silence (75 s)", "DC offset", "full-scale white noise",
+                                         "1 kHz test tone", "50 Hz hum")
+                  else "error: too short" if fname == "tiny.wav" else "emotion")
+        cases.append({"case": name, "argv": ["predict", str(p), "--format", "json", "--no-progress"],
+                      "expect": expect})
+    bad = {"empty file": ("empty.wav", b""), "random bytes named .mp3": ("random.mp3", rng.bytes(50_000)),
+           "text named .wav": ("text.wav", b"this is not audio\n" * 100)}
+    for name, (fname, data) in bad.items():
+        (d / fname).write_bytes(data)
+        cases.append({"case": name, "argv": ["predict", str(d / fname), "--format", "json", "--no-progress"],
+                      "expect": "error"})
+    wav = d / "melody.wav"
+    data = wav.read_bytes()
+    (d / "truncated.wav").write_bytes(data[:len(data) // 3])
+    cases.append({"case": "truncated wav", "argv": ["predict", str(d / "truncated.wav"), "--format", "json",
+                                                    "--no-progress"], "expect": "emotion"})
+    y = melody(30.0, 6)
+    y[1000:2000] = np.nan
+    sf.write(d / "nan.wav", y, SR, subtype="FLOAT")
+    cases.append({"case": "NaN samples", "argv": ["predict", str(d / "nan.wav"), "--format", "json", "--no-progress"],
+                  "expect": "error"})
+    return cases
+
+
+def folder_cases(d: Path) -> list[dict]:
+    music = d / "folder"
+    for sub in ("a", "b", "c"):
+        (music / sub).mkdir(parents=True)
+        sf.write(music / sub / "1.flac", melody(20.0, seed=ord(sub)), SR)
+    sf.write(music / "x.aiff", melody(20.0, seed=9), SR, format="AIFF")
+    (music / "gone.mp3").symlink_to(d / "does-not-exist.mp3")
+    (d / "exists.png").write_bytes(b"x")
+    (d / "outdir").mkdir()
+    return [
+        {"case": "folder: dangling symlink, .aiff, three 1.flac", "expect": "4 emotions + 1 error, 4 PNGs",
+         "argv": ["predict", str(music), "--timeline", "--plot", str(d / "plots"), "--format", "csv",
+                  "-o", str(d / "folder.csv"), "--no-progress"], "check": "plots"},
+        {"case": "predict -o EXISTING_DIR", "expect": "error before any work",
+         "argv": ["predict", str(music), "-o", str(d / "outdir"), "--no-progress"]},
+        {"case": "predict --plot EXISTING_FILE", "expect": "error before any work",
+         "argv": ["predict", str(music), "--timeline", "--plot", str(d / "exists.png"), "--no-progress"]},
+        {"case": "extract folder with dangling symlink and .aiff", "expect": "4 extracted, 1 failure listed",
+         "argv": ["extract", str(music), "-o", str(d / "feats"), "--workers", "0", "--no-progress"],
+         "check": "extract"},
+    ]
+
+
+def data_cases(d: Path, rng) -> list[dict]:
+    feats = d / "feats_bad"
+    (feats / "labels").mkdir(parents=True)
+    np.save(feats / "mel_spec.npy", np.zeros((40, 64, 87), np.float32))
+    np.save(feats / "cochlegram.npy", np.zeros((40, 84, 87), np.float32))
+    np.save(feats / "labels" / "label_a.npy", np.ones(40, np.float32))
+    np.save(feats / "labels" / "label_v.npy", np.ones(40, np.float32))
+    (feats / "features.json").write_text(json.dumps({"features": {"n_mels": 128, "n_gammatone": 84},
+                                                     "geometry": {"n_frames": 87}}))
+    onec = d / "feats_oneclass"
+    (onec / "labels").mkdir(parents=True)
+    for f in ("mel_spec.npy", "cochlegram.npy"):
+        np.save(onec / f, rng.standard_normal((60, 128 if f.startswith("mel") else 84, 87)).astype(np.float32))
+    np.save(onec / "labels" / "label_a.npy", np.ones(60, np.float32))
+    np.save(onec / "labels" / "label_v.npy", np.ones(60, np.float32))
+    trunc = d / "feats_trunc"
+    shutil.copytree(onec, trunc)
+    raw = (trunc / "cochlegram.npy").read_bytes()
+    (trunc / "cochlegram.npy").write_bytes(raw[:len(raw) // 2])
+    (d / "labels_latin1.csv").write_bytes("track_id,path,label_a,label_v\n1,caf\xe9.wav,0.1,0.2\n".encode("latin-1"))
+
+    class Exploit:
+        def __reduce__(self):
+            return os.system, (f"touch {d / 'PWNED'}",)
+
+    run_dir = d / "evil_run"
+    run_dir.mkdir()
+    (run_dir / "model.pkl").write_bytes(pickle.dumps(Exploit()))
+    return [
+        {"case": "64-band Mel, features.json says 128", "expect": "error naming the file",
+         "argv": ["train", "--data", str(feats), "--epochs", "1", "--no-progress"]},
+        {"case": "labels all one class", "expect": "error: nothing to learn",
+         "argv": ["train", "--data", str(onec), "--epochs", "1", "--no-progress"]},
+        {"case": "truncated .npy", "expect": "error naming the file",
+         "argv": ["train", "--data", str(trunc), "--epochs", "1", "--no-progress"]},
+        {"case": "non-UTF-8 manifest CSV", "expect": "error naming the file",
+         "argv": ["extract", str(d / "labels_latin1.csv"), "-o", str(d / "f2"), "--workers", "0", "--no-progress"]},
+        {"case": "evaluate a pickled model.pkl with os.system inside", "expect": "refused, nothing run",
+         "argv": ["evaluate", str(run_dir / "model.pkl")], "check": "pwned"},
+        {"case": "serve --port 99999", "expect": "error", "argv": ["serve", "--port", "99999"]},
+        {"case": "serve --max-upload-mb -5", "expect": "error", "argv": ["serve", "--max-upload-mb", "-5"]},
+    ]
+
+
+def long_cases(d: Path) -> list[dict]:
+    long = d / "ten_hours.flac"
+    if not long.exists():
+        write_long_flac(long, 10.0)
+    return [
+        {"case": "10-hour silent FLAC: predict", "expect": f"not music, < {MEMORY_BOUND_MB} MB",
+         "argv": ["predict", str(long), "--format", "json", "--no-progress"], "memory": True},
+        {"case": "10-hour silent FLAC: predict --timeline", "expect": f"not music, < {MEMORY_BOUND_MB} MB",
+         "argv": ["predict", str(long), "--timeline", "--format", "json", "--no-progress"], "memory": True},
+        {"case": "10-hour silent FLAC: predict --timeline --no-content-check", "expect":
+         f"timeline of the first 10 min + note, < {MEMORY_BOUND_MB} MB",
+         "argv": ["predict", str(long), "--timeline", "--no-content-check", "--format", "json", "--no-progress"],
+         "memory": True},
+        {"case": "10-hour silent FLAC: extract (2 workers)", "expect": f"1 track extracted, < {MEMORY_BOUND_MB} MB per process",
+         "argv": ["extract", str(long.parent / "long_only"), "-o", str(d / "feats_long"), "--workers", "0",
+                  "--no-progress"], "memory": True, "setup": "long_only"},
+    ]
+
+
+def judge(case: dict, r: dict, d: Path) -> tuple[str, bool]:
+    """(what merkit did, in one line; whether that is what README promises)."""
+    text = r["out"] + r["err"]
+    tb = "Traceback" in text
+    exp = case["expect"]
+    what = ""
+    ok = not tb
+    res = None
+    try:
+        res = json.loads(r["out"])["results"][0] if r["out"].lstrip().startswith("{") else None
+    except (ValueError, KeyError, IndexError):
+        res = None
+    if res is not None:
+        if res["status"] == "ok":
+            p = res["prediction"]
+            what = f"Q{p['quadrant']} {p['quadrant_word']}, certainty {p['certainty']:.2f}"
+            if res.get("note"):
+                what += f"; note: {res['note']}"
+        else:
+            what = res["error"].replace(str(d), "…")
+    else:
+        lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+        what = (lines[-1] if lines else "(no output)").replace(str(d), "…")
+    if exp == "not music" or exp.startswith("not music,"):
+        ok &= res is not None and res["status"] == "not_music"
+    elif exp == "emotion":
+        ok &= res is not None and res["status"] == "ok"
+    elif exp.startswith("error"):
+        ok &= r["rc"] != 0 and res is None or (res is not None and res["status"] == "error")
+    if case.get("memory"):
+        ok &= r["rss_mb"] < MEMORY_BOUND_MB
+    if case.get("check") == "plots":
+        pngs = sorted(p.relative_to(d / "plots").as_posix() for p in (d / "plots").rglob("*.png"))
+        rows = (d / "folder.csv").read_text().splitlines() if (d / "folder.csv").exists() else []
+        errors = [r for r in rows if ",error," in r]
+        what = f"{len(pngs)} PNGs ({', '.join(pngs)}); {len(errors)} error row(s)"
+        ok &= len(pngs) == 4 and len(errors) == 1
+    if case.get("check") == "extract":
+        fails = (d / "feats" / "failures.csv").read_text().splitlines()[1:] if (d / "feats" / "failures.csv").exists() else []
+        n = len(np.load(d / "feats" / "labels" / "label_a.npy")) if (d / "feats" / "labels" / "label_a.npy").exists() else 0
+        what = f"{n} extracted; failures.csv: {len(fails)} ({fails[0].split(',')[-1][:60] if fails else ''})"
+        ok &= n == 4 and len(fails) == 1
+    if case.get("check") == "pwned":
+        ok &= not (d / "PWNED").exists() and r["rc"] != 0
+    if exp == "error before any work":
+        ok &= r["rc"] != 0 and r["seconds"] < 30
+    return what[:150], bool(ok)
+
+
+def kill_case(d: Path) -> dict:
+    """merkit extract killed with SIGKILL: do its workers go too?"""
+    audio = d / "kill_audio"
+    audio.mkdir()
+    for i in range(40):
+        sf.write(audio / f"{i:02d}.wav", melody(30.0, seed=100 + i), SR)
+    p = subprocess.Popen([sys.executable, "-m", "merkit", "extract", str(audio), "-o", str(d / "kill_out"),
+                          "--workers", "2", "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def children():
+        out = []
+        for x in os.listdir("/proc"):
+            if x.isdigit():
+                try:
+                    if int(open(f"/proc/{x}/stat").read().rsplit(")", 1)[1].split()[1]) == p.pid:
+                        out.append(int(x))
+                except OSError:
+                    pass
+        return out
+
+    def alive(pid):
+        try:
+            return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    kids = []
+    for _ in range(600):
+        kids = children()
+        if len(kids) >= 3 and (d / "kill_out" / ".partial").exists():
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    time.sleep(5.0)
+    left = [k for k in kids if alive(k)]
+    for k in left:
+        os.kill(k, signal.SIGKILL)
+    return {"case": "extract killed with SIGKILL mid-run", "expect": "no process left",
+            "what": f"{len(kids)} child processes before, {len(left)} left 5 s after", "ok": not left and bool(kids),
+            "rc": -9, "rss_mb": None}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="skip the 10-hour files")
+    ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
+    args = ap.parse_args(argv)
+    rng = np.random.default_rng(0)
+    d = Path(args.work or tempfile.mkdtemp(prefix="merkit-reliability-"))
+    d.mkdir(parents=True, exist_ok=True)
+    cases = audio_cases(d, rng) + folder_cases(d) + data_cases(d, rng)
+    if not args.quick:
+        (d / "long_only").mkdir(exist_ok=True)
+        cases += long_cases(d)
+        if not (d / "long_only" / "ten_hours.flac").exists():
+            os.link(d / "ten_hours.flac", d / "long_only" / "ten_hours.flac")
+    rows = []
+    for case in cases:
+        work = d / f"run_{len(rows):02d}"
+        work.mkdir(exist_ok=True)
+        r = run(case["argv"], work, env=case.get("env"))
+        what, ok = judge(case, r, d)
+        rows.append({"case": case["case"], "expect": case["expect"], "rc": r["rc"], "what": what,
+                     "rss_mb": round(r["rss_mb"]), "seconds": round(r["seconds"], 1), "ok": ok,
+                     "traceback": "Traceback" in r["out"] + r["err"]})
+        print(f"{'ok ' if ok else 'BAD'} {case['case']}: {what} (rc {r['rc']}, {r['rss_mb']:.0f} MB)", flush=True)
+    if sys.platform.startswith("linux"):
+        k = kill_case(d)
+        rows.append({**k, "seconds": None, "traceback": False})
+        print(f"{'ok ' if k['ok'] else 'BAD'} {k['case']}: {k['what']}", flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    meta = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            "date": time.strftime("%Y-%m-%d"), "memory_bound_mb": MEMORY_BOUND_MB}
+    (RESULTS / "reliability.json").write_text(json.dumps({"protocol": meta, "rows": rows}, indent=2) + "\n")
+    lines = ["# Reliability (`python bench/reliability.py`)", "",
+             f"{meta['machine']}; {meta['date']}. Each case: `python -m merkit ...` in a fresh process; "
+             "peak RSS of that process (os.wait4). ✓: merkit did what README's Reliability section promises.", "",
+             "| case | expected | exit | what merkit did | peak RSS (MB) | traceback | |",
+             "|---|---|--:|---|--:|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['case']} | {r['expect']} | {r['rc']} | {r['what'].replace('|', '/')} | "
+                     f"{r['rss_mb'] if r['rss_mb'] is not None else '—'} | {'yes' if r['traceback'] else 'no'} | "
+                     f"{'✓' if r['ok'] else '✗'} |")
+    (RESULTS / "reliability.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
