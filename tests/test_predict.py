@@ -5,6 +5,7 @@ import csv
 import io
 import json
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import soundfile as sf
 import torch
 
 import merkit
+import merkit.predict
 from conftest import melody
 from merkit.cli import main
 from merkit.config import ModelConfig
@@ -264,3 +266,86 @@ def test_import_merkit_is_lazy():
     code = "import sys, merkit; assert 'torch' not in sys.modules; print(merkit.load_model.__module__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "merkit.predict"
+
+
+def test_decoder_chatter_stays_out_of_the_output(tmp_path):
+    """libmpg123 prints resync notes for a damaged MP3 straight to descriptor 2; `merkit
+    predict` keeps them out of its output (MERKIT_NATIVE_STDERR=1 lets them through)."""
+    import os
+    import subprocess
+    import sys
+
+    sf.write(tmp_path / "x.mp3", music(20.0, sr=22_050), 22_050)
+    b = bytearray((tmp_path / "x.mp3").read_bytes())
+    rng = np.random.default_rng(0)
+    for i in rng.integers(1000, len(b) - 1000, 40):
+        b[i:i + 50] = rng.bytes(50)
+    (tmp_path / "x.mp3").write_bytes(bytes(b))
+    cmd = [sys.executable, "-m", "merkit", "predict", str(tmp_path / "x.mp3"), "--no-progress"]
+    env = {k: v for k, v in os.environ.items() if k != "MERKIT_NATIVE_STDERR"}
+    loud = subprocess.run(cmd, capture_output=True, text=True, env={**env, "MERKIT_NATIVE_STDERR": "1"})
+    assert "Illegal Audio-MPEG-Header" in loud.stderr  # the file does make libmpg123 talk
+    quiet = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert "Illegal Audio-MPEG-Header" not in quiet.stderr + quiet.stdout
+    assert "x.mp3" in quiet.stdout and "Traceback" not in quiet.stderr
+
+
+def test_cli_outputs_checked_before_work_and_kept_after_late_failures(tmp_path, monkeypatch, capsys):
+    model = save_tiny(tmp_path / "m.pt")
+    for sub in ("a", "b", "c"):  # three inputs with the same name
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        sf.write(tmp_path / "in" / sub / "1.wav", music(12.0, freq=300.0 + ord(sub)), SR)
+    sf.write(tmp_path / "in" / "short.wav", music(4.0), SR)
+    (tmp_path / "outdir").mkdir()
+    (tmp_path / "file.png").write_bytes(b"x")
+    calls = []
+    monkeypatch.setattr(merkit.predict.Predictor, "analyse_files",
+                        lambda self, *a, **k: calls.append(1) or iter(()))
+    with pytest.raises(ValueError, match="is a folder"):
+        from merkit.commands.predict import check_outputs
+
+        check_outputs(str(tmp_path / "outdir"), None)
+    assert main(["predict", str(tmp_path / "in"), "--model", str(model), "-o", str(tmp_path / "outdir")]) == 1
+    assert main(["predict", str(tmp_path / "in"), "--model", str(model), "--timeline",
+                 "--plot", str(tmp_path / "file.png")]) == 1
+    assert not calls  # refused before any prediction ran
+    assert "is a folder" in capsys.readouterr().err
+    monkeypatch.undo()
+
+    # equal names get one PNG each; a plot that fails costs only itself
+    import merkit.commands.predict as cmd
+
+    real = merkit.predict.plot_timeline
+    monkeypatch.setattr(merkit.predict, "plot_timeline",
+                        lambda res, path: (_ for _ in ()).throw(OSError("disk full")) if "short" in str(path)
+                        else real(res, path))
+    rc = main(["predict", str(tmp_path / "in"), "--model", str(model), "--timeline", "--plot",
+               str(tmp_path / "plots"), "--format", "csv", "-o", str(tmp_path / "o.csv")])
+    assert rc == 0 and "plot not written: disk full" in capsys.readouterr().err
+    assert sorted(p.relative_to(tmp_path / "plots").as_posix() for p in (tmp_path / "plots").rglob("*.png")) == [
+        "a/1.wav.png", "b/1.wav.png", "c/1.wav.png"]
+    rows = list(csv.DictReader(open(tmp_path / "o.csv")))
+    assert len({r["path"] for r in rows}) == 4
+
+    # a run stopped half-way (Ctrl-C) still writes the rows it computed
+    real_files = merkit.predict.Predictor.analyse_files
+
+    def interrupted(self, paths, **kw):
+        it = real_files(self, paths, **kw)
+        yield next(it)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(merkit.predict.Predictor, "analyse_files", interrupted)
+    assert main(["predict", str(tmp_path / "in"), "--model", str(model), "--format", "csv",
+                 "-o", str(tmp_path / "partial.csv")]) == 130
+    assert len(list(csv.DictReader(open(tmp_path / "partial.csv")))) == 1
+    assert "stopped after 1 of 4" in capsys.readouterr().err
+    assert cmd.plot_paths([Path("x/1.wav")], Path("p")) == {"x/1.wav": Path("p/1.wav.png")}
+
+
+def test_looped_windows_are_marked_in_the_table(tmp_path, capsys):
+    model = save_tiny(tmp_path / "m.pt")
+    sf.write(tmp_path / "short.wav", music(5.0), SR)
+    assert main(["predict", str(tmp_path / "short.wav"), "--model", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert "0.0-5.0*" in out and "* looped" in out

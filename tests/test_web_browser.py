@@ -98,3 +98,43 @@ def test_upload_audio_and_bad_file(browser, site, tmp_path):
     err = wait.until(EC.visibility_of_element_located((By.ID, "error")))
     assert "shopping list.mp3" in err.text and "cannot decode" in err.text
     assert not browser.find_element(By.ID, "result").is_displayed()
+
+
+def test_not_music_and_every_model_kind_display(browser, tmp_path):
+    """Silence gets the not-music message, never a quadrant; a single-task DAMER model (only a
+    valence network, as `merkit train --label v` makes) shows its one dimension and no quadrant,
+    with no script error."""
+    import numpy as np
+
+    from merkit.predict import EmotionModel
+    from merkit.web.app import create_app
+    from test_predict import tiny_network
+
+    silent = tmp_path / "silence.wav"
+    sf.write(silent, np.zeros(30 * 44_100, dtype=np.float32), 44_100)
+    song = tmp_path / "song.wav"
+    sf.write(song, music(20.0), 44_100)
+    with running_server(create_app(EmotionModel({"v": tiny_network(2)}))) as url:
+        browser.get(url + "/")
+        wait = WebDriverWait(browser, TIMEOUT_S)
+        browser.find_element(By.ID, "file-input").send_keys(str(silent))
+        err = wait.until(EC.visibility_of_element_located((By.ID, "error")))
+        assert "not music" in err.text and "silence" in err.text
+        assert not browser.find_element(By.ID, "result").is_displayed()
+
+        browser.find_element(By.ID, "file-input").send_keys(str(song))
+        wait.until(EC.visibility_of_element_located((By.ID, "result")))
+        assert browser.find_element(By.ID, "quadrant").text == "\u2013"
+        assert browser.find_element(By.ID, "arousal").text == "\u2013"
+        v = float(browser.find_element(By.ID, "valence").text)
+        assert 0.0 <= v <= 1.0
+        assert 0.5 <= float(browser.find_element(By.ID, "certainty").text) <= 1.0
+        assert "view agreement" in browser.find_element(By.ID, "certainty-note").text
+        dot = browser.find_element(By.ID, "va-point")
+        assert float(dot.get_attribute("cx")) == pytest.approx(2 * v - 1, abs=0.011)
+        assert float(dot.get_attribute("cy")) == pytest.approx(0.0, abs=1e-9)  # no arousal: the axis
+        # only the valence series is drawn; the page raised no error
+        assert browser.find_elements(By.CSS_SELECTOR, "#timeline .series-valence")
+        assert not browser.find_elements(By.CSS_SELECTOR, "#timeline .series-arousal")
+        logs = [e for e in browser.get_log("browser") if e.get("source") == "javascript"]
+        assert not logs, logs

@@ -260,26 +260,26 @@ def read_mono(path: str | os.PathLike, sample_rate: int, *, seconds: float | Non
     frames, src_sr = open_info(path)
     stop = frames if seconds is None else min(frames, int(math.ceil(seconds * src_sr)))
     block = int(READ_BLOCK_SECONDS * src_sr)
-    parts, done = [], 0
+    y = np.empty(stop, dtype=np.float32)  # filled in place: one copy of the mono signal
+    done = 0
     try:
         with sf.SoundFile(str(path)) as f:
             while done < stop:
-                y = f.read(min(block, stop - done), dtype="float32", always_2d=True)
-                if len(y) == 0:
+                part = f.read(min(block, stop - done), dtype="float32", always_2d=True)
+                if len(part) == 0:
                     break
-                done += len(y)
-                if not np.isfinite(y).all():
-                    raise AudioError(f"{path}: {int((~np.isfinite(y)).sum())} NaN/Inf samples")
-                parts.append(downmix(y) if y.shape[1] > 1 else y[:, 0])
+                if not np.isfinite(part).all():
+                    raise AudioError(f"{path}: {int((~np.isfinite(part)).sum())} NaN/Inf samples")
+                y[done:done + len(part)] = downmix(part) if part.shape[1] > 1 else part[:, 0]
+                done += len(part)
     except AudioError:
         raise
     except Exception as e:
         msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise AudioError(f"{path}: cannot decode audio ({_decoder_message(msg)})") from None
-    if not parts:
+    if done == 0:
         raise AudioError(f"{path}: zero-length audio")
-    y = np.concatenate(parts)
-    del parts
+    y = y[:done]  # a truncated file ends early
     out = resample(y, src_sr, sample_rate)
     if seconds is not None:
         out = out[:int(round(seconds * sample_rate))]

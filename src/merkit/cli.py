@@ -15,6 +15,8 @@ COMMANDS = [
     "quickstart",
     "extract",
     "datasets",
+    "medleys",
+    "extract-dynamic",
     "train",
     "evaluate",
     "ablate",
@@ -33,8 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"merkit.commands.{name}").register(sub)
+        importlib.import_module(f"merkit.commands.{name.replace('-', '_')}").register(sub)
     return p
+
+
+# commands that decode user audio (libmpg123's notes on damaged MP3s would flood their output)
+QUIET_NATIVE_COMMANDS = ("predict", "extract", "serve", "medleys", "extract-dynamic")
 
 
 def normalise_flags(argv: list[str]) -> list[str]:
@@ -55,6 +61,10 @@ def normalise_flags(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(normalise_flags(sys.argv[1:] if argv is None else list(argv)))
+    if args.command in QUIET_NATIVE_COMMANDS:  # before logging binds a handler to sys.stderr
+        from .stdio import quiet_native_stderr
+
+        quiet_native_stderr()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s: %(message)s", stream=sys.stderr)
     if not getattr(args, "func", None):

@@ -85,15 +85,20 @@ class FrontEnd:
             d["encoders"] = {name: enc.info() for name, enc in self.encoders.items()}
         return d
 
-    def encoder_input(self, win: np.ndarray, info: AudioInfo | None, enc: Encoder) -> np.ndarray:
-        """The analysis window as ``enc`` takes it: at its sample rate and at its level."""
+    def encoder_input(self, win: np.ndarray, info: AudioInfo | None, enc: Encoder, *,
+                      gain: float = 1.0) -> np.ndarray:
+        """The analysis window as ``enc`` takes it: at its sample rate and at its level.
+        ``gain``: a linear gain the window has not had yet (the timeline passes the raw track
+        and the track window's gain), applied after resampling, in the same multiply."""
         y = resample(win, self.audio.sample_rate, enc.sample_rate)
         target = getattr(enc, "target_lufs", None)
         # audio below the silence gate was left unscaled by the loudness step: leave it so here
         silent = info is not None and not (np.isfinite(info.loudness_lufs)
                                            and info.loudness_lufs >= self.audio.silence_lufs)
         if target is not None and self.audio.target_lufs is not None and not silent:
-            y = y * np.float32(10.0 ** ((target - self.audio.target_lufs) / 20.0))
+            gain *= 10.0 ** ((target - self.audio.target_lufs) / 20.0)
+        if gain != 1.0:
+            y = y * np.float32(gain)
         return np.ascontiguousarray(y, dtype=np.float32)
 
     def window(self, win: np.ndarray, info: AudioInfo | None = None) -> WindowViews:

@@ -31,7 +31,7 @@ from .config import AudioConfig
 from .data.manifest import QUADRANT_WORDS
 from .data.mirex_mood import CLUSTERS
 from .data.multi_corpus import GEMS_ORDER, assemble_inputs
-from .predict import (FP16_TOLERANCE, PREDICTOR_KEY, TIMELINE_CHUNK_SAMPLES, Prediction, Predictor, PredictorConfig,
+from .predict import (FP16_TOLERANCE, PREDICTOR_KEY, Prediction, Predictor, PredictorConfig,
                       quadrant_probs, reference_signal)
 
 REFERENCE_SR = 44_100
@@ -151,27 +151,33 @@ class UnifiedModel(Predictor):
         share the encoder's work, so the timeline costs about one pass over the track instead of
         two, and level changes along the track stay visible to the model.
         """
-        wins, times, lufs = self._timeline_windows(y, name)  # (local: files run in threads)
         tfront = self._front(self.config.timeline_audio())
-        step = max(1, TIMELINE_CHUNK_SAMPLES // wins.shape[1])
-        arrays = {"mel": [], "coch": []}
-        for i in range(0, len(wins), step):  # a few windows per call: bounded FFT temporaries
-            f = tfront.fx(wins[i:i + step])
+        arrays: dict[str, list] = {"mel": [], "coch": []}
+        frameless = [n for n, e in tfront.encoders.items() if not hasattr(e, "frame_sequence")]
+        times, lufs = [], []
+        for wins, t, l in self._timeline_chunks(y, name):  # a few windows at a time: bounded memory
+            f = tfront.fx(wins)
             arrays["mel"].append(f.mel)
             arrays["coch"].append(f.coch)
+            for enc_name in frameless:  # an encoder without frames: each window on its own
+                enc = tfront.encoders[enc_name]
+                arrays.setdefault(enc_name, []).append(
+                    np.stack([enc.embed(tfront.encoder_input(w, None, enc)).pooled for w in wins]))
+            times += t
+            lufs.append(l)
         views = {k: np.concatenate(v) for k, v in arrays.items()}
-        gain = np.float32(10.0 ** (info.gain_db / 20.0))
+        gain = float(10.0 ** (info.gain_db / 20.0))
         starts_s = [t[0] for t in times]
         for enc_name, enc in tfront.encoders.items():
-            if not hasattr(enc, "frame_sequence"):  # an encoder without frames: each window on its own
-                views[enc_name] = np.stack([enc.embed(tfront.encoder_input(w, None, enc)).pooled for w in wins])
+            if enc_name in frameless:
                 continue
-            y_enc = tfront.encoder_input(y * gain, info, enc)
+            y_enc = tfront.encoder_input(y, info, enc, gain=gain)  # the gain after resampling: no copy of y
             frames = enc.frame_sequence(y_enc)
             hop = enc.front_end.hop_length / enc.sample_rate
             n = int(round(self.config.timeline_window / hop))
             embs = enc.embed_segments(frames, [int(round(s / hop)) for s in starts_s], n)
             views[enc_name] = np.stack([e.pooled for e in embs])
+        lufs = np.concatenate(lufs)
         return self._inputs(tfront, views), times, lufs
 
     # -- the network -------------------------------------------------------------------------

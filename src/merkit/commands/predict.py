@@ -85,7 +85,7 @@ def format_table(results) -> str:
             continue
         for kind, p in [("track", res.prediction)] + [("window", w) for w in (res.timeline or [])]:
             label = name if kind == "track" else ""
-            span = f"{p.start:6.1f}-{p.end:<6.1f}" + ("*" if p.looped else " ")
+            span = f"{p.start:6.1f}-" + f"{p.end:.1f}{'*' if p.looped else ''}".ljust(7)
             if p.warning:
                 lines.append(f"{label:<40} {span:>14}  {p.warning}")
                 continue

@@ -127,6 +127,10 @@ def create_app(model=None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
 
     async def predict(request: Request):
         if not authorised(request):
+            # read (and drop) the body first: a client still sending would otherwise get a broken
+            # pipe instead of this answer (the body is size-limited by BodySizeLimit)
+            async for _ in request.stream():
+                pass
             return _error(401, "this server needs a token: Authorization: Bearer TOKEN")
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             return _error(415, "send the audio file as multipart/form-data in a field named 'file'")

@@ -1,0 +1,184 @@
+"""Time-varying (dynamic) valence/arousal labels: DEAM, PMEmo and emoMusic at 2 Hz.
+
+Every reader returns :class:`Curves`: per song, annotation times (seconds into the recording)
+and arousal / valence on [-1, 1] (0 = the scale's midpoint), the convention of the static labels
+(:mod:`merkit.data.static_va`):
+
+* **PMEmo** (``dynamic_annotations.csv``, long format ``musicId, frameTime, Arousal(mean),
+  Valence(mean)`` on [0, 1]): ``2 x - 1``. Ships with merkit's shared data.
+* **DEAM** (``annotations averaged per song/dynamic (per second annotations)/{arousal,valence}.csv``)
+  and **emoMusic** (``{arousal,valence}_cont_average.csv``): wide format, one row per song,
+  ``song_id, sample_15000ms, sample_15500ms, ...`` on [-1, 1] already; blank cells where a song
+  ended. Read from the user's copy of the dataset (not on these machines).
+
+:func:`on_grid` puts curves on one 2 Hz grid from 15 s (the MediaEval convention: the first
+15 s of each song are not annotated), NaN-padded, for ``(N, T)`` training arrays.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .manifest import check_utf8
+from .paths import DatasetError
+
+HOP_SECONDS = 0.5  # 2 Hz, the DEAM / PMEmo / emoMusic annotation rate
+START_SECONDS = 15.0  # annotations start 15 s into each song
+_SAMPLE_COL = re.compile(r"^sample_(\d+)ms$")
+
+
+@dataclass
+class Curve:
+    """One song's annotation: ``times`` (s), ``arousal`` and ``valence`` on [-1, 1], all (n,)."""
+
+    times: np.ndarray
+    arousal: np.ndarray
+    valence: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+Curves = dict[str, Curve]
+
+
+def read_pmemo(path: str | os.PathLike) -> Curves:
+    """PMEmo's long-format file (``musicId, frameTime, Arousal(mean), Valence(mean)``, [0, 1])."""
+    from .static_va import DYNAMIC_HALF_RANGE, DYNAMIC_MID, _song_order
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: PMEmo dynamic annotations not found")
+    check_utf8(path)
+    rows: dict[str, list[tuple[float, float, float]]] = {}
+    cols = ("musicId", "frameTime", "Arousal(mean)", "Valence(mean)")
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh, skipinitialspace=True)
+        missing = [c for c in cols if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetError(f"{path}: missing columns {', '.join(missing)}")
+        for line, row in enumerate(reader, start=2):
+            try:
+                t, a, v = float(row["frameTime"]), float(row["Arousal(mean)"]), float(row["Valence(mean)"])
+            except (TypeError, ValueError) as e:
+                raise DatasetError(f"{path}:{line}: bad number ({e})") from None
+            rows.setdefault(row["musicId"].strip(), []).append((t, a, v))
+    out = {}
+    for sid in sorted(rows, key=_song_order):
+        arr = np.array(sorted(rows[sid]), dtype=np.float64)
+        arr[:, 1:] = (arr[:, 1:] - DYNAMIC_MID) / DYNAMIC_HALF_RANGE
+        out[sid] = Curve(arr[:, 0], arr[:, 1], arr[:, 2])
+    return out
+
+
+def _read_wide(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """song id -> (times, values) of a wide file (``song_id, sample_15000ms, ...``)."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: not found")
+    check_utf8(path)
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh, skipinitialspace=True)
+        header = [c.strip() for c in next(reader, [])]
+        if not header or header[0].lower() not in ("song_id", "musicid", "id"):
+            raise DatasetError(f"{path}: expected a first column song_id, got {header[:1]}")
+        times, cols = [], []
+        for j, name in enumerate(header[1:], start=1):
+            m = _SAMPLE_COL.match(name)
+            if m:
+                times.append(int(m.group(1)) / 1000.0)
+                cols.append(j)
+        if not cols:
+            raise DatasetError(f"{path}: no sample_<ms>ms columns")
+        t = np.array(times)
+        out = {}
+        for line, row in enumerate(reader, start=2):
+            if not row or not row[0].strip():
+                continue
+            vals = []
+            for j in cols:
+                cell = row[j].strip() if j < len(row) else ""
+                try:
+                    vals.append(float(cell) if cell not in ("", "NaN", "nan") else math.nan)
+                except ValueError:
+                    raise DatasetError(f"{path}:{line}: bad number {cell!r}") from None
+            v = np.array(vals)
+            keep = np.isfinite(v)
+            out[row[0].strip()] = (t[keep], v[keep])
+    return out
+
+
+def read_wide_pair(arousal_csv: str | os.PathLike, valence_csv: str | os.PathLike) -> Curves:
+    """DEAM's / emoMusic's per-song dynamic means: one wide file per dimension, on [-1, 1]."""
+    from .static_va import _song_order
+
+    a, v = _read_wide(Path(arousal_csv)), _read_wide(Path(valence_csv))
+    out = {}
+    for sid in sorted(set(a) & set(v), key=_song_order):
+        ta, xa = a[sid]
+        tv, xv = v[sid]
+        common, ia, iv = np.intersect1d(ta, tv, return_indices=True)
+        if len(common):
+            out[sid] = Curve(common, xa[ia].astype(np.float64), xv[iv].astype(np.float64))
+    return out
+
+
+DEAM_DYNAMIC = ("annotations averaged per song", "dynamic (per second annotations)")
+EMOMUSIC_DYNAMIC = ("arousal_cont_average.csv", "valence_cont_average.csv")
+
+
+def read_corpus(name: str, root: str | os.PathLike | None = None) -> Curves:
+    """The dynamic curves of ``name``: ``pmemo`` from merkit's shared labels (or ``root``, a
+    folder with ``dynamic_annotations.csv``); ``deam`` / ``emomusic`` from the dataset's own
+    annotation folder ``root`` (searched for the files named above)."""
+    if name == "pmemo":
+        from .static_va import labels_dir
+
+        folder = Path(root) if root else labels_dir("pmemo")
+        return read_pmemo(folder / "dynamic_annotations.csv")
+    if root is None:
+        raise DatasetError(f"the {name} dynamic annotations are not on this machine: give the folder of "
+                           "the dataset's annotations")
+    root = Path(root)
+    names = ("arousal.csv", "valence.csv") if name == "deam" else EMOMUSIC_DYNAMIC if name == "emomusic" else None
+    if names is None:
+        raise DatasetError(f"no dynamic labels for {name!r}; known: deam, pmemo, emomusic")
+    found = {}
+    for n in names:
+        # DEAM keeps static and dynamic files in sibling folders: take the dynamic one
+        hits = sorted(p for p in root.rglob(n) if name != "deam" or "dynamic" in str(p.parent).lower())
+        if not hits:
+            raise DatasetError(f"{root}: no {n} found (the {name} dynamic annotations)")
+        found[n] = hits[0]
+    return read_wide_pair(found[names[0]], found[names[1]])
+
+
+def on_grid(curves: Curves, ids: list[str], *, hop: float = HOP_SECONDS, start: float = START_SECONDS,
+            n_frames: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(times (T,), arousal (N, T), valence (N, T))`` on the grid ``start + k hop``: each song's
+    value at the grid time nearest its annotation (within hop / 2), NaN elsewhere (before its
+    first and after its last annotation). ``n_frames``: T (default: the longest song)."""
+    if n_frames is None:
+        ends = [curves[i].times.max() for i in ids if i in curves and len(curves[i])]
+        n_frames = int(round((max(ends) - start) / hop)) + 1 if ends else 0
+    times = start + hop * np.arange(n_frames)
+    a = np.full((len(ids), n_frames), np.nan)
+    v = np.full((len(ids), n_frames), np.nan)
+    for r, sid in enumerate(ids):
+        c = curves.get(sid)
+        if c is None:
+            continue
+        k = np.rint((c.times - start) / hop).astype(np.int64)
+        ok = (k >= 0) & (k < n_frames) & (np.abs(c.times - (start + hop * k)) <= hop / 2 + 1e-9)
+        a[r, k[ok]] = c.arousal[ok]
+        v[r, k[ok]] = c.valence[ok]
+    return times, a, v
+
+
+__all__ = ["Curve", "Curves", "read_pmemo", "read_wide_pair", "read_corpus", "on_grid", "HOP_SECONDS",
+           "START_SECONDS"]

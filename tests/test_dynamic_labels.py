@@ -1,0 +1,43 @@
+"""Time-varying labels: PMEmo's real file, DEAM/emoMusic's wide format, the 2 Hz grid."""
+import numpy as np
+import pytest
+
+from merkit.data.dynamic import on_grid, read_corpus, read_pmemo, read_wide_pair
+from merkit.data.paths import DatasetError
+
+
+def test_pmemo_real_file(shared_data):
+    curves = read_pmemo(shared_data / "labels" / "pmemo" / "dynamic_annotations.csv")
+    assert len(curves) > 700  # 767 songs with static labels; the dynamic file covers most
+    c = curves["1"]
+    assert c.times[0] == pytest.approx(15.5) and np.allclose(np.diff(c.times), 0.5)
+    raw = 0.4376625  # the file's first row: song 1, 15.5 s, Arousal(mean)
+    assert c.arousal[0] == pytest.approx(2 * raw - 1)
+    allv = np.concatenate([np.r_[x.arousal, x.valence] for x in curves.values()])
+    assert np.all(np.abs(allv) <= 1.0) and allv.std() > 0.1
+    assert read_corpus("pmemo", shared_data / "labels" / "pmemo")["1"].times[0] == pytest.approx(15.5)
+
+
+def test_wide_format_with_blank_tails(tmp_path):
+    a = tmp_path / "dynamic (per second annotations)" / "arousal.csv"
+    a.parent.mkdir()
+    a.write_text("song_id,sample_15000ms,sample_15500ms,sample_16000ms\n2,0.1,0.2,0.3\n3,-0.5,-0.4,\n")
+    v = a.parent / "valence.csv"
+    v.write_text("song_id,sample_15000ms,sample_15500ms,sample_16000ms\n2,0.0,0.0,0.1\n3,0.5,,0.2\n")
+    curves = read_wide_pair(a, v)
+    assert curves["2"].times.tolist() == [15.0, 15.5, 16.0]
+    assert curves["3"].times.tolist() == [15.0]  # only where both dimensions are annotated
+    assert read_corpus("deam", tmp_path)["2"].valence.tolist() == [0.0, 0.0, 0.1]
+    times, ga, gv = on_grid(curves, ["3", "2", "missing"])
+    assert times.tolist() == [15.0, 15.5, 16.0]
+    assert ga[1].tolist() == [0.1, 0.2, 0.3] and np.isnan(ga[0, 1:]).all() and np.isnan(ga[2]).all()
+    with pytest.raises(DatasetError, match="bad number"):
+        v.write_text("song_id,sample_15000ms\n2,abc\n")
+        read_wide_pair(a, v)
+
+
+def test_grid_of_pmemo_starts_at_15s(shared_data):
+    curves = read_pmemo(shared_data / "labels" / "pmemo" / "dynamic_annotations.csv")
+    times, a, v = on_grid(curves, ["1", "4"], n_frames=40)
+    assert times[0] == 15.0 and np.isnan(a[0, 0]) and np.isfinite(a[0, 1])  # song 1 starts at 15.5 s
+    assert a.shape == v.shape == (2, 40)
