@@ -1,7 +1,8 @@
 """Bad input, as a new user would try it: every case through the CLI in a fresh process, with
 what merkit did, whether a traceback or a confident answer leaked out, and the peak memory.
 
-    python bench/reliability.py                 # writes bench/results/reliability.md (+ .json)
+    python bench/reliability.py --real-feats feats/emopia feats/mirex_mood feats/emotify
+                                                # writes bench/results/reliability.md (+ .json)
     python bench/reliability.py --quick         # without the 10-hour files
 
 Each case runs ``python -m merkit ...`` in its own process; its peak RSS comes from
@@ -363,10 +364,39 @@ def serve_case(d: Path) -> list[dict]:
     return rows
 
 
+def false_alarms(folders: list[str]) -> list[dict]:
+    """The not-music check on every clip of real feature folders (the stored Mel is exactly what
+    the check sees at predict time; the window's loudness is in tracks.csv)."""
+    from merkit.content import ContentCheck, check_window
+    from merkit.data.memo2496 import load_memo2496
+
+    rows = []
+    for folder in folders:
+        fs = load_memo2496(folder)
+        silence = float((fs.feature_info or {}).get("audio", {}).get("silence_lufs", -70.0))
+        flagged, var, rough = [], [], []
+        for i, t in enumerate(fs.tracks):
+            reason, st = check_window(float(t.extra.get("lufs", 0.0)), np.asarray(fs.mel[i]), silence, ContentCheck())
+            var.append(st.get("variation", np.inf))
+            rough.append(st.get("roughness", np.inf))
+            if reason:
+                flagged.append(f"{t.track_id}: {reason}")
+        name = Path(folder).name
+        rows.append({"case": f"real recordings, {name} ({len(fs)} clips): not-music false alarms",
+                     "expect": "none flagged", "rc": 0,
+                     "what": f"{len(flagged)} flagged; lowest variation {min(var):.2f}, lowest roughness {min(rough):.2f}"
+                             + (f"; {flagged[0]}" if flagged else ""),
+                     "rss_mb": None, "seconds": None, "ok": not flagged, "traceback": False})
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="skip the 10-hour files")
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
+    ap.add_argument("--real-feats", nargs="*", default=[], metavar="DIR",
+                    help="feature folders of real recordings (merkit extract emopia|mirex_mood|emotify): "
+                         "count the not-music check's false alarms on every clip")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     d = Path(args.work or tempfile.mkdtemp(prefix="merkit-reliability-"))
@@ -389,6 +419,9 @@ def main(argv=None) -> int:
                      "rss_mb": round(r["rss_mb"]), "seconds": round(r["seconds"], 1), "ok": ok,
                      "traceback": "Traceback" in r["out"] + r["err"]})
         print(f"{'ok ' if ok else 'BAD'} {case['case']}: {what} (rc {r['rc']}, {r['rss_mb']:.0f} MB)", flush=True)
+    for row in false_alarms(args.real_feats):
+        rows.append(row)
+        print(f"{'ok ' if row['ok'] else 'BAD'} {row['case']}: {row['what']}", flush=True)
     if not args.quick and sys.platform.startswith("linux"):
         for row in serve_case(d):
             rows.append(row)

@@ -349,3 +349,17 @@ def test_looped_windows_are_marked_in_the_table(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "short.wav"), "--model", str(model)]) == 0
     out = capsys.readouterr().out
     assert "0.0-5.0*" in out and "* looped" in out
+
+
+def test_quickstart_writes_under_the_cache_not_the_current_folder(tmp_path, monkeypatch, capsys):
+    import merkit.commands.quickstart as qs
+
+    seen = {}
+    monkeypatch.setattr(qs, "quickstart", lambda out, **kw: seen.setdefault("out", Path(out)))
+    monkeypatch.setenv("MERKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["quickstart"]) == 0
+    assert seen["out"] == tmp_path / "cache" / "quickstart"
+    assert "working folder" in capsys.readouterr().out
+    seen.clear()
+    assert main(["quickstart", "-o", "mine"]) == 0 and seen["out"] == Path("mine")

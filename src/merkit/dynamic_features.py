@@ -5,7 +5,8 @@ patch centred on t gives one frame: musicnn's penultimate features (200) and its
 features averaged over the patch (753), 953 values. The patches come from one pass of the
 encoder over the track (:meth:`~merkit.encoders.musicnn.MusicnnEncoder.frame_sequence`), so a
 frame costs only the network's back end. The whole analysed span also gets the pooled track
-embedding (1906, as the static models read it): the "global" scale of a dual-scale model.
+embedding (1906: its consecutive 3 s patches pooled as the static models' view pools them, from
+the same encoder pass): the "global" scale of a dual-scale model.
 
 Layout (beside the Memo2496 one; N tracks, T frames, NaN rows where a track is shorter)::
 
@@ -56,11 +57,11 @@ def frame_dims(enc) -> tuple[int, int]:
     return enc.seq_dim, (enc.dim - 2 * enc.seq_dim) // 2
 
 
-def frame_features(enc, y: np.ndarray, times: np.ndarray) -> np.ndarray:
+def frame_features(enc, y: np.ndarray, times: np.ndarray, *, frames: np.ndarray | None = None) -> np.ndarray:
     """(len(times), 953) features of the 3 s patches centred on ``times`` (seconds into ``y``,
     16 kHz at the encoder's level); patches that would start before 0 or end after the signal
     are moved inside it."""
-    frames = enc.frame_sequence(y)
+    frames = enc.frame_sequence(y) if frames is None else frames
     fhop = enc.front_end.hop_length / enc.sample_rate
     p = enc.patch_frames
     last = max(0, frames.shape[1] - p)
@@ -88,10 +89,12 @@ def track_features(path: str, grid: DynamicGrid, enc, *, sample_rate: int = 44_1
     level = getattr(enc, "target_lufs", None)
     gain = 10.0 ** ((level - target_lufs) / 20.0) if level is not None and np.isfinite(lufs) and lufs >= silence_lufs else 1.0
     y_enc = (resample(span, sample_rate, enc.sample_rate) * np.float32(gain)).astype(np.float32)
-    feats = frame_features(enc, y_enc, times[:n_ok] - lo / sample_rate)
+    frames = enc.frame_sequence(y_enc)  # one encoder pass serves the frames and the global embedding
+    feats = frame_features(enc, y_enc, times[:n_ok] - lo / sample_rate, frames=frames)
     out = np.full((grid.n_frames, feats.shape[1]), np.nan, dtype=np.float32)
     out[:n_ok] = feats
-    return out, enc.embed(y_enc).pooled.astype(np.float32), n_ok
+    glob = enc.embed_segments(frames, [0], frames.shape[1])[0].pooled  # the span's 3 s patches, pooled
+    return out, glob.astype(np.float32), n_ok
 
 
 def extract_dynamic(tracks: list[Track], out_dir: str | os.PathLike, grid: DynamicGrid, *,

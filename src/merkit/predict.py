@@ -555,7 +555,8 @@ class EmotionModel(Predictor):
         f = self._extractor(a)(win)
         mel, coch, all_times = [f.mel[None]], [f.coch[None]], [times]
         flags = []
-        if y_timeline is not None:
+        content = self._check_track(win, info, f.mel)
+        if y_timeline is not None and not content[0]:  # no timeline for input that is not music
             # a few windows per call: the same features as one call (each window is
             # independent), but the windows and FFT temporaries of a call stay small enough to be
             # reused instead of freshly mapped (faster, and ~1 GB less peak memory for 10 min)
@@ -566,7 +567,7 @@ class EmotionModel(Predictor):
                 all_times += t_times
                 flags += self._window_flags(lufs)
         return {"mel": np.concatenate(mel), "coch": np.concatenate(coch), "times": all_times,
-                "duration": info.duration, "content": self._check_track(win, info, f.mel),
+                "duration": info.duration, "content": content,
                 "window_flags": flags}
 
     # -- the networks ----------------------------------------------------------------------------

@@ -133,13 +133,14 @@ class UnifiedModel(Predictor):
         x = [self._inputs(front, {k: v[None] for k, v in views.items()})]
         all_times = [times]
         flags = []
-        if y_timeline is not None:
+        content = self._check_track(win, info, views["mel"])
+        if y_timeline is not None and not content[0]:  # no timeline for input that is not music
             tx, t_times, lufs = self._timeline_inputs(y_timeline, name, info)
             x.append(tx)
             all_times += t_times
             flags = self._window_flags(lufs)
         return {"x": np.concatenate(x), "times": all_times, "duration": info.duration,
-                "content": self._check_track(win, info, views["mel"]), "window_flags": flags}
+                "content": content, "window_flags": flags}
 
     def _timeline_inputs(self, y: np.ndarray, name: str, info) -> tuple[np.ndarray, list[tuple], np.ndarray]:
         """(B, D) inputs of the timeline windows, their (start, end, looped) and loudness.
