@@ -104,3 +104,24 @@ def test_silent_file_gives_finite_features(tmp_path):
 def test_array_layout_channels_first():
     y = np.stack([tone(440, 1.0, SR), tone(440, 1.0, SR)])  # (2, n) librosa style
     assert as_audio(y, SR, sample_rate=SR).shape == (SR,)
+
+
+def test_long_files_decode_only_the_window(tmp_path, monkeypatch):
+    """A 10-minute file: the track window reads ~61 s of it, the timeline at most its cap."""
+    import merkit.audio as audio
+    from merkit.config import AudioConfig
+
+    sr = 8000
+    path = tmp_path / "long.flac"
+    sf.write(path, (0.1 * np.sin(np.arange(600 * sr) * 0.05)).astype(np.float32), sr)
+    spans = []
+    real = audio.read_frames
+    monkeypatch.setattr(audio, "read_frames", lambda p, a, b: spans.append(b - a) or real(p, a, b))
+    win, info = audio.load_window(path, AudioConfig())
+    assert info.duration == pytest.approx(600.0) and info.window_start == pytest.approx(15.0)
+    assert len(spans) == 1 and spans[0] <= 61.5 * sr
+    monkeypatch.undo()
+    whole, _ = audio._load_window_whole(path, AudioConfig(), None)
+    np.testing.assert_allclose(win, whole, atol=1e-6)
+    y = audio.read_mono(path, 44_100, seconds=30.0)
+    assert len(y) == 30 * 44_100

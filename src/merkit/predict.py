@@ -652,15 +652,27 @@ def load_model(path: str | os.PathLike | Iterable[str | os.PathLike] | None = No
             from .predict_unified import UnifiedModel
 
             return UnifiedModel.from_blob(blob, path=paths[0])
+        if isinstance(blob, dict) and blob.get("kind") == "dsaml":
+            from .predict_dynamic import DynamicModel
+
+            return DynamicModel.from_blob(blob, path=paths[0])
     return EmotionModel.from_files(paths)
 
 
 def quadrant_point(p: Prediction) -> tuple[float, float]:
     """Position on the valence-arousal plane, each in [-1, 1]: ``2 P - 1`` of each dimension
-    (0 = undecided). Used by the plots and the web page."""
-    v = 2 * p.valence - 1 if p.valence is not None else 0.0
-    a = 2 * p.arousal - 1 if p.arousal is not None else 0.0
-    return v, a
+    (0 = undecided), or the model's score where it gives no probability (a dynamic model).
+    Used by the plots and the web page."""
+    def one(prob, score):
+        return 2 * prob - 1 if prob is not None else score if score is not None else 0.0
+
+    return one(p.valence, p.valence_score), one(p.arousal, p.arousal_score)
+
+
+def _level(p: Prediction, dim: str) -> float:
+    """A dimension on [0, 1] for plotting: the probability, or (score + 1) / 2 without one."""
+    prob, score = getattr(p, dim), getattr(p, f"{dim}_score")
+    return prob if prob is not None else (score + 1) / 2 if score is not None else float("nan")
 
 
 def plot_timeline(result: FileResult, path: str | os.PathLike | None = None, *, title: str | None = None):
@@ -677,10 +689,12 @@ def plot_timeline(result: FileResult, path: str | os.PathLike | None = None, *, 
         raise ValueError(f"{result.path}: no timeline to plot (run with timeline=True)")
     t = np.array([(p.start + p.end) / 2 for p in tl])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.8, 1]})
-    ax1.plot(t, [p.valence for p in tl], "-o", ms=3, label="valence P(positive)", color="tab:green")
-    ax1.plot(t, [p.arousal for p in tl], "-o", ms=3, label="arousal P(high)", color="tab:red")
+    probs = any(p.valence is not None or p.arousal is not None for p in tl)
+    ms = 3 if len(tl) < 200 else 0
+    ax1.plot(t, [_level(p, "valence") for p in tl], "-o", ms=ms, label="valence " + ("P(positive)" if probs else "(score + 1) / 2"), color="tab:green")
+    ax1.plot(t, [_level(p, "arousal") for p in tl], "-o", ms=ms, label="arousal " + ("P(high)" if probs else "(score + 1) / 2"), color="tab:red")
     ax1.axhline(0.5, color="0.6", lw=0.8, ls="--")
-    ax1.set(xlabel="time (s, window centre)", ylabel="probability", ylim=(0, 1))
+    ax1.set(xlabel="time (s, window centre)", ylabel="probability" if probs else "score, mapped to [0, 1]", ylim=(0, 1))
     ax1.legend(loc="upper right", fontsize=8)
     xy = np.array([quadrant_point(p) for p in tl])
     ax2.add_patch(plt.Circle((0, 0), 1, fill=False, color="0.7"))

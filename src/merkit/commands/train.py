@@ -55,9 +55,10 @@ def register(sub) -> None:
     p.add_argument("--data", "--data-root", metavar="DIR|DATASET",
                    help="feature folder (Memo2496 layout), or emopia | emotify | synthetic (features "
                         "extracted into the cache on first use)")
-    p.add_argument("--model", default="damer", choices=[*MODELS, "unified"],
+    p.add_argument("--model", default="damer", choices=[*MODELS, "unified", "dsaml"],
                    help="model (default: damer; `merkit compare --list` describes them). unified: the "
-                        "multi-corpus model on musicnn embeddings; --data takes a comma-separated list")
+                        "multi-corpus model on musicnn embeddings; --data takes a comma-separated list. "
+                        "dsaml: the dynamic (2 Hz) model on a `merkit extract-dynamic` folder")
     p.add_argument("--kd-weight", type=float, default=None,
                    help="unified: weight of distillation from per-corpus teachers (default 0: off)")
     p.add_argument("--inputs", default=None, metavar="VIEWS",
@@ -107,6 +108,10 @@ def run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.model == "dsaml" and not args.resume:
+        from .train_dynamic import run_dynamic
+
+        return run_dynamic(args)
     if args.model == "unified" and not args.resume:
         from .train_unified import run_unified
 

@@ -35,7 +35,7 @@ class DSAMLConfig:
     heads: int = 4
     window: int = 8
     lstm_hidden: int = 64
-    dropout: float = 0.2
+    dropout: float = 0.5  # chosen on validation medleys (bench/dynamic_grid.py)
     local: bool = True
     global_: bool = True
     diag_weight: float = 0.0

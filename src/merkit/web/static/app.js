@@ -14,7 +14,10 @@ function el(name, attrs, parent, text) {
 // Position on the plane: 2P - 1 for each dimension (0 = undecided, also for a model without that
 // dimension); SVG y grows downwards.
 const half = (x) => (x === null || x === undefined ? 0.5 : x);
-const point = (p) => [2 * half(p.valence) - 1, -(2 * half(p.arousal) - 1)];
+// a dimension on [0, 1]: the probability, or (score + 1) / 2 for a model without probabilities
+const level = (p, key) => (p[key] !== null && p[key] !== undefined ? p[key]
+  : (p[`${key}_score`] !== null && p[`${key}_score`] !== undefined ? (p[`${key}_score`] + 1) / 2 : null));
+const point = (p) => [2 * half(level(p, "valence")) - 1, -(2 * half(level(p, "arousal")) - 1)];
 const fmt = (x, nd = 2) => (x === null || x === undefined ? "\u2013" : x.toFixed(nd));
 // timeline windows without music (silence) carry a warning and no emotion: not drawn
 const musical = (timeline) => (timeline || []).filter((p) => !p.warning);
@@ -63,9 +66,9 @@ function drawTimeline(timeline) {
   }
   el("text", {x: (L + W - R) / 2, y: H - 6, "text-anchor": "middle", "font-size": 11, fill: "#666"}, svg,
      `time (s), ${t0.toFixed(0)}\u2013${t1.toFixed(0)}`);
-  const series = [["valence", "#2a2"], ["arousal", "#d33"]].filter(([key]) => timeline.some((p) => p[key] !== null));
+  const series = [["valence", "#2a2"], ["arousal", "#d33"]].filter(([key]) => timeline.some((p) => level(p, key) !== null));
   series.forEach(([key, color], i) => {
-    el("polyline", {points: timeline.map((p, j) => `${sx(t[j])},${sy(p[key])}`).join(" "), fill: "none",
+    el("polyline", {points: timeline.map((p, j) => `${sx(t[j])},${sy(level(p, key))}`).join(" "), fill: "none",
                     stroke: color, "stroke-width": 2, class: `series-${key}`}, svg);
     el("text", {x: W - R - 5, y: T + 14 + 14 * i, "text-anchor": "end", "font-size": 12, fill: color}, svg, key);
   });
@@ -75,8 +78,11 @@ function show(data) {
   const p = data.prediction;
   $("quadrant").textContent = p.quadrant ? `Q${p.quadrant}` : "\u2013";
   $("quadrant-word").textContent = p.quadrant_word || "this model predicts one dimension only";
-  $("arousal").textContent = fmt(p.arousal);
-  $("valence").textContent = fmt(p.valence);
+  $("arousal").textContent = fmt(p.arousal !== null && p.arousal !== undefined ? p.arousal : p.arousal_score);
+  $("valence").textContent = fmt(p.valence !== null && p.valence !== undefined ? p.valence : p.valence_score);
+  const scores = (p.valence === null || p.valence === undefined) && p.valence_score !== null && p.valence_score !== undefined;
+  $("arousal-note").textContent = scores ? "arousal score (\u22121 to 1)" : "P(high arousal)";
+  $("valence-note").textContent = scores ? "valence score (\u22121 to 1)" : "P(positive valence)";
   $("certainty").textContent = fmt(p.certainty);
   // certainty: the probability of the answer; DAMER's agreement of its two views is shown beside it
   $("certainty-note").textContent = (p.quadrant ? "probability of the quadrant" : "probability of the answer") +

@@ -1,0 +1,65 @@
+"""``merkit train --model dsaml --data FOLDER``: the dynamic (2 Hz) model on a ``merkit
+extract-dynamic`` folder. Splits come from the folder's tracks (``merkit medleys`` assigns them
+by source song); per seed, the epoch is chosen on the validation part and the test part is
+predicted once. ``RUN_DIR/seed_<k>/model.pt`` is a self-describing checkpoint (kind ``dsaml``:
+configuration, normalisation, the frame grid and the encoder it was trained on);
+``RUN_DIR/results.json`` holds the per-song metrics.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..training.loop import write_text
+
+KIND = "dsaml"
+
+
+def dsaml_checkpoint(model, *, train: dict, info: dict, val: dict, test: dict, best_epoch: int) -> dict:
+    return {"kind": KIND, "model": model.cfg.to_dict(), "state_dict": model.state_dict(), "train": train,
+            "dynamic_features": info, "val": val, "test": test, "best_epoch": best_epoch}
+
+
+def run_dynamic(args) -> int:
+    from ..dynamic_features import load_dynamic
+    from ..evaluation.protocol import format_cell
+    from ..models.dsaml import DSAMLConfig
+    from ..training.checkpoint import save_checkpoint
+    from ..training.dynamic_fit import DynamicTrainConfig, fit_dynamic, predict, song_metrics, targets
+
+    if not args.data:
+        raise ValueError("--data is required: a `merkit extract-dynamic` folder")
+    ds = load_dynamic(args.data)
+    split = np.array([t.split for t in ds.tracks])
+    train, val, test = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
+    if not len(train) or not len(val) or not len(test):
+        raise ValueError(f"{args.data}: needs tracks marked train, val and test (found {len(train)} / {len(val)} / "
+                         f"{len(test)}); `merkit medleys` assigns them")
+    overrides = {k: getattr(args, k) for k in ("epochs", "lr", "weight_decay", "patience")
+                 if getattr(args, k, None) is not None}
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"dsaml_{time.strftime('%Y%m%d-%H%M%S')}"
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ValueError(f"{run_dir}: exists and is not empty; use another --run-dir")
+    per_seed = []
+    for seed in args.seeds or [0]:
+        cfg = DynamicTrainConfig(**{**DynamicTrainConfig().to_dict(), **overrides, "seed": seed})
+        fit = fit_dynamic(ds, train, val, DSAMLConfig(), cfg)
+        m = song_metrics(predict(fit.model, np.asarray(ds.frames)[test], np.asarray(ds.global_)[test]),
+                         targets(ds, test))
+        save_checkpoint(run_dir / f"seed_{seed}" / "model.pt",
+                        dsaml_checkpoint(fit.model, train=cfg.to_dict(), info=ds.info, val=fit.val, test=m,
+                                         best_epoch=fit.best_epoch))
+        per_seed.append(m)
+        print(f"seed {seed}: best epoch {fit.best_epoch}, validation CCC {np.nanmean([fit.val['v_ccc'], fit.val['a_ccc']]):.3f}")
+    lines = ["| metric | test (per song, mean over songs) |", "|---|--:|"]
+    for k in per_seed[0]:
+        vals = [p[k] for p in per_seed]
+        lines.append(f"| {k} | {format_cell({'mean': float(np.nanmean(vals)), 'std': float(np.nanstd(vals)), 'n': len(vals)})} |")
+    write_text(run_dir / "results.json", json.dumps({"data": str(args.data), "seeds": args.seeds or [0],
+                                                     "test": per_seed}, indent=2))
+    print("\n".join(lines))
+    print(f"results: {run_dir / 'results.json'}")
+    return 0
