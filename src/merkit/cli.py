@@ -23,6 +23,7 @@ COMMANDS = [
     "compare",
     "plot",
     "predict",
+    "adapt",
     "serve",
 ]
 
