@@ -41,3 +41,18 @@ def test_grid_of_pmemo_starts_at_15s(shared_data):
     times, a, v = on_grid(curves, ["1", "4"], n_frames=40)
     assert times[0] == 15.0 and np.isnan(a[0, 0]) and np.isfinite(a[0, 1])  # song 1 starts at 15.5 s
     assert a.shape == v.shape == (2, 40)
+
+
+def test_deam_per_rater_layout(tmp_path):
+    from merkit.data.dynamic import read_deam_raters
+
+    base = tmp_path / "annotations per each rater" / "dynamic (per second annotations)"
+    for dim, sign in (("arousal", 1), ("valence", -1)):
+        (base / dim).mkdir(parents=True)
+        (base / dim / "10.csv").write_text(
+            "WorkerId,sample_15000ms,sample_15500ms\n"
+            f"w1,{0.1 * sign},{0.2 * sign}\nw2,{0.3 * sign},\n")
+    raters = read_deam_raters(tmp_path)
+    assert set(raters) == {"10"} and set(raters["10"]) == {"w1", "w2"}
+    assert raters["10"]["w1"].arousal.tolist() == [0.1, 0.2] and raters["10"]["w1"].valence.tolist() == [-0.1, -0.2]
+    assert raters["10"]["w2"].times.tolist() == [15.0]

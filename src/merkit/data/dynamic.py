@@ -10,6 +10,9 @@ and arousal / valence on [-1, 1] (0 = the scale's midpoint), the convention of t
   and **emoMusic** (``{arousal,valence}_cont_average.csv``): wide format, one row per song,
   ``song_id, sample_15000ms, sample_15500ms, ...`` on [-1, 1] already; blank cells where a song
   ended. Read from the user's copy of the dataset (not on these machines).
+* **DEAM per rater** (:func:`read_deam_raters`): one file per song and dimension, one row per
+  rater, for tasks per annotator. PMEmo's individual annotations are not read yet (their
+  layout could not be checked here).
 
 :func:`on_grid` puts curves on one 2 Hz grid from 15 s (the MediaEval convention: the first
 15 s of each song are not annotated), NaN-padded, for ``(N, T)`` training arrays.
@@ -85,8 +88,8 @@ def _read_wide(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh, skipinitialspace=True)
         header = [c.strip() for c in next(reader, [])]
-        if not header or header[0].lower() not in ("song_id", "musicid", "id"):
-            raise DatasetError(f"{path}: expected a first column song_id, got {header[:1]}")
+        if not header or header[0].lower() not in ("song_id", "musicid", "id", "workerid", "rater", "rater_id"):
+            raise DatasetError(f"{path}: expected a first column song_id (or a rater id), got {header[:1]}")
         times, cols = [], []
         for j, name in enumerate(header[1:], start=1):
             m = _SAMPLE_COL.match(name)
@@ -158,6 +161,36 @@ def read_corpus(name: str, root: str | os.PathLike | None = None) -> Curves:
     return read_wide_pair(found[names[0]], found[names[1]])
 
 
+def read_deam_raters(root: str | os.PathLike) -> dict[str, dict[str, Curve]]:
+    """DEAM's per-rater dynamic annotations: song id -> {rater id: Curve}, for personalised
+    models (tasks per annotator). Layout of DEAM's ``annotations per each rater/dynamic (per
+    second annotations)/{arousal,valence}/<song_id>.csv``: one row per rater, its id in the first
+    column, then ``sample_<ms>ms`` columns on [-1, 1]. ``root``: that ``dynamic ...`` folder or a
+    folder above it."""
+    root = Path(root)
+    dims = {}
+    for dim in ("arousal", "valence"):
+        hits = sorted(p for p in root.rglob(dim) if p.is_dir() and "rater" in str(p).lower() or
+                      (p.is_dir() and p.parent == root))
+        if not hits:
+            raise DatasetError(f"{root}: no per-rater {dim}/ folder (DEAM's 'annotations per each rater')")
+        dims[dim] = hits[0]
+    out: dict[str, dict[str, Curve]] = {}
+    for f in sorted(dims["arousal"].glob("*.csv")):
+        g = dims["valence"] / f.name
+        if not g.is_file():
+            continue
+        a, v = _read_wide(f), _read_wide(g)
+        song = f.stem
+        for rater in sorted(set(a) & set(v)):
+            ta, xa = a[rater]
+            tv, xv = v[rater]
+            common, ia, iv = np.intersect1d(ta, tv, return_indices=True)
+            if len(common):
+                out.setdefault(song, {})[rater] = Curve(common, xa[ia].astype(np.float64), xv[iv].astype(np.float64))
+    return out
+
+
 def on_grid(curves: Curves, ids: list[str], *, hop: float = HOP_SECONDS, start: float = START_SECONDS,
             n_frames: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(times (T,), arousal (N, T), valence (N, T))`` on the grid ``start + k hop``: each song's
@@ -180,5 +213,5 @@ def on_grid(curves: Curves, ids: list[str], *, hop: float = HOP_SECONDS, start: 
     return times, a, v
 
 
-__all__ = ["Curve", "Curves", "read_pmemo", "read_wide_pair", "read_corpus", "on_grid", "HOP_SECONDS",
+__all__ = ["Curve", "Curves", "read_pmemo", "read_wide_pair", "read_corpus", "read_deam_raters", "on_grid", "HOP_SECONDS",
            "START_SECONDS"]
