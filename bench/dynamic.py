@@ -1,11 +1,15 @@
 """Dynamic (2 Hz) emotion on held-out medleys: DSAML against three baselines.
 
-    merkit medleys --from feats/emopia,feats/mirex_mood,feats/emotify -o feats/medleys -n 300 --seconds 60
+    python bench/dynamic.py --write-test-ids feats/unified_test_ids.txt --emopia feats/emopia \
+        --mirex feats/mirex_mood --emotify feats/emotify
+    merkit medleys --from feats/emopia,feats/mirex_mood,feats/emotify -o feats/medleys -n 300 --seconds 60 \
+        --test-ids feats/unified_test_ids.txt
     merkit extract-dynamic feats/medleys -o feats/medleys_dyn
     python bench/dynamic.py --dyn feats/medleys_dyn
     python bench/dynamic.py --report
 
-Rows (same test medleys; their splits come from `merkit medleys`, by source song):
+Rows (same test medleys; their splits come from `merkit medleys`, by source song; the test
+medleys are made only of clips from the shipped model's test parts, so no row has seen them):
 * DSAML (local + global attention, BiLSTM), per-frame MSE; and with the diagonal attention loss;
 * BiLSTM on the same frames, no attention;
 * the static unified model (the shipped model's track result on the medley, held constant);
@@ -14,6 +18,8 @@ Trained rows: seeds 0-4 (initialisation and batches; the medleys are fixed), epo
 the validation medleys. Per-song RMSE, Pearson r and CCC for valence and arousal, averaged over
 songs (MediaEval 2015). The shipped model's scores live on their own scale (tanh of its
 regression head), so for those rows r is the fair number; RMSE and CCC also pay for scale.
+Caveat: the shipped model chose its epoch and calibration on validation parts that may hold
+clips of the training medleys; the test medleys are clean for every row.
 """
 from __future__ import annotations
 
@@ -153,12 +159,38 @@ def report(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_unified_test_ids(path: str, folders: dict[str, str]) -> None:
+    """The clips of the shipped model's test parts (seed 0 of corpus_splits): medleys whose test
+    split is made of them (`merkit medleys --test-ids`) score the shipped model without leakage."""
+    import merkit
+    from merkit.data.memo2496 import load_memo2496
+    from merkit.data.multi_corpus import corpus_from_features, corpus_splits
+
+    seed = int(merkit.load_model().info.get("seed", 0))
+    ids = []
+    for name, folder in folders.items():
+        fs = load_memo2496(folder)
+        c = corpus_from_features(fs, ("musicnn",), name=name)
+        ids += [f"{fs.tracks[i].source}:{fs.tracks[i].track_id}" for i in corpus_splits(c, seed).test]
+    Path(path).write_text("\n".join(ids) + "\n", encoding="utf-8")
+    print(f"{len(ids)} test clips -> {path}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dyn", help="a merkit extract-dynamic folder of medleys")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--write-test-ids", metavar="FILE", help="write the shipped model's test clips (needs "
+                    "--emopia, --mirex, --emotify feature folders) for `merkit medleys --test-ids`, then stop")
+    ap.add_argument("--emopia")
+    ap.add_argument("--mirex")
+    ap.add_argument("--emotify")
     args = ap.parse_args(argv)
+    if args.write_test_ids:
+        write_unified_test_ids(args.write_test_ids, {"emopia": args.emopia, "mirex_mood": args.mirex,
+                                                     "emotify": args.emotify})
+        return 0
     if not args.report:
         if not args.dyn:
             ap.error("--dyn is needed (or --report)")

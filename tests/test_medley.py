@@ -22,7 +22,7 @@ def clips(tmp_path_factory):
         p = d / f"c{i}.wav"
         sf.write(p, melody(25.0, SR, seed=i), SR)
         v, a = rng.uniform(-1, 1, 2)
-        tracks.append(Track(track_id=f"c{i}", path=str(p), source="emotify" if i % 2 else "mirex_mood",
+        tracks.append(Track(track_id=f"c{i}", path=str(p), source="emotify" if (i // 2) % 2 else "mirex_mood",
                             label_a=float(a), label_v=float(v), group=f"song{i // 2}"))
     return tracks
 
@@ -96,3 +96,15 @@ def test_split_is_by_group(clips):
         for i in idx:
             assert seen.setdefault(clips[i].group, name) == name
     assert sum(len(v) for v in parts.values()) == len(clips)
+
+
+def test_given_test_clips_make_the_test_split(clips, tmp_path):
+    test_ids = {f"{clips[i].source}:{clips[i].track_id}" for i in (0, 5)}
+    cfg = MedleyConfig(n_medleys=10, seconds=20.0, min_segment=5.0, max_segment=8.0, sample_rate=SR,
+                       val_size=0.2, test_size=0.2)
+    parts = split_clips(clips, cfg, test_ids)
+    test_groups = {clips[i].group for i in parts["test"]}
+    assert test_groups == {clips[0].group, clips[5].group}  # the given clips' songs, whole
+    rows = make_medleys(clips, tmp_path / "m", cfg, test_ids=test_ids)
+    used = {s["track"] for r in rows if r.split == "test" for s in r.extra["segments"]}
+    assert used <= {clips[i].track_id for i in parts["test"]}

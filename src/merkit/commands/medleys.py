@@ -23,6 +23,9 @@ def register(sub) -> None:
     p.add_argument("--lag", dest="lag_seconds", type=float, default=d.lag_seconds,
                    help=f"annotation lag: time constant of the targets' response in s (default {d.lag_seconds:g})")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--test-ids", metavar="FILE",
+                   help="clips (one 'source:track_id' per line) whose songs form the test split, e.g. "
+                        "another model's test parts; the rest is split train / val")
     p.set_defaults(func=run)
 
 
@@ -42,7 +45,10 @@ def run(args) -> int:
     cfg = MedleyConfig(n_medleys=args.n_medleys, seconds=args.seconds, min_segment=args.min_segment,
                        max_segment=args.max_segment, crossfade=args.crossfade, lag_seconds=args.lag_seconds,
                        seed=args.seed)
-    rows = make_medleys(tracks, args.out, cfg)
+    test_ids = None
+    if args.test_ids:
+        test_ids = {ln.strip() for ln in Path(args.test_ids).read_text(encoding="utf-8").splitlines() if ln.strip()}
+    rows = make_medleys(tracks, args.out, cfg, test_ids=test_ids)
     by = {s: sum(r.split == s for r in rows) for s in ("train", "val", "test")}
     print(f"{len(rows)} medleys of {cfg.seconds:g} s in {args.out} (train {by['train']}, val {by['val']}, "
           f"test {by['test']}) from {len(tracks)} clips")

@@ -81,16 +81,26 @@ def scaled_labels(tracks: list[Track]) -> np.ndarray:
     return out
 
 
-def split_clips(tracks: list[Track], cfg: MedleyConfig) -> dict[str, np.ndarray]:
-    """Clip indices per split, whole groups at a time (a song's clips stay together)."""
-    groups = np.array([t.group or f"{t.source}:{t.track_id}" for t in tracks])
+def split_clips(tracks: list[Track], cfg: MedleyConfig, test_ids: set[str] | None = None) -> dict[str, np.ndarray]:
+    """Clip indices per split, whole groups at a time (a song's clips stay together).
+    ``test_ids`` (``"source:track_id"``): these clips' groups are the test split (e.g. the test
+    parts of another model, so that it can be scored on the test medleys without leakage); the
+    other groups are split train / val."""
+    groups = np.array([f"{t.source}:{t.group}" if t.group else f"{t.source}:{t.track_id}" for t in tracks])
     uniq = np.unique(groups)
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(uniq))
-    n_test = int(round(cfg.test_size * len(uniq)))
-    n_val = int(round(cfg.val_size * len(uniq)))
-    part = {g: "test" if k < n_test else "val" if k < n_test + n_val else "train"
-            for k, g in zip(range(len(uniq)), uniq[order])}
+    if test_ids is not None:
+        test_groups = {g for t, g in zip(tracks, groups) if f"{t.source}:{t.track_id}" in test_ids}
+        rest = [g for g in uniq[order] if g not in test_groups]
+        n_val = int(round(cfg.val_size / max(1e-9, 1 - cfg.test_size) * len(rest)))
+        part = {g: "test" for g in test_groups}
+        part.update({g: "val" if k < n_val else "train" for k, g in enumerate(rest)})
+    else:
+        n_test = int(round(cfg.test_size * len(uniq)))
+        n_val = int(round(cfg.val_size * len(uniq)))
+        part = {g: "test" if k < n_test else "val" if k < n_test + n_val else "train"
+                for k, g in zip(range(len(uniq)), uniq[order])}
     names = np.array([part[g] for g in groups])
     return {s: np.flatnonzero(names == s) for s in ("train", "val", "test")}
 
@@ -172,7 +182,8 @@ def render(segs: list[dict], tracks: list[Track], cfg: MedleyConfig) -> np.ndarr
 
 
 def make_medleys(tracks: list[Track], out_dir: str | os.PathLike, cfg: MedleyConfig = MedleyConfig(), *,
-                 durations: np.ndarray | None = None, progress: bool = False) -> list[Track]:
+                 durations: np.ndarray | None = None, progress: bool = False,
+                 test_ids: set[str] | None = None) -> list[Track]:
     """Write ``cfg.n_medleys`` medleys (FLAC), their manifest and their 2 Hz targets into
     ``out_dir``; resumable (medleys already written are kept). Returns the medley tracks."""
     import soundfile as sf
@@ -189,7 +200,7 @@ def make_medleys(tracks: list[Track], out_dir: str | os.PathLike, cfg: MedleyCon
     if durations is None:
         durations = np.array([(lambda fs: fs[0] / fs[1])(open_info(t.path)) for t in tracks])
     labels = scaled_labels(tracks)
-    splits = split_clips(tracks, cfg)
+    splits = split_clips(tracks, cfg, test_ids)
     sizes = {s: len(v) for s, v in splits.items()}
     total = sum(sizes.values())
     counts = {s: int(round(cfg.n_medleys * sizes[s] / total)) for s in ("val", "test")}
@@ -225,7 +236,7 @@ def make_medleys(tracks: list[Track], out_dir: str | os.PathLike, cfg: MedleyCon
         os.replace(tmp, out / "labels" / LABEL_FILES[key])
     write_manifest(rows, out / MANIFEST)
     info = {"config": asdict(cfg), "hop_seconds": HOP_SECONDS, "n_source_clips": len(tracks),
-            "source_clips_per_split": sizes,
+            "source_clips_per_split": sizes, "test_ids_given": test_ids is not None,
             "sources": sorted({t.source for t in tracks})}
     tmp = out / (INFO + ".tmp")
     tmp.write_text(json.dumps(info, indent=2))
