@@ -138,3 +138,32 @@ def test_not_music_and_every_model_kind_display(browser, tmp_path):
         assert not browser.find_elements(By.CSS_SELECTOR, "#timeline .series-arousal")
         logs = [e for e in browser.get_log("browser") if e.get("source") == "javascript"]
         assert not logs, logs
+
+
+def test_a_dynamic_model_draws_its_2hz_scores(browser, tmp_path):
+    """A DSAML model file (no probabilities): the page shows scores, says so, and draws the
+    2 Hz curve."""
+    import torch
+
+    from merkit.commands.train_dynamic import dsaml_checkpoint
+    from merkit.models.dsaml import DSAML, DSAMLConfig
+    from merkit.predict import load_model
+    from merkit.training.checkpoint import save_checkpoint
+    from merkit.web.app import create_app
+
+    torch.manual_seed(0)
+    net = DSAML(DSAMLConfig(d_model=16, heads=2, lstm_hidden=8)).eval()
+    path = save_checkpoint(tmp_path / "dyn.pt", dsaml_checkpoint(net, train={}, info={"grid": {"hop": 0.5}},
+                                                                 val={}, test={}, best_epoch=0))
+    song = tmp_path / "song.wav"
+    sf.write(song, music(12.0), 44_100)
+    with running_server(create_app(load_model(path))) as url:
+        browser.get(url + "/")
+        browser.find_element(By.ID, "file-input").send_keys(str(song))
+        WebDriverWait(browser, TIMEOUT_S).until(EC.visibility_of_element_located((By.ID, "result")))
+        assert re.fullmatch(r"Q[1-4]", browser.find_element(By.ID, "quadrant").text)
+        assert -1.0 <= float(browser.find_element(By.ID, "valence").text) <= 1.0
+        assert "score" in browser.find_element(By.ID, "valence-note").text
+        pts = browser.find_element(By.CSS_SELECTOR, "#timeline .series-arousal").get_attribute("points")
+        assert len(pts.split()) == 24  # 12 s at 2 Hz
+        assert not [e for e in browser.get_log("browser") if e.get("source") == "javascript"]
