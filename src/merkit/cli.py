@@ -24,6 +24,7 @@ COMMANDS = [
     "plot",
     "predict",
     "adapt",
+    "export",
     "serve",
 ]
 
