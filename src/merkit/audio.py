@@ -59,8 +59,7 @@ def decode(path: str | os.PathLike, *, soundfont: str | None = None,
     try:
         y, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:  # libsndfile raises several types; all mean "cannot decode"
-        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise AudioError(f"{path}: cannot decode audio ({_decoder_message(msg)})") from None
+        raise _decode_error(path, e) from None
     return y, int(sr)
 
 
@@ -74,6 +73,12 @@ def _check_file(path: Path) -> Path:
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
     return path
+
+
+def _decode_error(path, e: BaseException) -> AudioError:
+    """One line naming the file and libsndfile's reason (its last line), in words a user can act on."""
+    msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+    return AudioError(f"{path}: cannot decode audio ({_decoder_message(msg)})")
 
 
 def _decoder_message(msg: str) -> str:
@@ -231,8 +236,7 @@ def open_info(path: str | os.PathLike) -> tuple[int, int]:
     try:
         info = sf.info(str(path))
     except Exception as e:
-        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise AudioError(f"{path}: cannot decode audio ({_decoder_message(msg)})") from None
+        raise _decode_error(path, e) from None
     return int(info.frames), int(info.samplerate)
 
 
@@ -245,8 +249,7 @@ def read_frames(path: str | os.PathLike, start: int, stop: int) -> np.ndarray:
             f.seek(start)
             return f.read(stop - start, dtype="float32", always_2d=True)
     except Exception as e:
-        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise AudioError(f"{path}: cannot decode audio ({_decoder_message(msg)})") from None
+        raise _decode_error(path, e) from None
 
 
 READ_BLOCK_SECONDS = 30.0
@@ -275,8 +278,7 @@ def read_mono(path: str | os.PathLike, sample_rate: int, *, seconds: float | Non
     except AudioError:
         raise
     except Exception as e:
-        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise AudioError(f"{path}: cannot decode audio ({_decoder_message(msg)})") from None
+        raise _decode_error(path, e) from None
     if done == 0:
         raise AudioError(f"{path}: zero-length audio")
     y = y[:done]  # a truncated file ends early

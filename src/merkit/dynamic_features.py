@@ -105,6 +105,7 @@ def extract_dynamic(tracks: list[Track], out_dir: str | os.PathLike, grid: Dynam
     from tqdm import tqdm
 
     from .encoders import get_encoder
+    from .extract import _write_failures
 
     out = Path(out_dir)
     work = out / WORK_DIR
@@ -161,17 +162,6 @@ def extract_dynamic(tracks: list[Track], out_dir: str | os.PathLike, grid: Dynam
     del frames, glob, done
     shutil.rmtree(work)
     return {"n": n, "done": int(len(ok)), "failed": len(failures)}
-
-
-def _write_failures(path: Path, rows) -> None:
-    import csv
-
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["track_id", "path", "reason"])
-        w.writerows(rows)
-    os.replace(tmp, path)
 
 
 @dataclass

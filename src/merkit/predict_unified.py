@@ -188,6 +188,10 @@ class UnifiedModel(Predictor):
         with torch.inference_mode():
             return {k: v.double().numpy() for k, v in self.net.predict(torch.from_numpy(x)).items()}
 
+    def score_centres(self) -> tuple[float, float]:
+        """(valence, arousal) head scores at which the calibrated probability is 1/2."""
+        return tuple(-b / a if a > 0 else 0.0 for a, b in (self.calibration[d] for d in ("valence", "arousal")))
+
     def predict_inputs(self, x: np.ndarray) -> list[dict]:
         """Prediction fields of network inputs ``(B, D)``."""
         out = self.outputs(x)
@@ -196,7 +200,7 @@ class UnifiedModel(Predictor):
         pa = _sigmoid(self.calibration["arousal"][0] * sa + self.calibration["arousal"][1])
         # the scores are centred where the calibrated P is 1/2, so that their signs, the sides
         # of P and the quadrant always agree
-        cv, ca = (-b / a if a > 0 else 0.0 for a, b in (self.calibration[d] for d in ("valence", "arousal")))
+        cv, ca = self.score_centres()
         pq = quadrant_probs(pa, pv)
         fields = []
         for i in range(len(x)):

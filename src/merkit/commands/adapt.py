@@ -94,7 +94,7 @@ def run(args) -> int:
         raise ValueError(f"{len(xs)} usable example(s); merkit adapt needs at least {MIN_EXAMPLES}")
     y = np.array(ys)
     # targets in the head's score space: valence_score = tanh(s - s_half)
-    centre = np.array([-b / a if a > 0 else 0.0 for a, b in (model.calibration[d] for d in ("valence", "arousal"))])
+    centre = np.array(model.score_centres())
     target = torch.from_numpy((np.arctanh(np.clip(y, -0.95, 0.95)) + centre).astype(np.float32))
     net = model.net
     head = net.heads["va"]

@@ -51,8 +51,9 @@ class Curve:
 Curves = dict[str, Curve]
 
 
-def read_pmemo(path: str | os.PathLike) -> Curves:
-    """PMEmo's long-format file (``musicId, frameTime, Arousal(mean), Valence(mean)``, [0, 1])."""
+def read_pmemo(path: str | os.PathLike, *, centred: bool = True) -> Curves:
+    """PMEmo's long-format file (``musicId, frameTime, Arousal(mean), Valence(mean)``, [0, 1]),
+    centred to ``2 x - 1`` (``centred=False``: PMEmo's own [0, 1] values)."""
     from .static_va import DYNAMIC_HALF_RANGE, DYNAMIC_MID, _song_order
 
     path = Path(path)
@@ -75,7 +76,8 @@ def read_pmemo(path: str | os.PathLike) -> Curves:
     out = {}
     for sid in sorted(rows, key=_song_order):
         arr = np.array(sorted(rows[sid]), dtype=np.float64)
-        arr[:, 1:] = (arr[:, 1:] - DYNAMIC_MID) / DYNAMIC_HALF_RANGE
+        if centred:
+            arr[:, 1:] = (arr[:, 1:] - DYNAMIC_MID) / DYNAMIC_HALF_RANGE
         out[sid] = Curve(arr[:, 0], arr[:, 1], arr[:, 2])
     return out
 

@@ -217,29 +217,10 @@ def pmemo_dynamic(labels_root: str | os.PathLike | None = None, *,
     PMEmo's [0, 1] scale, or with ``centred=True`` ``2 x - 1`` in [-1, 1], the same centring as
     the static labels of :func:`static_va_manifest`.
     """
-    path = labels_dir("pmemo", labels_root) / "dynamic_annotations.csv"
-    if not path.is_file():
-        raise DatasetError(f"{path}: PMEmo dynamic annotations not found")
-    rows: dict[str, list[tuple[float, float, float]]] = {}
-    cols = ("musicId", "frameTime", "Arousal(mean)", "Valence(mean)")
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh, skipinitialspace=True)
-        missing = [c for c in cols if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DatasetError(f"{path}: missing columns {', '.join(missing)}")
-        for line, row in enumerate(reader, start=2):
-            try:
-                t, a, v = float(row["frameTime"]), float(row["Arousal(mean)"]), float(row["Valence(mean)"])
-            except (TypeError, ValueError) as e:
-                raise DatasetError(f"{path}:{line}: bad number ({e})") from None
-            rows.setdefault(row["musicId"].strip(), []).append((t, a, v))
-    out = {}
-    for sid in sorted(rows, key=_song_order):
-        arr = np.array(sorted(rows[sid]), dtype=np.float64)  # (n, 3): time, arousal, valence
-        if centred:
-            arr[:, 1:] = (arr[:, 1:] - DYNAMIC_MID) / DYNAMIC_HALF_RANGE
-        out[sid] = (arr[:, 0], arr[:, 1], arr[:, 2])
-    return out
+    from .dynamic import read_pmemo
+
+    curves = read_pmemo(labels_dir("pmemo", labels_root) / "dynamic_annotations.csv", centred=centred)
+    return {sid: (c.times, c.arousal, c.valence) for sid, c in curves.items()}
 
 
 def _song_order(sid: str):
