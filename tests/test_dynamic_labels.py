@@ -56,3 +56,34 @@ def test_deam_per_rater_layout(tmp_path):
     assert set(raters) == {"10"} and set(raters["10"]) == {"w1", "w2"}
     assert raters["10"]["w1"].arousal.tolist() == [0.1, 0.2] and raters["10"]["w1"].valence.tolist() == [-0.1, -0.2]
     assert raters["10"]["w2"].times.tolist() == [15.0]
+
+
+def test_pmemo_per_annotator_layout(tmp_path):
+    from merkit.data.dynamic import read_pmemo_raters
+
+    base = tmp_path / "PMEmo" / "Annotations"
+    (base / "Arousal").mkdir(parents=True)
+    (base / "Valence").mkdir(parents=True)
+    # one row per annotator: id, static rating, then 2 Hz dynamic ratings on [0, 1]
+    (base / "Arousal" / "7-A.csv").write_text("subject,static,15,15.5,16\ns1,0.5,0.5,1.0,0.75\ns2,0.2,0.0,0.25,\n")
+    (base / "Valence" / "7-V.csv").write_text("subject,static,15,15.5,16\ns1,0.5,0.25,0.5,0.5\ns2,0.2,1.0,1.0,1.0\n")
+    (base / "Arousal" / "8-A.csv").write_text("a,b,c,d\nx,0.5,0.5,0.5\n")  # no valence file: skipped
+    raters = read_pmemo_raters(tmp_path / "PMEmo")
+    assert set(raters) == {"7"} and set(raters["7"]) == {"s1", "s2"}
+    s1, s2 = raters["7"]["s1"], raters["7"]["s2"]
+    assert s1.times.tolist() == [15.0, 15.5, 16.0]
+    assert s1.arousal.tolist() == [0.0, 1.0, 0.5] and s1.valence.tolist() == [-0.5, 0.0, 0.0]
+    assert s2.times.tolist() == [15.0, 15.5] and s2.arousal.tolist() == [-1.0, -0.5]  # blank cell dropped
+
+
+def test_pmemo_per_annotator_header_without_times(tmp_path):
+    from merkit.data.dynamic import read_pmemo_raters
+    from merkit.data.paths import DatasetError
+
+    for dim in ("Arousal", "Valence"):
+        (tmp_path / dim).mkdir()
+        (tmp_path / dim / f"3-{dim[0]}.csv").write_text("id,static,d1,d2\nr,0.5,0.5,0.5\n")
+    assert read_pmemo_raters(tmp_path)["3"]["r"].times.tolist() == [15.0, 15.5]  # the 2 Hz grid from 15 s
+    (tmp_path / "Arousal" / "3-A.csv").write_text("id,static,d1\nr,0.5,oops\n")
+    with pytest.raises(DatasetError, match="bad number"):
+        read_pmemo_raters(tmp_path)

@@ -11,8 +11,14 @@ and arousal / valence on [-1, 1] (0 = the scale's midpoint), the convention of t
   ``song_id, sample_15000ms, sample_15500ms, ...`` on [-1, 1] already; blank cells where a song
   ended. Read from the user's copy of the dataset (not on these machines).
 * **DEAM per rater** (:func:`read_deam_raters`): one file per song and dimension, one row per
-  rater, for tasks per annotator. PMEmo's individual annotations are not read yet (their
-  layout could not be checked here).
+  rater, for tasks per annotator.
+* **PMEmo per annotator** (:func:`read_pmemo_raters`): PMEmo 2018's ``Annotations/Arousal/<id>-A.csv``
+  and ``Annotations/Valence/<id>-V.csv``, one row per annotator: an id, the static rating, then
+  the 2 Hz dynamic ratings on [0, 1]. That layout is taken from the dataset's published tree and
+  from public analysis code that reads it (``np.loadtxt(..., skiprows=1)``, column 1 = static,
+  columns 2: = dynamic); no copy of those files is on these machines, so the reader accepts
+  the header's time cells in seconds, in ms or as ``sample_<ms>ms``, and otherwise assumes the
+  2 Hz grid from 15 s (PMEmo removed the first 15 s of annotation).
 
 :func:`on_grid` puts curves on one 2 Hz grid from 15 s (the MediaEval convention: the first
 15 s of each song are not annotated), NaN-padded, for ``(N, T)`` training arrays.
@@ -193,6 +199,78 @@ def read_deam_raters(root: str | os.PathLike) -> dict[str, dict[str, Curve]]:
     return out
 
 
+def _read_pmemo_rows(path: Path, start: float, hop: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """annotator id -> (times, dynamic values on [0, 1]) of one PMEmo per-song file."""
+    check_utf8(path)
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh, skipinitialspace=True)
+        header = [c.strip() for c in next(reader, [])]
+        rows = [r for r in reader if r and r[0].strip()]
+    width = max([len(header)] + [len(r) for r in rows])
+    if width < 3:
+        raise DatasetError(f"{path}: expected columns annotator, static, then dynamic ratings; "
+                           f"found {width} column(s)")
+    times = []
+    for k, name in enumerate(header[2:] + [""] * (width - len(header))):
+        m = _SAMPLE_COL.match(name)
+        try:
+            t = int(m.group(1)) / 1000.0 if m else float(name)
+            t = t / 1000.0 if t > 1000 else t  # ms
+        except ValueError:
+            t = start + hop * k
+        times.append(t)
+    t = np.array(times)
+    out = {}
+    for line, row in enumerate(rows, start=2):
+        vals = []
+        for cell in row[2:] + [""] * (width - len(row)):
+            cell = cell.strip()
+            try:
+                vals.append(float(cell) if cell not in ("", "NaN", "nan") else math.nan)
+            except ValueError:
+                raise DatasetError(f"{path}:{line}: bad number {cell!r}") from None
+        v = np.array(vals)
+        keep = np.isfinite(v)
+        out[row[0].strip()] = (t[keep], v[keep])
+    return out
+
+
+def read_pmemo_raters(root: str | os.PathLike, *, centred: bool = True, start: float = START_SECONDS,
+                      hop: float = HOP_SECONDS) -> dict[str, dict[str, Curve]]:
+    """PMEmo's individual dynamic annotations: song id -> {annotator id: Curve}, for tasks per
+    annotator. ``root``: PMEmo's folder, its ``Annotations`` folder, or a folder holding
+    ``Arousal/`` and ``Valence/``. Values [0, 1] become ``2 x - 1`` (``centred=False`` keeps them)."""
+    from .static_va import DYNAMIC_HALF_RANGE, DYNAMIC_MID, _song_order
+
+    root = Path(root)
+    base = None
+    for cand in (root, root / "Annotations", *sorted(root.glob("*/Annotations"))):
+        if (cand / "Arousal").is_dir() and (cand / "Valence").is_dir():
+            base = cand
+            break
+    if base is None:
+        raise DatasetError(f"{root}: no Arousal/ and Valence/ folders (PMEmo's Annotations/)")
+    out: dict[str, dict[str, Curve]] = {}
+    files = {f.stem.rsplit("-", 1)[0]: f for f in (base / "Arousal").glob("*-A.csv")}
+    for song in sorted(files, key=_song_order):
+        g = base / "Valence" / f"{song}-V.csv"
+        if not g.is_file():
+            continue
+        a, v = _read_pmemo_rows(files[song], start, hop), _read_pmemo_rows(g, start, hop)
+        for rater in sorted(set(a) & set(v)):
+            (ta, xa), (tv, xv) = a[rater], v[rater]
+            common, ia, iv = np.intersect1d(ta, tv, return_indices=True)
+            if not len(common):
+                continue
+            xa, xv = xa[ia].astype(np.float64), xv[iv].astype(np.float64)
+            if centred:
+                xa, xv = (xa - DYNAMIC_MID) / DYNAMIC_HALF_RANGE, (xv - DYNAMIC_MID) / DYNAMIC_HALF_RANGE
+            out.setdefault(song, {})[rater] = Curve(common, xa, xv)
+    if not out:
+        raise DatasetError(f"{base}: no song has both <id>-A.csv and <id>-V.csv with common frames")
+    return out
+
+
 def on_grid(curves: Curves, ids: list[str], *, hop: float = HOP_SECONDS, start: float = START_SECONDS,
             n_frames: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(times (T,), arousal (N, T), valence (N, T))`` on the grid ``start + k hop``: each song's
@@ -215,5 +293,5 @@ def on_grid(curves: Curves, ids: list[str], *, hop: float = HOP_SECONDS, start: 
     return times, a, v
 
 
-__all__ = ["Curve", "Curves", "read_pmemo", "read_wide_pair", "read_corpus", "read_deam_raters", "on_grid", "HOP_SECONDS",
+__all__ = ["Curve", "Curves", "read_pmemo", "read_wide_pair", "read_corpus", "read_deam_raters", "read_pmemo_raters", "on_grid", "HOP_SECONDS",
            "START_SECONDS"]
