@@ -102,12 +102,27 @@ def new_run(args, name: str):
 
 
 def run(args) -> int:
+    from ..training import distributed as dist
+
+    # under torchrun: join the other processes (merkit.training.distributed; README: Scale)
+    dist.init_from_env()
+    try:
+        return _run(args)
+    finally:
+        dist.shutdown()
+
+
+def _run(args) -> int:
     import torch
 
+    from ..training import distributed as dist
     from ..training.loop import RUN_JSON, train
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if dist.world() > 1 and (args.model in ("dsaml", "unified") and not args.resume):
+        raise ValueError(f"--model {args.model} trains a small network on stored embeddings in "
+                         "seconds: run it in one process, without torchrun")
     if args.model == "dsaml" and not args.resume:
         from .train_dynamic import run_dynamic
 
@@ -119,26 +134,39 @@ def run(args) -> int:
     if args.resume:
         run_dir = Path(args.resume)
         meta_path = run_dir / RUN_JSON
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{meta_path}: not found, so {run_dir} is not a merkit run folder")
-        import json
 
-        meta = json.loads(meta_path.read_text())
+        def read_meta():
+            if not meta_path.is_file():
+                raise FileNotFoundError(f"{meta_path}: not found, so {run_dir} is not a merkit run folder")
+            import json
+
+            return json.loads(meta_path.read_text())
+
+        meta = dist.on_main(read_meta)  # under DDP only rank 0 needs the run folder
         model_cfg = from_dict(ModelConfig, meta["model"])
         train_cfg = from_dict(TrainConfig, meta["train"])
         seeds, data, unlabelled = meta["seeds"], meta["data"], meta.get("unlabelled")
         log.info("resuming %s (settings from %s; other flags are ignored)", run_dir, meta_path)
     else:
-        model_cfg, train_cfg, seeds, run_dir = new_run(args, "{data}_{label}_{model}")
+        # rank 0 names (and checks) the folder: the others' clocks may show another second
+        model_cfg, train_cfg, seeds, run_dir = dist.on_main(lambda: new_run(args, "{data}_{label}_{model}"))
         data, unlabelled = args.data, args.unlabelled
-    fs = load_features(data)
-    pool = load_features(unlabelled) if unlabelled else None
+    loaded = {}
+
+    def load():
+        loaded["sets"] = load_features(data), (load_features(unlabelled) if unlabelled else None)
+
+    dist.on_main(load)  # rank 0 first: a named dataset is extracted into the cache once
+    if "sets" not in loaded:
+        load()
+    fs, pool = loaded["sets"]
     out = train(fs, model_cfg, train_cfg, run_dir, seeds=seeds, unlabelled=pool,
                 resume=bool(args.resume), progress=args.progress, data_ref=str(data))
-    if model_cfg.name == "musefuse":
-        _musefuse_checkpoints(run_dir, seeds, train_cfg.label)
-    print(out["table"])
-    print(f"results: {run_dir / 'results.json'}")
+    if dist.is_main():
+        if model_cfg.name == "musefuse":
+            _musefuse_checkpoints(run_dir, seeds, train_cfg.label)
+        print(out["table"])
+        print(f"results: {run_dir / 'results.json'}")
     return 0
 
 

@@ -41,6 +41,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..training.augment import augment
+from ..training.distributed import all_gather_rows, all_reduce_sum, batch_mean, global_denominator
 from ..training.objective import Batch, Objective, supervised_loss
 from .damer import DAMER, DamerOutput
 
@@ -150,7 +151,7 @@ def prototype_alignment_loss(features: torch.Tensor, labels: torch.Tensor, proto
     p = prototypes.detach().float()[labels]  # (B, E)
     dist = 1.0 - (f * p).sum(-1)
     keep = (torch.ones_like(dist) if valid is None else valid[labels].to(dist.dtype))
-    return (dist * keep).sum() / keep.sum().clamp_min(1.0)
+    return (dist * keep).sum() / global_denominator(keep.sum(), floor=1.0)
 
 
 # =================================================================================================
@@ -200,7 +201,8 @@ def reliability_pseudo_loss(logits: torch.Tensor, theta: float) -> ReliaPseudoRe
     pseudo = p.argmax(-1)
     mask = w >= theta
     ce = F.cross_entropy(z, pseudo, reduction="none")
-    loss = (w * mask.to(ce.dtype) * ce).sum() / max(z.shape[0], 1)
+    loss = (w * mask.to(ce.dtype) * ce).sum() / global_denominator(torch.tensor(float(z.shape[0]), device=z.device),
+                                                                   floor=1.0)
     return ReliaPseudoResult(loss, pseudo, w, mask)
 
 
@@ -215,9 +217,9 @@ def symmetric_distill_loss(logits_a: torch.Tensor, logits_b: torch.Tensor,
     towards ``b``; ``T^2`` keeps the gradient scale independent of ``T`` (ibid., §2)."""
     log_a = F.log_softmax(logits_a.float() / temperature, -1)
     log_b = F.log_softmax(logits_b.float() / temperature, -1)
-    # F.kl_div(input, target) = KL(target || input); "batchmean" is the true KL per sample.
-    kl_ab = F.kl_div(log_b, log_a.detach(), reduction="batchmean", log_target=True)
-    kl_ba = F.kl_div(log_a, log_b.detach(), reduction="batchmean", log_target=True)
+    # F.kl_div(input, target) = KL(target || input); summed over classes, the true KL per sample.
+    kl_ab = batch_mean(F.kl_div(log_b, log_a.detach(), reduction="none", log_target=True).sum(-1))
+    kl_ba = batch_mean(F.kl_div(log_a, log_b.detach(), reduction="none", log_target=True).sum(-1))
     return 0.5 * (kl_ab + kl_ba) * temperature ** 2
 
 
@@ -318,8 +320,11 @@ class MuseFuseObjective(Objective):
             return
         if self._features is None:
             raise RuntimeError("MuseFuseObjective.after_step called before loss()")
+        # Under DDP every rank folds in the features of the whole global batch, in rank order,
+        # so the prototypes stay the same on all ranks and equal to one process's.
+        y = all_gather_rows(batch.y)
         for b in BRANCHES:
-            self.banks[b].update(self._features[b], batch.y)
+            self.banks[b].update(all_gather_rows(self._features[b]), y)
         self._features = None
 
     def epoch_stats(self) -> dict[str, float]:
@@ -329,9 +334,12 @@ class MuseFuseObjective(Objective):
         if self.regression:
             return {}
         out = {"rp_mask_ratio": math.nan, "rp_weight": math.nan}
-        if self._rp_sums is not None and self._rp_count > 0:
-            selected, weight = self._rp_sums.double().tolist()
-            out = {"rp_mask_ratio": selected / self._rp_count, "rp_weight": weight / self._rp_count}
+        if self._rp_sums is not None:
+            sums = all_reduce_sum(torch.cat([self._rp_sums.double(),
+                                             self._rp_sums.new_tensor([self._rp_count], dtype=torch.float64)]))
+            selected, weight, count = sums.tolist()
+            if count > 0:
+                out = {"rp_mask_ratio": selected / count, "rp_weight": weight / count}
         out["proto_sep"] = self.banks["fused"].separation()
         self._reset_stats()
         return out

@@ -13,6 +13,7 @@ import torch
 from .losses import (classification_loss, pseudo_label_loss, supervised_contrastive_loss,
                      view_consistency_loss)
 from .augment import augment
+from .distributed import all_gather_rows
 from .memory_queue import MemoryQueue, MomentumEncoder
 from .objective import Batch, Objective, supervised_loss
 from .pseudo_labels import PCLSchedule, PCLStats, select_pseudo_labels
@@ -92,7 +93,9 @@ class DamerObjective(Objective):
                 keys = self.key_forward(batch.mel, batch.coch).z_fuse
         else:
             keys = self._z.detach()
-        self.queue.push(keys.float(), batch.y)
+        # MoCo's all-gather: every rank enqueues the keys of the whole global batch in rank
+        # order, so the queue is the same on all ranks and equal to one process's.
+        self.queue.push(all_gather_rows(keys.float()), all_gather_rows(batch.y))
 
     def epoch_stats(self) -> dict[str, float]:
         out = {}

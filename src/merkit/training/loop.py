@@ -32,9 +32,10 @@ from torch import nn
 
 from ..config import ModelConfig, TrainConfig, from_dict
 from ..data.memo2496 import FeatureSet
-from ..evaluation.protocol import (Splits, drop_nonfinite, format_table, head_metrics, make_splits, predict,
+from ..evaluation.protocol import (Splits, drop_nonfinite, format_table, head_metrics, make_splits,
                                    summarise_seeds)
 from ..models import build_model, get_spec, resolve_head
+from . import distributed as dist
 from .checkpoint import load_checkpoint, save_checkpoint, versions
 from .cpu_memory import reuse_freed_memory
 from .objective import Batch, Objective
@@ -143,6 +144,9 @@ def band_statistics(mel: torch.Tensor, coch: torch.Tensor) -> dict[str, torch.Te
 
 
 def resolve_device(name: str) -> torch.device:
+    ranked = dist.device_for(name)  # under torchrun: this rank's GPU
+    if ranked is not None:
+        return ranked
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
@@ -166,11 +170,13 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def batch_starts(n: int, batch_size: int) -> list[int]:
+def batch_starts(n: int, batch_size: int, world: int = 1) -> list[int]:
     """Boundaries of an epoch's batches over ``n`` samples: ``[0, b, 2b, ..., n]``. A last batch
-    of one sample joins the one before it: batch norm cannot normalise a single sample."""
+    of one sample joins the one before it: batch norm cannot normalise a single sample. Under
+    DDP with ``world`` processes, a last batch of fewer than ``world`` samples joins it too,
+    so that every rank has a share of every batch."""
     starts = list(range(0, n, batch_size)) + [n]
-    if len(starts) > 2 and starts[-1] - starts[-2] == 1:
+    if len(starts) > 2 and starts[-1] - starts[-2] < max(2, world):
         del starts[-2]
     return starts
 
@@ -193,8 +199,13 @@ class Trainer:
                 self.optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
         if device.type == "cpu":
             reuse_freed_memory()  # large freed tensors stay mapped: no page faults per step
-        # The checkpointed module stays the plain one; a compiled wrapper only runs it.
-        forward = CompiledOrEager(model) if cfg.compile else model
+        # The checkpointed module stays the plain one; DDP and a compiled wrapper only run it.
+        self.world = dist.world()
+        if self.world > 1 and cfg.batch_size < self.world:
+            raise ValueError(f"batch_size {cfg.batch_size} is smaller than the {self.world} processes: "
+                             "the batch is the global batch, shared between them")
+        runner = dist.wrap(model, device)
+        forward = CompiledOrEager(runner) if cfg.compile else runner
         # CUDA: the whole loss under autocast (its float32 list covers the losses). CPU
         # (cpu_amp, on by default where bfloat16 is native): the forward passes only
         # (AutocastForward), the losses in float32.
@@ -272,7 +283,7 @@ class Trainer:
         gen = epoch_generator(seed, epoch)
         n = len(data)
         perm = torch.randperm(n, generator=gen).to(self.device)
-        starts = batch_starts(n, cfg.batch_size)
+        starts = batch_starts(n, cfg.batch_size, self.world)
         n_steps = len(starts) - 1
         perm_u, bu = None, 0
         if unlabelled is not None and len(unlabelled) and cfg.unlabelled_ratio > 0:
@@ -289,17 +300,24 @@ class Trainer:
         bar = tqdm(range(n_steps), desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
                    disable=None if progress else True, unit="step")
         for i in bar:
-            idx = perm[starts[i]:starts[i + 1]]
+            # under DDP each rank takes its contiguous share of the global batch
+            glob = perm[starts[i]:starts[i + 1]]
+            idx = glob[dist.rank_slice(len(glob))]
             batch = Batch(data.mel[idx], data.coch[idx], data.y[idx])
             if perm_u is not None:
                 iu = perm_u[i * bu:(i + 1) * bu]
+                iu = iu[dist.rank_slice(len(iu))]
                 batch.mel_u, batch.coch_u = unlabelled.mel[iu], unlabelled.coch[iu]
             terms, ok = self.step(batch)
-            sums += terms * len(idx)
+            # a rank's terms are its share of the global batch's losses (sum / global count x
+            # world): their mean over ranks is the global batch's value
+            sums += terms * (len(glob) / self.world)
             correct += ok
             if progress and (self.device.type == "cpu" or i % POSTFIX_EVERY == 0):
                 bar.set_postfix({k: f"{v:.3f}" for k, v in zip(names, terms.tolist())})
         bar.close()
+        if self.world > 1:
+            sums, correct = dist.all_reduce_sum(sums), dist.all_reduce_sum(correct)
         if cfg.scheduler == "cosine":
             self.scheduler.step()
         record = {"epoch": epoch, "lr": lr, **schedule}
@@ -334,7 +352,7 @@ def validation_record(model: nn.Module, part: Part, *, head: str, batch_size: in
     """Validation metrics of the inference head (``val_acc``, ``val_f1``, ``val_auc`` or, for
     regression, ``val_r2``, ``val_pearson``, ``val_ccc``, ``val_rmse``; and ``val_loss``: its
     NLL, or its MSE) and of every head."""
-    outputs = predict(model, part.mel, part.coch, batch_size=batch_size, device=device)
+    outputs = dist.sharded_predict(model, part.mel, part.coch, batch_size=batch_size, device=device)
     y = part.y.cpu().numpy()
     per_head = head_metrics(y, outputs)
     rec = {f"val_{k}": v for k, v in per_head[head].items()}
@@ -428,8 +446,10 @@ def _usable(fs: FeatureSet, what: str) -> FeatureSet:
 
 
 def _resume(run_dir: Path, config: dict, model: nn.Module, trainer: Trainer) -> dict:
-    """Load ``last.pt`` into the model and trainer and restore the RNG; its ``train_state``."""
-    ckpt = load_checkpoint(run_dir / LAST)
+    """Load ``last.pt`` into the model and trainer and restore the RNG; its ``train_state``.
+    Under DDP rank 0 reads the file and sends it to the others, and each rank restores its own
+    generator state."""
+    ckpt = dist.on_main(lambda: load_checkpoint(run_dir / LAST))
     # Fields added to the configs since the run started take their defaults (as in run.json).
     stored = {"model": asdict(from_dict(ModelConfig, ckpt["config"]["model"])),
               "train": asdict(from_dict(TrainConfig, ckpt["config"]["train"]))}
@@ -439,9 +459,19 @@ def _resume(run_dir: Path, config: dict, model: nn.Module, trainer: Trainer) -> 
     model.load_state_dict(ckpt["state_dict"])
     st = ckpt["train_state"]
     trainer.load_state_dict(st)
-    torch.set_rng_state(st["rng_torch"])
-    if st.get("rng_cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["rng_cuda"])
+    ranks = st.get("rng_ranks")
+    if dist.world() > 1 or ranks is not None:
+        if ranks is None or len(ranks) != dist.world():
+            raise ValueError(f"{run_dir / LAST}: written by {len(ranks) if ranks else 1} process(es); "
+                             f"resume it with as many (torchrun --nproc_per_node), not {dist.world()}")
+        mine = ranks[dist.rank()]
+        torch.set_rng_state(mine["torch"])
+        if mine.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(mine["cuda"])
+    else:
+        torch.set_rng_state(st["rng_torch"])
+        if st.get("rng_cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(st["rng_cuda"])
     log.info("resuming %s after epoch %d", run_dir, st["epoch"])
     return st
 
@@ -470,11 +500,20 @@ def fit(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str |
     and ``test`` are ``{head: {"acc", "f1", "auc"}}`` of the selected model.
     """
     run_dir = Path(run_dir)
-    if resume and (run_dir / RESULTS).is_file():  # this seed finished before the kill
-        return json.loads((run_dir / RESULTS).read_text())
-    if not resume and (run_dir / LAST).exists():
-        raise ValueError(f"{run_dir}: already holds a run; resume it or choose another folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    main = dist.is_main()  # under DDP (merkit.training.distributed) only rank 0 touches run_dir
+
+    def state_of_run_dir():
+        if resume and (run_dir / RESULTS).is_file():  # this seed finished before the kill
+            return json.loads((run_dir / RESULTS).read_text())
+        if not resume and (run_dir / LAST).exists():
+            raise ValueError(f"{run_dir}: already holds a run; resume it or choose another folder")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return {"resumable": resume and (run_dir / LAST).is_file()}
+
+    state = dist.on_main(state_of_run_dir)
+    if "resumable" not in state:
+        return state
+    progress = progress and main
     device = resolve_device(cfg.device)
 
     # -- data: split, tensors in RAM, the model's input sizes ------------------------------------
@@ -506,16 +545,18 @@ def fit(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str |
     trainer = Trainer(model, cfg, device=device, n_classes=cfg.n_classes)
     if pool is not None and not trainer.objective.semi_supervised:
         raise ValueError(f"--unlabelled: model {model_cfg.name} does not use unlabelled data")
+    if dist.world() > 1:  # same initial weights everywhere, then a dropout generator per rank
+        torch.manual_seed(dist.rank_seed(cfg.seed))
     history: list[dict] = []
     best_key: tuple | None = None
     best_epoch = 0
-    if resume and (run_dir / LAST).is_file():
+    if state["resumable"]:
         st = _resume(run_dir, config, model, trainer)
         history, best_epoch = st["history"], st["best_epoch"]
         best_key = tuple(st["best_key"]) if st["best_key"] is not None else None
 
     # -- epochs ----------------------------------------------------------------------------------
-    tb = _tensorboard(run_dir)
+    tb = _tensorboard(run_dir) if main else None
     head = trainer.head
     try:
         for epoch in range(len(history) + 1, cfg.epochs + 1):
@@ -535,19 +576,25 @@ def fit(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str |
             if improved:
                 best_epoch = epoch
                 val_metrics = {k: v for k, v in rec.items() if k.startswith("val_")}
-                save_checkpoint(run_dir / BEST, {"config": config, "state_dict": model.state_dict(),
-                                                 "data_info": data_info,
-                                                 "metrics": {"epoch": epoch, **val_metrics}})
+                if main:
+                    save_checkpoint(run_dir / BEST, {"config": config, "state_dict": model.state_dict(),
+                                                     "data_info": data_info,
+                                                     "metrics": {"epoch": epoch, **val_metrics}})
             rec["best_epoch"] = best_epoch
             history.append(rec)
-            train_state = {**trainer.state_dict(), "epoch": epoch, "history": history,
-                           "best_key": list(best_key) if best_key is not None else None,
-                           "best_epoch": best_epoch, "rng_torch": torch.get_rng_state(),
-                           "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}
-            save_checkpoint(run_dir / LAST, {"config": config, "state_dict": model.state_dict(),
-                                             "data_info": data_info, "metrics": rec,
-                                             "train_state": train_state})
-            _write_csv(run_dir / LOG_CSV, history)
+            rng = {"torch": torch.get_rng_state(),
+                   "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}
+            ranks = dist.gather_objects(rng) if dist.world() > 1 else None
+            if main:
+                train_state = {**trainer.state_dict(), "epoch": epoch, "history": history,
+                               "best_key": list(best_key) if best_key is not None else None,
+                               "best_epoch": best_epoch, "rng_torch": torch.get_rng_state(),
+                               "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+                               "rng_ranks": ranks}
+                save_checkpoint(run_dir / LAST, {"config": config, "state_dict": model.state_dict(),
+                                                 "data_info": data_info, "metrics": rec,
+                                                 "train_state": train_state})
+                _write_csv(run_dir / LOG_CSV, history)
             if tb is not None:
                 for k, v in rec.items():
                     if isinstance(v, (int, float)) and k != "epoch":
@@ -560,21 +607,23 @@ def fit(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str |
             tb.close()
 
     # -- test once, with the model selected on validation ----------------------------------------
-    best = load_checkpoint(run_dir / BEST)
+    best = dist.on_main(lambda: load_checkpoint(run_dir / BEST))
     model.load_state_dict(best["state_dict"])
     test_part = Part.from_featureset(fs, splits.test, splits.y_test)
-    test = head_metrics(splits.y_test, predict(model, test_part.mel, test_part.coch,
-                                               batch_size=cfg.eval_batch_size, device=device))
+    test = head_metrics(splits.y_test, dist.sharded_predict(model, test_part.mel, test_part.coch,
+                                                            batch_size=cfg.eval_batch_size, device=device))
     val = {}
     if len(val_part):
-        val = head_metrics(splits.y_val, predict(model, val_part.mel, val_part.coch,
-                                                 batch_size=cfg.eval_batch_size, device=device))
+        val = head_metrics(splits.y_val, dist.sharded_predict(model, val_part.mel, val_part.coch,
+                                                              batch_size=cfg.eval_batch_size, device=device))
     best["metrics"] = {"epoch": best_epoch, "val": val, "test": test}
-    save_checkpoint(run_dir / BEST, {k: v for k, v in best.items() if k not in ("format", "versions")})
     result = {"seed": cfg.seed, "best_epoch": best_epoch, "epochs_run": len(history),
               "inference_head": head, "val": val, "test": test, "sizes": splits.sizes(),
               "history": history}
-    write_json(run_dir / RESULTS, result)
+    if main:
+        save_checkpoint(run_dir / BEST, {k: v for k, v in best.items() if k not in ("format", "versions")})
+        write_json(run_dir / RESULTS, result)
+    dist.barrier()  # the next seed (or the caller) may read what rank 0 wrote
     return result
 
 
@@ -593,14 +642,19 @@ def train(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str
     seeds = list(seeds) if seeds is not None else [cfg.seed]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct, got {seeds}")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    main = dist.is_main()
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     meta = {"model": asdict(model_cfg), "train": asdict(cfg), "seeds": seeds,
             "data": data_ref or (str(fs.root) if fs.root else ""),
             "unlabelled": (str(unlabelled.root) if unlabelled is not None and unlabelled.root else None),
             "versions": versions()}
-    if not resume or not (run_dir / RUN_JSON).is_file():
+    if main and (not resume or not (run_dir / RUN_JSON).is_file()):
         write_json(run_dir / RUN_JSON, meta)
     classical = get_spec(model_cfg.name).kind == "classical"
+    if classical and dist.world() > 1:
+        raise ValueError(f"model {model_cfg.name} is a scikit-learn model: train it in one process, "
+                         "without torchrun")
     if classical and unlabelled is not None:
         raise ValueError(f"--unlabelled: model {model_cfg.name} does not use unlabelled data")
     per_seed = []
@@ -622,5 +676,6 @@ def train(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str
            "per_seed": [{"seed": r["seed"], "best_epoch": r["best_epoch"], "val": r["val"], "test": r["test"]}
                         for r in per_seed],
            "summary": summary, "table": table}
-    write_json(run_dir / RESULTS, out)
+    if main:
+        write_json(run_dir / RESULTS, out)
     return out

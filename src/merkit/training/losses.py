@@ -12,6 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .distributed import batch_mean, global_denominator
+
 LOG2 = math.log(2.0)  # the upper bound of the Jensen-Shannon divergence in nats
 # Fill value for logits of empty queue slots: exp(-1e9) underflows to 0 in float32, but unlike
 # -inf it keeps logsumexp and its gradient finite when a row has no valid key at all.
@@ -54,8 +56,8 @@ def js_divergence_probs(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 def view_consistency_loss(logits_mel: torch.Tensor, logits_coch: torch.Tensor,
                           tau: float) -> torch.Tensor:
     """Mean ``JS(softmax(z_mel / tau), softmax(z_coch / tau))`` over the batch (Eq. 22, 3rd term)."""
-    return js_divergence(F.log_softmax(logits_mel.float() / tau, -1),
-                         F.log_softmax(logits_coch.float() / tau, -1)).mean()
+    return batch_mean(js_divergence(F.log_softmax(logits_mel.float() / tau, -1),
+                                    F.log_softmax(logits_coch.float() / tau, -1)))
 
 
 def classification_loss(logits: dict[str, torch.Tensor] | list[torch.Tensor],
@@ -63,7 +65,7 @@ def classification_loss(logits: dict[str, torch.Tensor] | list[torch.Tensor],
     """``L_cls``: cross-entropy of each head against the labels, summed over the heads (Eq. 22
     adds one CE term per head; the three heads are the Mel, cochleagram and fused ones)."""
     heads = logits.values() if isinstance(logits, dict) else logits
-    return sum(F.cross_entropy(z.float(), target) for z in heads)
+    return sum(batch_mean(F.cross_entropy(z.float(), target, reduction="none")) for z in heads)
 
 
 def pseudo_label_loss(logits: torch.Tensor, pseudo: torch.Tensor, weight: torch.Tensor,
@@ -81,7 +83,7 @@ def pseudo_label_loss(logits: torch.Tensor, pseudo: torch.Tensor, weight: torch.
     """
     ce = F.cross_entropy(logits.float(), pseudo, reduction="none")
     m = mask.to(ce.dtype)
-    return (weight.detach().to(ce.dtype) * ce * m).sum() / m.sum().clamp_min(1.0)
+    return (weight.detach().to(ce.dtype) * ce * m).sum() / global_denominator(m.sum(), floor=1.0)
 
 
 def supervised_contrastive_loss(queries: torch.Tensor, labels: torch.Tensor, keys: torch.Tensor,
@@ -114,4 +116,4 @@ def supervised_contrastive_loss(queries: torch.Tensor, labels: torch.Tensor, key
     n_pos = pos.sum(1)
     per_query = -(log_prob * pos).sum(1) / n_pos.clamp_min(1)
     has_pos = (n_pos > 0).to(per_query.dtype)
-    return (per_query * has_pos).sum() / has_pos.sum().clamp_min(1.0)
+    return (per_query * has_pos).sum() / global_denominator(has_pos.sum(), floor=1.0)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TrainConfig
+from .distributed import batch_mean
 
 
 @dataclass
@@ -37,10 +38,11 @@ class Batch:
 
 
 def supervised_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy for classes (``y`` int64), MSE for one continuous output (``y`` float)."""
+    """Cross-entropy for classes (``y`` int64), MSE for one continuous output (``y`` float);
+    means over the global batch (:mod:`merkit.training.distributed`)."""
     if logits.shape[-1] == 1:
-        return F.mse_loss(logits.squeeze(-1).float(), y.float())
-    return F.cross_entropy(logits.float(), y)
+        return batch_mean(F.mse_loss(logits.squeeze(-1).float(), y.float(), reduction="none"))
+    return batch_mean(F.cross_entropy(logits.float(), y, reduction="none"))
 
 
 class Objective:

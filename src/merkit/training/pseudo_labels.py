@@ -116,10 +116,16 @@ class PCLStats:
     def summary(self) -> dict[str, float]:
         """Means and standard deviations over all samples seen; ``strength`` is the mean of
         ``r * [c >= theta]``, the average weight a sample receives in L_PL."""
-        if self.sums is None or self.count == 0:
+        from .distributed import all_reduce_sum
+
+        sums, count = self.sums, self.count
+        if sums is not None:  # under DDP: the statistics of all ranks' samples
+            total = all_reduce_sum(torch.cat([sums.double(), sums.new_tensor([count], dtype=torch.float64)]))
+            sums, count = total[:-1], int(total[-1].item())
+        if sums is None or count == 0:
             return {k: math.nan for k in ("pcl_conf_mean", "pcl_conf_std", "pcl_rel_mean",
                                           "pcl_rel_std", "pcl_mask_ratio", "pcl_strength", "pcl_js")}
-        s = dict(zip(self._FIELDS, (v / self.count for v in self.sums.double().tolist())))
+        s = dict(zip(self._FIELDS, (v / count for v in sums.double().tolist())))
         return {
             "pcl_conf_mean": s["conf"],
             "pcl_conf_std": math.sqrt(max(s["conf2"] - s["conf"] ** 2, 0.0)),
