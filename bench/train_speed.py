@@ -25,6 +25,15 @@ within this run, and the load average is recorded.
     python bench/train_speed.py [--epochs 3] [--threads 2] [--no-naive] [--no-compile]
 
 Writes bench/results/train_speed.json and bench/results/train_speed.md.
+
+``--device cuda`` times the same DAMER epoch on a GPU instead (:func:`device_main`): float32,
+mixed precision (bfloat16 autocast, or float16 with loss scaling where bfloat16 is missing,
+as ``TrainConfig(amp=True)`` trains) and compiled mixed precision, against merkit's float32
+epoch on all the machine's CPU cores in the same run; and the musicnn encoder's throughput in
+60 s tracks per second (20 patches of 187 x 96 per track), float32 and bfloat16, GPU and CPU.
+Writes bench/results/train_speed_cuda.{json,md}.
+
+    python bench/train_speed.py --device cuda [--epochs 5]
 """
 from __future__ import annotations
 
@@ -243,6 +252,112 @@ def time_merkit(part: Part, m: ModelConfig, tc: TrainConfig, epochs: int) -> tup
     return times, first
 
 
+# -- the GPU mode ------------------------------------------------------------------------------------
+ENCODER_PATCHES_PER_TRACK = 20  # a 60 s window: 3 750 musicnn frames (16 kHz, hop 256) / 187
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_device_epochs(part: Part, m: ModelConfig, tc: TrainConfig, device: torch.device,
+                       epochs: int) -> tuple[list[float], float]:
+    """merkit's epoch (``Trainer.train_epoch``) on ``device``: per-epoch times after a warm-up
+    epoch (which holds any compilation), and the warm-up's time."""
+    torch.manual_seed(0)
+    model = build_model("damer", m)
+    model.set_normalisation(**band_statistics(part.mel, part.coch))
+    model.to(device)
+    data = part.to(device)
+    trainer = Trainer(model, tc, device=device, n_classes=m.n_classes)
+    times, first = [], 0.0
+    for e in range(1, epochs + 2):
+        _sync(device)
+        t = time.perf_counter()
+        trainer.train_epoch(data, e, seed=0, progress=False)
+        _sync(device)
+        (times.append if e > 1 else lambda x: None)(time.perf_counter() - t)
+        if e == 1:
+            first = time.perf_counter() - t
+    return times, first
+
+
+def time_encoder(device: torch.device, dtype: torch.dtype, *, tracks: int, repeats: int = 5) -> float:
+    """Tracks per second of the musicnn network (front end excluded) on ``tracks`` 60 s tracks
+    at once, median of ``repeats`` after a warm-up."""
+    from merkit.encoders.musicnn import load_musicnn
+
+    net = load_musicnn().to(device)
+    x = torch.randn(tracks * ENCODER_PATCHES_PER_TRACK, 187, 96, device=device)
+    times = []
+    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+        for r in range(repeats + 1):
+            _sync(device)
+            t = time.perf_counter()
+            net(x)
+            _sync(device)
+            if r:
+                times.append(time.perf_counter() - t)
+    return tracks / statistics.median(times)
+
+
+def device_main(args, device: torch.device, *, n_train: int = N_TRAIN, encoder_tracks: int = 64) -> dict:
+    """The ``--device cuda`` measurements (see the module docstring); returns the results."""
+    m = ModelConfig(n_mels=N_MELS, n_coch=N_COCH, n_frames=N_FRAMES, n_classes=2)
+    tc = TrainConfig(batch_size=BATCH, epochs=100, device=str(device))
+    g = torch.Generator().manual_seed(0)
+    part = Part(torch.randn(n_train, N_MELS, N_FRAMES, generator=g) * 10 - 40,
+                torch.randn(n_train, N_COCH, N_FRAMES, generator=g) - 2,
+                torch.randint(0, 2, (n_train,), generator=g), [f"t{i}" for i in range(n_train)])
+    res: dict = {"device": str(device), "n_train": n_train, "batch_size": BATCH, "epochs_timed": args.epochs,
+                 "machine": {"cpu_count": os.cpu_count(), "torch": torch.__version__, "cpu": cpu_model(),
+                             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cpu = torch.device("cpu")
+    plan = [("cpu_fp32_reference", cpu, replace_tc(tc, device="cpu", amp=False)),
+            (f"{device.type}_fp32", device, replace_tc(tc, amp=False)),
+            (f"{device.type}_amp", device, replace_tc(tc, amp=True)),
+            (f"{device.type}_amp_compiled", device, replace_tc(tc, amp=True, compile=True))]
+    for name, dev, cfg in plan:
+        torch.set_num_threads(os.cpu_count() or 1)
+        times, first = time_device_epochs(part, m, cfg, dev, args.epochs if dev == device else 1)
+        res[name] = {"times_s": times, "median_s": statistics.median(times), "first_epoch_s": first}
+        print(f"{name}: {res[name]['median_s']:.3f} s/epoch", flush=True)
+        write_atomic(out / "train_speed_cuda.json", json.dumps(res, indent=2))
+    for name, dev, dtype in (("encoder_cpu_fp32", cpu, torch.float32), (f"encoder_{device.type}_fp32", device, torch.float32),
+                             (f"encoder_{device.type}_bf16", device, torch.bfloat16)):
+        res[name] = {"tracks_per_s": time_encoder(dev, dtype, tracks=encoder_tracks if dev == device else 4)}
+        print(f"{name}: {res[name]['tracks_per_s']:.1f} tracks/s", flush=True)
+    write_atomic(out / "train_speed_cuda.json", json.dumps(res, indent=2))
+    write_atomic(out / "train_speed_cuda.md", device_markdown(res))
+    print(device_markdown(res))
+    return res
+
+
+def device_markdown(r: dict) -> str:
+    ref = r["cpu_fp32_reference"]["median_s"]
+    dev = r["device"].split(":")[0]
+    rows = ["| DAMER epoch (Memo2496 scale) | s / epoch (median) | first epoch (s) | vs CPU float32 |",
+            "|---|--:|--:|--:|"]
+    for k in ("cpu_fp32_reference", f"{dev}_fp32", f"{dev}_amp", f"{dev}_amp_compiled"):
+        if k in r:
+            v = r[k]
+            rows.append(f"| {k} | {v['median_s']:.3f} | {v['first_epoch_s']:.2f} | {ref / v['median_s']:.1f}x |")
+    rows += ["", "| musicnn encoder | 60 s tracks / s |", "|---|--:|"]
+    for k in ("encoder_cpu_fp32", f"encoder_{dev}_fp32", f"encoder_{dev}_bf16"):
+        if k in r:
+            rows.append(f"| {k} | {r[k]['tracks_per_s']:.1f} |")
+    mach = r["machine"]
+    return (f"# DAMER training and encoder speed on {r['device']}\n\n"
+            f"{mach.get('gpu') or r['device']}; CPU {mach['cpu']} ({mach['cpu_count']} threads for the CPU rows); "
+            f"torch {mach['torch']}; {r['n_train']} training tracks of 128 x 87 Mel + 84 x 87 cochleagram, "
+            f"batch {r['batch_size']}, the paper's D = 128, L = 2, H = 4, full objective with the key "
+            f"encoder. Target: a Memo2496-scale epoch <= 1 s on one datacenter GPU.\n\n"
+            + "\n".join(rows) + "\n\nRerun: `python bench/train_speed.py --device cuda`\n")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=3, help="timed epochs per variant (after one warm-up "
@@ -254,7 +369,13 @@ def main(argv=None) -> int:
                     help="skip the variant without the key encoder (key_momentum 0: the queue holds the "
                          "online features, one forward pass less per step)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--device", default="cpu", help="cpu (this bench) or cuda[:N] (device_main)")
     args = ap.parse_args(argv)
+    if args.device != "cpu":
+        if not torch.cuda.is_available():
+            ap.error(f"--device {args.device}: CUDA is not available on this machine")
+        device_main(args, torch.device(args.device))
+        return 0
     torch.set_num_threads(args.threads)
     m = ModelConfig(n_mels=N_MELS, n_coch=N_COCH, n_frames=N_FRAMES, n_classes=2)
     # long schedule: tau/theta barely move; float32 unless a variant says otherwise
