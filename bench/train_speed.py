@@ -277,9 +277,10 @@ def time_device_epochs(part: Part, m: ModelConfig, tc: TrainConfig, device: torc
         t = time.perf_counter()
         trainer.train_epoch(data, e, seed=0, progress=False)
         _sync(device)
-        (times.append if e > 1 else lambda x: None)(time.perf_counter() - t)
         if e == 1:
             first = time.perf_counter() - t
+        else:
+            times.append(time.perf_counter() - t)
     return times, first
 
 
