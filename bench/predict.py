@@ -7,6 +7,9 @@ network, with the shipped model loaded once beforehand (its load time is reporte
 reference is ``librosa.load(path, sr=None)``: decoding the same file and nothing else, timed in
 the same run, so machine load affects both. Target: end to end ≤ 3x the decode.
 Folder throughput: ``EmotionModel.analyse_files`` over a folder of 30 s MP3s (tracks per second).
+Backends: the same predictions with the networks in torch and in onnxruntime (``--backend onnx``,
+the shipped model's export), on the same files, alternating run by run so that machine load
+affects both alike; with their largest difference on any probability.
 """
 from __future__ import annotations
 
@@ -109,7 +112,7 @@ def unified_stages(model, path: Path) -> dict[str, float]:
     t["encoder"] = time.perf_counter() - t0
     arrays = front.window(win, info).arrays
     t0 = time.perf_counter()
-    model.predict_inputs(model._inputs(front, [arrays]))
+    model.predict_inputs(model._inputs(front, {k: v[None] for k, v in arrays.items()}))
     t["tonal_and_network"] = time.perf_counter() - t0
     return t
 
@@ -118,14 +121,14 @@ def timeline_stages(model, path: Path) -> dict[str, float]:
     """Seconds per stage that ``--timeline`` adds to the track-level prediction, for all its
     windows (the audio is decoded once, as in ``analyse_file``)."""
     if not hasattr(model, "predict_features"):
-        from merkit.audio import as_audio, decode, prepare
+        from merkit.audio import as_audio, decode
         from merkit.predict import downmix
 
         y, sr = decode(path)
         y = as_audio(downmix(y), sr, sample_rate=model.config.audio.sample_rate)
         _, _, info = model._track_window(y, str(path))
         t0 = time.perf_counter()
-        x, _ = model._timeline_inputs(y, str(path), info)
+        x, _, _ = model._timeline_inputs(y, str(path), info)
         t1 = time.perf_counter()
         model.predict_inputs(x)
         return {"windows_views_encoder": t1 - t0, "network": time.perf_counter() - t1}
@@ -145,6 +148,54 @@ def timeline_stages(model, path: Path) -> dict[str, float]:
     model.predict_features(mel, coch)
     t["network"] = time.perf_counter() - t0
     return t
+
+
+PROBABILITY_FIELDS = ("arousal", "valence", "certainty", "quadrant_probs")
+
+
+def largest_difference(a, b) -> float:
+    """Largest |a - b| over the probabilities of two lists of FileResults (tracks and timelines)."""
+    worst = 0.0
+    for ra, rb in zip(a, b):
+        for pa, pb in zip([ra.prediction] + (ra.timeline or []), [rb.prediction] + (rb.timeline or [])):
+            for k in PROBABILITY_FIELDS:
+                worst = max(worst, float(np.max(np.abs(np.subtract(getattr(pa, k), getattr(pb, k))))))
+    return worst
+
+
+def compare_backends(models: dict, long_mp3: Path, files: list[Path], repeats: int) -> dict:
+    """Seconds per call of each backend in ``models`` ({"torch": model, "onnx": model}), the
+    backends alternating within every repeat; plus the largest difference of their probabilities."""
+    from merkit.audio import load_window
+
+    first = next(iter(models.values()))
+    win, info = load_window(long_mp3, first.config.audio)
+    cases = {
+        "track": lambda m: m.analyse_file(long_mp3),
+        "timeline": lambda m: m.analyse_file(long_mp3, timeline=True),
+        "encoder": lambda m: [enc.embed(m._front(m.config.audio).encoder_input(win, info, enc))
+                              for enc in m._front(m.config.audio).encoders.values()],
+        "folder_workers_2": lambda m: list(m.analyse_files(files, workers=2)),
+    }
+    times = {b: {c: [] for c in cases} for b in models}
+    outputs = {b: {} for b in models}
+    for m in models.values():  # warm-up: filterbanks, sessions, allocator
+        cases["timeline"](m)
+    load_before = os.getloadavg()[0]
+    for _ in range(repeats):
+        for case, fn in cases.items():
+            for backend, m in models.items():
+                t0 = time.perf_counter()
+                outputs[backend][case] = fn(m)
+                times[backend][case].append(time.perf_counter() - t0)
+    med = {b: {c: statistics.median(v) for c, v in t.items()} for b, t in times.items()}
+    o = outputs
+    diff = max(largest_difference([o["torch"]["timeline"]], [o["onnx"]["timeline"]]),
+               largest_difference(o["torch"]["folder_workers_2"], o["onnx"]["folder_workers_2"]))
+    return {"seconds": med, "onnx_over_torch": {c: med["onnx"][c] / med["torch"][c] for c in cases},
+            "max_abs_probability_difference": diff, "folder_files": len(files),
+            "timeline_windows": len(o["torch"]["timeline"].timeline),
+            "load_avg_1min": [load_before, os.getloadavg()[0]]}
 
 
 def main(argv=None) -> int:
@@ -195,9 +246,21 @@ def main(argv=None) -> int:
             assert all(r.ok for r in results)
             throughput[f"workers_{workers}"] = {"seconds": dt, "tracks_per_s": len(files) / dt}
 
+        from merkit.onnx_backend import export_model
+
+        t0 = time.perf_counter()
+        export_model(model, tmp / "onnx" / "model.onnx")
+        export_s = time.perf_counter() - t0
+        onnx_model = merkit.load_model().use_onnx(tmp / "onnx" / "model.onnx")
+        backends = compare_backends({"torch": model, "onnx": onnx_model}, long_mp3, files, args.repeats)
+        backends["export_s"] = export_s
+
     decode_ref = min(decode_s, decode_again_s)  # the floor: the faster of the two decode runs
+    import onnxruntime
+
     res = {
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                    "onnxruntime": onnxruntime.__version__,
                     "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
                     "load_avg_1min": os.getloadavg()[0], "platform": platform.platform()},
         "track_seconds": LONG_S,
@@ -219,6 +282,7 @@ def main(argv=None) -> int:
         "stages_s": stage_s,
         "timeline_stages_s": timeline_stage_s,
         "folder": {"files": len(files), "seconds_per_file": SHORT_S, **throughput},
+        "backends": backends,
         "repeats": args.repeats,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -255,7 +319,31 @@ def table(r: dict) -> str:
         + ", ".join(f"{k.replace('_', ' ')}: {v['tracks_per_s']:.2f} tracks/s"
                     for k, v in r["folder"].items() if k.startswith("workers")) + ".", "",
     ]
+    if "backends" in r:
+        lines += backend_table(r)
     return "\n".join(lines)
+
+
+def backend_table(r: dict) -> list[str]:
+    b = r["backends"]
+    s, ratio = b["seconds"], b["onnx_over_torch"]
+    n = b["folder_files"]
+    rows = [("track", "`merkit predict` end to end, 5-minute MP3 (track window)", 1),
+            ("timeline", f"`merkit predict --timeline`, 5-minute MP3 ({b['timeline_windows']} windows + track)", 1),
+            ("encoder", "musicnn on the track window alone (20 patches of 3 s)", 1),
+            ("folder_workers_2", f"folder of {n} MP3s of 30 s, 2 workers, per track", n)]
+    return [
+        "## Backends: torch and onnxruntime (`merkit predict --backend onnx`)", "",
+        f"Same run, same files, the two backends alternating within each of {r['repeats']} repeats "
+        f"(medians); onnxruntime {r['machine'].get('onnxruntime', '?')} with as many threads as torch; "
+        "1-min load average {:.1f} before and {:.1f} after the comparison.".format(*b["load_avg_1min"]), "",
+        "| per call | torch (s) | onnx (s) | onnx / torch |", "|---|---:|---:|---:|",
+        *(f"| {label} | {s['torch'][k] / div:.3f} | {s['onnx'][k] / div:.3f} | **{ratio[k]:.2f}** |"
+          for k, label, div in rows), "",
+        f"Largest difference between the backends on any probability of these predictions (tracks and "
+        f"timeline windows): {b['max_abs_probability_difference']:.1e}. The export (`merkit export`, "
+        f"checks included) took {b['export_s']:.1f} s, once.", "",
+    ]
 
 
 def _write(path: Path, text: str) -> None:

@@ -10,6 +10,10 @@ Parallel over processes, resumable, memory-bounded and atomic:
   and its tracks retried once;
 * the final ``mel_spec.npy`` / ``cochlegram.npy`` / ``labels/*`` / ``tracks.csv`` appear only
   when every track is either done or failed, each by an atomic rename.
+
+The same holds on a ``dask.distributed`` cluster (``cluster=``, :mod:`merkit.cluster`): only the
+runner differs, shards of tracks go to the cluster's workers and their results come back into
+the same store.
 """
 from __future__ import annotations
 
@@ -75,16 +79,22 @@ def _init_worker(audio: AudioConfig, feats: FeatureConfig, views: tuple[str, ...
 
 
 def _work(i: int, path: str, min_dur: float | None, max_dur: float | None):
-    """Returns (i, {view: array}, info_dict) or (i, None, reason)."""
+    """:func:`process_track` with this pool worker's front end."""
+    return process_track(_fe, i, path, min_dur, max_dur)
+
+
+def process_track(fe: FrontEnd, i: int, path: str, min_dur: float | None, max_dur: float | None):
+    """The views of track ``i``: ``(i, {view: array}, info_dict)``, or ``(i, None, reason)`` when
+    it fails (what every runner, in-process, pool or cluster, sends back for a track)."""
     try:
         if not path:
             raise AudioError("track has no audio path")
-        win, info = load_window(path, _fe.audio)
+        win, info = load_window(path, fe.audio)
         if (min_dur is not None and info.duration < min_dur) or (max_dur is not None and info.duration > max_dur):
             raise AudioError(f"{path}: duration {info.duration:.1f} s outside the curation range "
                              f"[{min_dur or 0:g}, {max_dur or float('inf'):g}] s")
         try:
-            views = _fe.window(win, info)
+            views = fe.window(win, info)
         except AudioError as e:
             raise AudioError(f"{path}: {e}") from None
         return i, views.arrays, {"duration": info.duration, "lufs": info.loudness_lufs,
@@ -193,11 +203,15 @@ class _Store:
 def extract(tracks: list[Track], out_dir: str | os.PathLike, *, audio: AudioConfig | None = None,
             features: FeatureConfig | None = None, workers: int | None = None, progress: bool = True,
             min_duration: float | None = None, max_duration: float | None = None,
-            overwrite: bool = False, views=None) -> ExtractReport:
+            overwrite: bool = False, views=None, cluster=None, shard_size: int | None = None) -> ExtractReport:
     """Extract the views of ``tracks`` (Mel + cochleagram, and encoder embeddings if ``views``
     names encoders: :func:`merkit.frontend.parse_views`) into a Memo2496-layout folder.
 
     workers: processes (default: all cores); 0 runs in this process (debugging, tests).
+    cluster: run on a ``dask.distributed`` cluster instead (:mod:`merkit.cluster`): a scheduler
+        address, ``"local:N"`` (a LocalCluster of N processes) or a ``distributed.Client``;
+        ``workers`` is then unused. shard_size: tracks per cluster task (default
+        :data:`merkit.cluster.DEFAULT_SHARD_SIZE`).
     min_duration / max_duration: the paper's curation filter (§III-A uses 30–300 s); off by default.
     """
     t0 = time.perf_counter()
@@ -210,6 +224,8 @@ def extract(tracks: list[Track], out_dir: str | os.PathLike, *, audio: AudioConf
         raise ValueError("the Memo2496 layout holds mono features: extract with AudioConfig(mono=True)")
     if not tracks:
         raise ValueError("no tracks to extract")
+    if shard_size is not None and shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     ids = [t.track_id for t in tracks]
     if len(set(ids)) != len(ids):
         dup = sorted({x for x in ids if ids.count(x) > 1})[:5]
@@ -242,7 +258,12 @@ def extract(tracks: list[Track], out_dir: str | os.PathLike, *, audio: AudioConf
         bar.update(1)
 
     try:
-        if workers == 0:
+        if cluster is not None:  # the same store and handle(): resume, failures and publishing alike
+            from .cluster import extract_on_cluster
+
+            extract_on_cluster(cluster, todo, tracks, fe, min_duration, max_duration, handle,
+                               shard_size=shard_size)
+        elif workers == 0:
             _init_worker(fe.audio, fe.fx.cfg, fe.views, None)
             for i in todo:
                 handle(_work(i, tracks[i].path, min_duration, max_duration))

@@ -40,7 +40,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
@@ -49,6 +49,9 @@ from .audio import (AUDIO_EXTENSIONS, MIDI_EXTENSIONS, AudioError, as_audio, dec
 from .config import AudioConfig, FeatureConfig, from_dict, to_dict
 from .content import ContentCheck, NotMusicError, check_window
 from .data.manifest import QUADRANT_WORDS
+
+if TYPE_CHECKING:
+    from .onnx_backend import OnnxRunner
 
 # Sliding windows of the timeline: 10 s every 5 s (issue #4's example). 10 s is long enough to
 # hold a few bars at any common tempo and short enough to follow the sections of a song.
@@ -262,6 +265,40 @@ class Predictor:
     # the timeline covers at most this much audio (its work and memory grow with it; the track
     # result does not): TIMELINE_MAX_MINUTES by default, ``merkit predict --timeline-max-minutes``
     timeline_max_seconds: float = TIMELINE_MAX_MINUTES * 60.0
+
+    # the model files this predictor was loaded from (set by load_model; None: built in memory)
+    source_files: tuple[str, ...] | None = None
+    # the network part runs in torch, or, once use_onnx() attached them, in the exported graphs
+    # (merkit.onnx_backend.OnnxRunner): each network call of a subclass asks this first
+    onnx = None
+
+    @property
+    def backend(self) -> str:
+        return "torch" if self.onnx is None else "onnx"
+
+    def use_onnx(self, path: "str | os.PathLike | OnnxRunner | None" = None) -> "Predictor":
+        """Run the networks with onnxruntime from now on: the `merkit export` file ``path``
+        (refused unless exported from this model), an ``OnnxRunner``, or (None) this model's
+        export in the cache, made on first use (:func:`merkit.onnx_backend.cached_export`).
+        The front end, calibration, content check and timeline stay the same code."""
+        from .onnx_backend import OnnxRunner, cached_export
+
+        if not isinstance(path, OnnxRunner):
+            path = OnnxRunner.open(cached_export(self) if path is None else path, self)
+        self._swap_networks(path)
+        self.onnx = path
+        return self
+
+    def use_torch(self) -> "Predictor":
+        """Back to the torch networks (undoes :meth:`use_onnx`)."""
+        if self.onnx is not None:
+            self._swap_networks(None)
+            self.onnx = None
+        return self
+
+    def _swap_networks(self, runner) -> None:
+        """Point the network calls made outside the predictor's own methods (an encoder's) at
+        ``runner``'s graphs, or back at torch (None). Nothing to do for most models."""
 
     def _features_of(self, track: tuple, y_timeline: np.ndarray | None, name: str) -> dict:
         """Features of the track window ``track`` = (window, (start, end, looped), AudioInfo)
@@ -477,7 +514,7 @@ class EmotionModel(Predictor):
         a = self.config.audio
         return (f"EmotionModel(tasks={list(self.networks)}, window={a.window_seconds:g} s from "
                 f"{a.window_start:g} s, timeline={self.config.timeline_window:g} s every "
-                f"{self.config.timeline_hop:g} s)")
+                f"{self.config.timeline_hop:g} s, backend={self.backend})")
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
@@ -516,10 +553,7 @@ class EmotionModel(Predictor):
         """``{task: (B, C)}`` ensemble probabilities of the track and timeline windows of
         :func:`reference_signal` (stored in a model file at export, see :meth:`check`)."""
         feats = self.features(reference_signal(), REFERENCE_SR, timeline=True)
-        torch = self._torch
-        m, c = (torch.from_numpy(feats[k]) for k in ("mel", "coch"))
-        with torch.inference_mode():
-            return {t: net.predict_proba(m, c)["ensemble"].double().tolist() for t, net in self.networks.items()}
+        return {t: p["ensemble"].double().tolist() for t, p in self._probabilities(feats["mel"], feats["coch"]).items()}
 
     def check(self, tolerance: float = FP16_TOLERANCE) -> float:
         """Largest difference between this model's probabilities on :func:`reference_signal` and
@@ -576,15 +610,24 @@ class EmotionModel(Predictor):
         from .training.losses import js_divergence_probs
 
         torch = self._torch
-        m = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))
-        c = torch.from_numpy(np.ascontiguousarray(coch, dtype=np.float32))
         probs, rel = {}, []
         with torch.inference_mode():
-            for task, net in self.networks.items():
-                p = net.predict_proba(m, c)
+            for task, p in self._probabilities(mel, coch).items():
                 probs[task] = p["ensemble"].double().numpy()
                 rel.append(torch.exp(-js_divergence_probs(p["mel"], p["coch"])).numpy())
         return combine(probs, np.mean(rel, axis=0))
+
+    def _probabilities(self, mel: np.ndarray, coch: np.ndarray) -> dict[str, dict]:
+        """``{task: {head: (B, C) tensor}}``: every network's ``predict_proba`` of raw features
+        ``(B, n_mels, T)``, ``(B, n_coch, T)``, in torch or in the exported graph (:meth:`use_onnx`)."""
+        mel = np.ascontiguousarray(mel, dtype=np.float32)
+        coch = np.ascontiguousarray(coch, dtype=np.float32)
+        if self.onnx is not None:
+            return self.onnx.probabilities(mel, coch)
+        torch = self._torch
+        m, c = torch.from_numpy(mel), torch.from_numpy(coch)
+        with torch.inference_mode():
+            return {task: net.predict_proba(m, c) for task, net in self.networks.items()}
 
     def _results(self, feats: dict) -> tuple[Prediction, list[Prediction]]:
         fields = self.predict_features(feats["mel"], feats["coch"])
@@ -638,6 +681,11 @@ def load_model(path: str | os.PathLike | Iterable[str | os.PathLike] | None = No
                                     "installation; rebuild it with `python bench/train_default.py`")
         path = DEFAULT_MODEL_FILE
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    onnx = [p for p in paths if str(p).endswith(".onnx")]
+    if onnx:
+        raise ValueError(f"{onnx[0]}: an ONNX export; run it with `merkit predict --backend onnx` "
+                         "(merkit.onnx_backend.load_onnx_model)")
+    model = None
     if len(paths) == 1:
         import torch
 
@@ -651,12 +699,15 @@ def load_model(path: str | os.PathLike | Iterable[str | os.PathLike] | None = No
         if isinstance(blob, dict) and blob.get("kind") == "unified":
             from .predict_unified import UnifiedModel
 
-            return UnifiedModel.from_blob(blob, path=paths[0])
-        if isinstance(blob, dict) and blob.get("kind") == "dsaml":
+            model = UnifiedModel.from_blob(blob, path=paths[0])
+        elif isinstance(blob, dict) and blob.get("kind") == "dsaml":
             from .predict_dynamic import DynamicModel
 
-            return DynamicModel.from_blob(blob, path=paths[0])
-    return EmotionModel.from_files(paths)
+            model = DynamicModel.from_blob(blob, path=paths[0])
+    if model is None:
+        model = EmotionModel.from_files(paths)
+    model.source_files = tuple(str(p) for p in paths)
+    return model
 
 
 def quadrant_point(p: Prediction) -> tuple[float, float]:

@@ -70,7 +70,7 @@ class UnifiedModel(Predictor):
         a = self.config.audio
         return (f"UnifiedModel(inputs={self.net.cfg.inputs}, heads={self.net.cfg.heads}, window="
                 f"{a.window_seconds:g} s from {a.window_start:g} s, timeline={self.config.timeline_window:g} s "
-                f"every {self.config.timeline_hop:g} s)")
+                f"every {self.config.timeline_hop:g} s, backend={self.backend})")
 
     # -- files -------------------------------------------------------------------------------
     @classmethod
@@ -117,6 +117,16 @@ class UnifiedModel(Predictor):
             self._fronts[key] = FrontEnd(audio, self.config.features, ("mel", "coch", *self.encoders),
                                          encoders=shared)
         return self._fronts[key]
+
+    def _swap_networks(self, runner) -> None:
+        """Each encoder's network (shared by the track and timeline front ends) runs in
+        ``runner``'s graphs (an :class:`~merkit.onnx_backend.OnnxMusicnn` stands in for the
+        torch module), or in torch again (None); the head network is :meth:`outputs`'s call."""
+        for name, enc in self._front(self.config.audio).encoders.items():
+            if runner is None and not hasattr(enc, "model"):
+                continue  # an encoder without a torch network (the export refuses those)
+            torch_net = getattr(enc.model, "torch_module", enc.model)
+            enc.model = torch_net if runner is None else runner.musicnn(name, torch_net)
 
     def _inputs(self, front, views: dict[str, np.ndarray]) -> np.ndarray:
         """(B, D) network input of B windows' stacked views (``front`` made their cochleagrams)."""
@@ -183,7 +193,10 @@ class UnifiedModel(Predictor):
 
     # -- the network -------------------------------------------------------------------------
     def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Raw head outputs (probabilities; ``va`` scores) of inputs ``(B, D)``."""
+        """Raw head outputs (probabilities; ``va`` scores) of inputs ``(B, D)``: the torch head
+        network, or its exported graph (:meth:`use_onnx`)."""
+        if self.onnx is not None:
+            return self.onnx.heads(x)
         torch = self._torch
         with torch.inference_mode():
             return {k: v.double().numpy() for k, v in self.net.predict(torch.from_numpy(x)).items()}

@@ -17,6 +17,12 @@ def register(sub) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
                    help="feature preset (default: paper = 60 s at 44.1 kHz, T = 87)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores; 0 = in-process)")
+    p.add_argument("--cluster", metavar="ADDRESS", default=None,
+                   help="run on a dask.distributed cluster instead of local processes: a scheduler "
+                        "address (tcp://host:8786), a scheduler file (.json), or local:N for a "
+                        "LocalCluster of N processes (needs merkit[dask])")
+    p.add_argument("--shard-size", type=int, default=None, metavar="N",
+                   help="with --cluster: tracks per task (default: 32, fewer for a small corpus)")
     p.add_argument("--audio-dir", default=None, help="audio folder for datasets whose audio is not shipped "
                                                     "(DEAM, PMEmo, emoMusic)")
     p.add_argument("--min-duration", type=float, default=None, help="curation: skip tracks shorter than this (s)")
@@ -38,6 +44,8 @@ def run(args) -> int:
     from ..frontend import parse_views
 
     views = parse_views(args.views)  # an unknown name fails before any work
+    if args.shard_size is not None and args.cluster is None:
+        raise ValueError("--shard-size needs --cluster")
 
     preset = PRESETS[args.preset]
     audio = config_from_args(preset.audio, args)
@@ -47,7 +55,8 @@ def run(args) -> int:
                            progress=not args.no_progress)
     report = extract(tracks, args.out, audio=audio, features=feats, workers=args.workers,
                      progress=not args.no_progress, min_duration=args.min_duration,
-                     max_duration=args.max_duration, overwrite=args.overwrite, views=views)
+                     max_duration=args.max_duration, overwrite=args.overwrite, views=views,
+                     cluster=args.cluster, shard_size=args.shard_size)
     for tid, path, reason in report.failures[:20]:
         print(f"failed: {reason}", file=sys.stderr)
     if len(report.failures) > 20:

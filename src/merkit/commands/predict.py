@@ -34,6 +34,11 @@ def register(sub) -> None:
     p.add_argument("--model", action="append", metavar="FILE",
                    help="model file: a merkit model or a `merkit train` best.pt; repeat for one "
                         "file per task (--model a.pt --model v.pt); default: the shipped model")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="what runs the networks (default: torch). onnx: onnxruntime runs the graphs of "
+                        "`merkit export` (--model FILE.onnx), or of a torch model (default: the shipped "
+                        "one) exported into <cache>/onnx/ on first use; the rest is the same code "
+                        "(needs merkit[onnx])")
     p.add_argument("--timeline", action="store_true",
                    help="also predict sliding windows (10 s every 5 s for the default model)")
     p.add_argument("--plot", metavar="DIR", help="with --timeline: write DIR/<file>.png per track "
@@ -47,6 +52,12 @@ def register(sub) -> None:
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the output here (default: stdout)")
     p.add_argument("--workers", type=int, default=None, help="decoding threads (default: up to 4)")
+    p.add_argument("--cluster", metavar="ADDRESS", default=None,
+                   help="predict on a dask.distributed cluster: a scheduler address (tcp://host:8786), "
+                        "a scheduler file (.json), or local:N for a LocalCluster of N processes; each "
+                        "worker loads the model once (needs merkit[dask])")
+    p.add_argument("--shard-size", type=int, default=None, metavar="N",
+                   help="with --cluster: files per task (default: 32, fewer for a few files)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -160,7 +171,14 @@ def run(args) -> int:
     check_outputs(args.output, args.plot)
     if args.timeline_max_minutes is not None and not args.timeline_max_minutes > 0:
         raise ValueError(f"--timeline-max-minutes must be > 0, got {args.timeline_max_minutes}")
-    model = load_model(args.model if args.model else None)
+    if args.backend == "onnx":
+        if args.cluster:
+            raise ValueError("--backend onnx does not run on --cluster yet; use one or the other")
+        from ..onnx_backend import load_onnx_model
+
+        model = load_onnx_model(args.model)
+    else:
+        model = load_model(args.model if args.model else None)
     if args.timeline_max_minutes is not None:
         model.timeline_max_seconds = 60.0 * args.timeline_max_minutes
     if not args.content_check:
@@ -177,7 +195,9 @@ def run(args) -> int:
                file=sys.stderr)
     complete = False
     try:
-        for res in model.analyse_files(files, timeline=args.timeline, workers=args.workers):
+        results_in_order = (_on_cluster(model, files, args) if args.cluster else
+                            model.analyse_files(files, timeline=args.timeline, workers=args.workers))
+        for res in results_in_order:
             results.append(res)
             if res.ok and args.plot:
                 try:
@@ -198,6 +218,18 @@ def run(args) -> int:
     if failed:
         print(f"merkit predict: {len(failed)} of {len(results)} file(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _on_cluster(model, files, args):
+    """``model.analyse_files`` on the cluster of ``--cluster``: each worker rebuilds ``model`` from
+    the same file(s) and settings (:class:`merkit.cluster.ModelSpec`)."""
+    from ..cluster import ModelSpec, analyse_files
+
+    if args.shard_size is not None and args.shard_size < 1:
+        raise ValueError(f"--shard-size must be >= 1, got {args.shard_size}")
+    spec = ModelSpec(paths=tuple(os.path.abspath(m) for m in args.model) if args.model else None,
+                     timeline_max_seconds=model.timeline_max_seconds, content_check=model.content_check)
+    return analyse_files(spec, files, timeline=args.timeline, cluster=args.cluster, shard_size=args.shard_size)
 
 
 def _emit(results, args, description: str, *, complete: bool, total: int) -> None:

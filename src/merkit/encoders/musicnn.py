@@ -188,7 +188,13 @@ class Musicnn(nn.Module):
     def head(self, mid: torch.Tensor) -> MusicnnOutput:
         """The back end: temporal pooling of mid-end frames ``(B, 753, T)``, dense layers."""
         max_pool = mid.amax(dim=2)
-        mean_pool = mid.mean(dim=2)
+        # The mean about the first frame: exact for a channel that is constant over time, which
+        # ~170 of the 753 are (dead ReLUs give BN's constant). A plain mean of a constant is off
+        # by an ulp depending on the summation order, which differs between torch and
+        # onnxruntime, and the unified model divides these features by a std floored at 1e-6
+        # (they were constant in training too): one ulp moved its outputs by 1.5e-4.
+        x0 = mid[:, :, :1]
+        mean_pool = x0[:, :, 0] + (mid - x0).mean(dim=2)
         # tf.concat([max, mean], axis=2) on (B, 753, 1) then flatten interleaves the two
         flat = torch.stack([max_pool, mean_pool], dim=2).flatten(1)  # (B, 1506)
         pen = self.dense_bn(F.relu(self.dense(self.pool_bn(flat))))
