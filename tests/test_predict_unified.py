@@ -145,3 +145,28 @@ def test_damer_fields_agree_on_many_inputs():
             v, a = f["valence"] >= 0.5, f["arousal"] >= 0.5
             assert f["quadrant"] == {(True, True): 1, (False, True): 2, (False, False): 3, (True, False): 4}[(v, a)]
             assert f["certainty"] == pytest.approx(max(f["quadrant_probs"]))
+
+
+def test_the_device_adapter_gives_the_encoders_outputs():
+    """musicnn behind OnDevice (what --device cuda puts in the encoder) answers like the module
+    itself; on CPU here, on a GPU in tests/test_cuda.py."""
+    from merkit.encoders.musicnn import OnDevice, load_musicnn
+
+    net = load_musicnn()
+    x = torch.randn(3, 187, 96)
+    with torch.inference_mode():
+        ref, got = net(x), OnDevice(net, torch.device("cpu"))(x)
+        assert torch.equal(OnDevice(net, torch.device("cpu")).frames(x), net.frames(x))
+    for f in ("logits", "penultimate", "mean_pool", "max_pool", "midend"):
+        assert torch.equal(getattr(ref, f), getattr(got, f)), f
+
+
+def test_device_flag_without_cuda_is_a_clear_error(model, tmp_path, capsys):
+    from merkit.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    sf.write(tmp_path / "a.wav", _signal(0), SR)
+    assert main(["predict", str(tmp_path / "a.wav"), "--device", "cuda", "--no-progress"]) == 1
+    assert "CUDA is not available" in capsys.readouterr().err
+    assert model.to_device("cpu").predict(_signal(1), SR).arousal == model.predict(_signal(1), SR).arousal

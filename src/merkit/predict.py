@@ -271,6 +271,7 @@ class Predictor:
     # the network part runs in torch, or, once use_onnx() attached them, in the exported graphs
     # (merkit.onnx_backend.OnnxRunner): each network call of a subclass asks this first
     onnx = None
+    device = "cpu"  # where the torch networks run (to_device)
 
     @property
     def backend(self) -> str:
@@ -283,6 +284,9 @@ class Predictor:
         The front end, calibration, content check and timeline stay the same code."""
         from .onnx_backend import OnnxRunner, cached_export
 
+        if str(self.device) != "cpu":
+            raise ValueError("the ONNX backend runs on the CPU; use the torch backend for --device "
+                             f"{self.device}")
         if not isinstance(path, OnnxRunner):
             path = OnnxRunner.open(cached_export(self) if path is None else path, self)
         self._swap_networks(path)
@@ -295,6 +299,26 @@ class Predictor:
             self._swap_networks(None)
             self.onnx = None
         return self
+
+    def to_device(self, device: str) -> "Predictor":
+        """Run the torch networks on ``device`` (``cpu``, ``cuda``, ``cuda:1``) from now on, in
+        float32; decoding and the front end stay on the CPU. (Prediction is cheap next to
+        decoding, and mixed precision would move the shipped model's outputs off its card.)"""
+        import torch
+
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"--device {device}: CUDA is not available on this machine")
+        if self.onnx is not None and dev.type != "cpu":
+            raise ValueError(f"the ONNX backend runs on the CPU; use the torch backend for --device {device}")
+        self._place(dev)
+        self.device = dev
+        return self
+
+    def _place(self, device) -> None:
+        """Move the torch networks to ``device`` (:meth:`to_device`)."""
+        if device.type != "cpu":
+            raise ValueError(f"{type(self).__name__} predicts on the CPU only")
 
     def _swap_networks(self, runner) -> None:
         """Point the network calls made outside the predictor's own methods (an encoder's) at
@@ -625,9 +649,14 @@ class EmotionModel(Predictor):
         if self.onnx is not None:
             return self.onnx.probabilities(mel, coch)
         torch = self._torch
-        m, c = torch.from_numpy(mel), torch.from_numpy(coch)
+        m, c = torch.from_numpy(mel).to(self.device), torch.from_numpy(coch).to(self.device)
         with torch.inference_mode():
-            return {task: net.predict_proba(m, c) for task, net in self.networks.items()}
+            return {task: {h: p.float().cpu() for h, p in net.predict_proba(m, c).items()}
+                    for task, net in self.networks.items()}
+
+    def _place(self, device) -> None:
+        for net in self.networks.values():
+            net.to(device)
 
     def _results(self, feats: dict) -> tuple[Prediction, list[Prediction]]:
         fields = self.predict_features(feats["mel"], feats["coch"])

@@ -128,6 +128,15 @@ class UnifiedModel(Predictor):
             torch_net = getattr(enc.model, "torch_module", enc.model)
             enc.model = torch_net if runner is None else runner.musicnn(name, torch_net)
 
+    def _place(self, device) -> None:
+        from .encoders.musicnn import OnDevice
+
+        self.net.to(device)
+        for enc in self._front(self.config.audio).encoders.values():  # shared with the timeline's
+            if hasattr(enc, "model"):
+                module = getattr(enc.model, "torch_module", enc.model)
+                enc.model = OnDevice(module, device) if device.type != "cpu" else module.to(device)
+
     def _inputs(self, front, views: dict[str, np.ndarray]) -> np.ndarray:
         """(B, D) network input of B windows' stacked views (``front`` made their cochleagrams)."""
         from .features.tonal import hop_seconds_from_info
@@ -199,7 +208,8 @@ class UnifiedModel(Predictor):
             return self.onnx.heads(x)
         torch = self._torch
         with torch.inference_mode():
-            return {k: v.double().numpy() for k, v in self.net.predict(torch.from_numpy(x)).items()}
+            out = self.net.predict(torch.from_numpy(x).to(self.device))
+            return {k: v.double().cpu().numpy() for k, v in out.items()}
 
     def score_centres(self) -> tuple[float, float]:
         """(valence, arousal) head scores at which the calibrated probability is 1/2."""

@@ -39,6 +39,9 @@ def register(sub) -> None:
                         "`merkit export` (--model FILE.onnx), or of a torch model (default: the shipped "
                         "one) exported into <cache>/onnx/ on first use; the rest is the same code "
                         "(needs merkit[onnx])")
+    p.add_argument("--device", default="cpu",
+                   help="where the torch networks run: cpu (default), cuda or cuda:N (float32; decoding "
+                        "and the front end stay on the CPU)")
     p.add_argument("--timeline", action="store_true",
                    help="also predict sliding windows (10 s every 5 s for the default model)")
     p.add_argument("--plot", metavar="DIR", help="with --timeline: write DIR/<file>.png per track "
@@ -179,6 +182,10 @@ def run(args) -> int:
         model = load_onnx_model(args.model)
     else:
         model = load_model(args.model if args.model else None)
+    if args.device != "cpu":
+        if args.cluster:
+            raise ValueError("--device with --cluster: cluster workers predict on their CPUs")
+        model.to_device(args.device)
     if args.timeline_max_minutes is not None:
         model.timeline_max_seconds = 60.0 * args.timeline_max_minutes
     if not args.content_check:

@@ -263,6 +263,31 @@ def patches(spec: np.ndarray, n_frames: int = 187, hop: int | None = None) -> np
     return np.stack([spec[s:s + n_frames] for s in starts])
 
 
+class OnDevice:
+    """Stands in for a :class:`Musicnn` module that lives on an accelerator: the same three calls
+    (``frames``, ``head``, the forward pass) with CPU tensors in and out, so the encoder's own
+    code (patches, batching, chunked frames, segment pooling) is unchanged. Float32: prediction
+    is cheap next to decoding, and mixed precision would move the shipped model's outputs."""
+
+    def __init__(self, module: nn.Module, device: torch.device):
+        self.torch_module = module.to(device)
+        self.device = device
+        self.dims = module.dims
+
+    def __repr__(self) -> str:
+        return f"OnDevice(Musicnn, {self.device})"
+
+    def frames(self, x: torch.Tensor) -> torch.Tensor:
+        return self.torch_module.frames(x.to(self.device)).float().cpu()
+
+    def head(self, mid: torch.Tensor) -> MusicnnOutput:
+        o = self.torch_module.head(mid.to(self.device))
+        return MusicnnOutput(*(getattr(o, f.name).float().cpu() for f in dataclasses.fields(MusicnnOutput)))
+
+    def __call__(self, x: torch.Tensor) -> MusicnnOutput:
+        return self.head(self.torch_module.frames(x.to(self.device)))
+
+
 def load_musicnn(checkpoint: str = "MSD_musicnn", *, path: str | Path | None = None) -> Musicnn:
     """The pretrained network from merkit's package data (or a converted file ``path``), in
     eval mode. ``checkpoint``: ``"MSD_musicnn"`` (Million Song Dataset, 50 tags incl. moods) or
