@@ -42,3 +42,14 @@ def config_from_args(base, args: argparse.Namespace, *, prefix: str = ""):
         if v is not None:
             changes[f.name] = v
     return dataclasses.replace(base, **changes)
+
+
+def add_cluster_args(p, items: str, note: str = "") -> None:
+    """``--cluster`` and ``--shard-size`` (:mod:`merkit.cluster`) of a command that sends ``items``
+    (tracks, files) to the workers; ``note`` ends the help."""
+    p.add_argument("--cluster", metavar="ADDRESS", default=None,
+                   help="run on a dask.distributed cluster instead of local processes: a scheduler "
+                        "address (tcp://host:8786), a scheduler file (.json), or local:N for a "
+                        f"LocalCluster of N processes (needs merkit[dask]){note}")
+    p.add_argument("--shard-size", type=int, default=None, metavar="N",
+                   help=f"with --cluster: {items} per task (default: 32, fewer for a small input)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from ..config import PRESETS, AudioConfig, FeatureConfig
-from ._args import add_config_args, config_from_args
+from ._args import add_cluster_args, add_config_args, config_from_args
 
 
 def register(sub) -> None:
@@ -17,12 +17,7 @@ def register(sub) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
                    help="feature preset (default: paper = 60 s at 44.1 kHz, T = 87)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores; 0 = in-process)")
-    p.add_argument("--cluster", metavar="ADDRESS", default=None,
-                   help="run on a dask.distributed cluster instead of local processes: a scheduler "
-                        "address (tcp://host:8786), a scheduler file (.json), or local:N for a "
-                        "LocalCluster of N processes (needs merkit[dask])")
-    p.add_argument("--shard-size", type=int, default=None, metavar="N",
-                   help="with --cluster: tracks per task (default: 32, fewer for a small corpus)")
+    add_cluster_args(p, "tracks")
     p.add_argument("--audio-dir", default=None, help="audio folder for datasets whose audio is not shipped "
                                                     "(DEAM, PMEmo, emoMusic)")
     p.add_argument("--min-duration", type=float, default=None, help="curation: skip tracks shorter than this (s)")

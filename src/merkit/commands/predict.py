@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+from ._args import add_cluster_args
+
 FORMATS = ("table", "json", "csv")
 CSV_FIELDS = ("path", "status", "window_start", "window_end", "quadrant", "quadrant_word", "arousal",
               "valence", "certainty", "q1", "q2", "q3", "q4", "arousal_score", "valence_score",
@@ -55,12 +57,7 @@ def register(sub) -> None:
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the output here (default: stdout)")
     p.add_argument("--workers", type=int, default=None, help="decoding threads (default: up to 4)")
-    p.add_argument("--cluster", metavar="ADDRESS", default=None,
-                   help="predict on a dask.distributed cluster: a scheduler address (tcp://host:8786), "
-                        "a scheduler file (.json), or local:N for a LocalCluster of N processes; each "
-                        "worker loads the model once (needs merkit[dask])")
-    p.add_argument("--shard-size", type=int, default=None, metavar="N",
-                   help="with --cluster: files per task (default: 32, fewer for a few files)")
+    add_cluster_args(p, "files", "; each worker loads the model once")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=run)
 

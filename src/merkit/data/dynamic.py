@@ -111,17 +111,22 @@ def _read_wide(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         for line, row in enumerate(reader, start=2):
             if not row or not row[0].strip():
                 continue
-            vals = []
-            for j in cols:
-                cell = row[j].strip() if j < len(row) else ""
-                try:
-                    vals.append(float(cell) if cell not in ("", "NaN", "nan") else math.nan)
-                except ValueError:
-                    raise DatasetError(f"{path}:{line}: bad number {cell!r}") from None
-            v = np.array(vals)
-            keep = np.isfinite(v)
-            out[row[0].strip()] = (t[keep], v[keep])
+            out[row[0].strip()] = _samples(t, [row[j] if j < len(row) else "" for j in cols], f"{path}:{line}")
     return out
+
+
+def _samples(times: np.ndarray, cells: list[str], where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(times, values) of one annotation row's cells, blank or NaN cells dropped."""
+    vals = []
+    for cell in cells:
+        cell = cell.strip()
+        try:
+            vals.append(float(cell) if cell not in ("", "NaN", "nan") else math.nan)
+        except ValueError:
+            raise DatasetError(f"{where}: bad number {cell!r}") from None
+    v = np.array(vals)
+    keep = np.isfinite(v)
+    return times[keep], v[keep]
 
 
 def read_wide_pair(arousal_csv: str | os.PathLike, valence_csv: str | os.PathLike) -> Curves:
@@ -222,16 +227,7 @@ def _read_pmemo_rows(path: Path, start: float, hop: float) -> dict[str, tuple[np
     t = np.array(times)
     out = {}
     for line, row in enumerate(rows, start=2):
-        vals = []
-        for cell in row[2:] + [""] * (width - len(row)):
-            cell = cell.strip()
-            try:
-                vals.append(float(cell) if cell not in ("", "NaN", "nan") else math.nan)
-            except ValueError:
-                raise DatasetError(f"{path}:{line}: bad number {cell!r}") from None
-        v = np.array(vals)
-        keep = np.isfinite(v)
-        out[row[0].strip()] = (t[keep], v[keep])
+        out[row[0].strip()] = _samples(t, row[2:] + [""] * (width - len(row)), f"{path}:{line}")
     return out
 
 
