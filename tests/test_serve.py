@@ -270,3 +270,17 @@ def test_serve_warns_on_a_public_host(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "WARNING" in err and "NO authentication" not in err and seen["token"] == "abc"
     assert main(["serve"]) == 0 and "WARNING" not in capsys.readouterr().err  # 127.0.0.1
+
+
+def test_serve_takes_the_backend_and_device_of_predict(monkeypatch, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    seen = {}
+    monkeypatch.setattr("merkit.web.app.serve", lambda model, **kw: seen.update(model=model))
+    monkeypatch.setenv("MERKIT_CACHE", str(tmp_path / "cache"))
+    from merkit.cli import main
+
+    assert main(["serve", "--backend", "onnx"]) == 0
+    assert seen["model"].backend == "onnx"
+    if not __import__("torch").cuda.is_available():
+        assert main(["serve", "--device", "cuda"]) == 1
+        assert "CUDA is not available" in capsys.readouterr().err

@@ -36,14 +36,7 @@ def register(sub) -> None:
     p.add_argument("--model", action="append", metavar="FILE",
                    help="model file: a merkit model or a `merkit train` best.pt; repeat for one "
                         "file per task (--model a.pt --model v.pt); default: the shipped model")
-    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
-                   help="what runs the networks (default: torch). onnx: onnxruntime runs the graphs of "
-                        "`merkit export` (--model FILE.onnx), or of a torch model (default: the shipped "
-                        "one) exported into <cache>/onnx/ on first use; the rest is the same code "
-                        "(needs merkit[onnx])")
-    p.add_argument("--device", default="cpu",
-                   help="where the torch networks run: cpu (default), cuda or cuda:N (float32; decoding "
-                        "and the front end stay on the CPU)")
+    add_backend_args(p)
     p.add_argument("--timeline", action="store_true",
                    help="also predict sliding windows (10 s every 5 s for the default model)")
     p.add_argument("--plot", metavar="DIR", help="with --timeline: write DIR/<file>.png per track "
@@ -60,6 +53,33 @@ def register(sub) -> None:
     add_cluster_args(p, "files", "; each worker loads the model once")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def add_backend_args(p) -> None:
+    """``--backend`` and ``--device``: what runs a predictor's networks, and where (predict, serve)."""
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="what runs the networks (default: torch). onnx: onnxruntime runs the graphs of "
+                        "`merkit export` (--model FILE.onnx), or of a torch model (default: the shipped "
+                        "one) exported into <cache>/onnx/ on first use; the rest is the same code "
+                        "(needs merkit[onnx])")
+    p.add_argument("--device", default="cpu",
+                   help="where the torch networks run: cpu (default), cuda or cuda:N (float32; decoding "
+                        "and the front end stay on the CPU)")
+
+
+def load_predictor(model_files, backend: str = "torch", device: str = "cpu"):
+    """The predictor of ``--model`` files (None: the shipped model) on ``--backend`` / ``--device``."""
+    from ..predict import load_model
+
+    if backend == "onnx":
+        from ..onnx_backend import load_onnx_model
+
+        model = load_onnx_model(model_files)
+    else:
+        model = load_model(model_files or None)
+    if device != "cpu":
+        model.to_device(device)
+    return model
 
 
 def _rows(res) -> list[dict]:
@@ -164,25 +184,18 @@ def plot_paths(files: list[Path], folder: Path) -> dict[str, Path]:
 def run(args) -> int:
     from tqdm.auto import tqdm
 
-    from ..predict import find_inputs, load_model, plot_timeline
+    from ..predict import find_inputs, plot_timeline
 
     if args.plot and not args.timeline:
         raise ValueError("--plot needs --timeline")
     check_outputs(args.output, args.plot)
     if args.timeline_max_minutes is not None and not args.timeline_max_minutes > 0:
         raise ValueError(f"--timeline-max-minutes must be > 0, got {args.timeline_max_minutes}")
-    if args.backend == "onnx":
-        if args.cluster:
-            raise ValueError("--backend onnx does not run on --cluster yet; use one or the other")
-        from ..onnx_backend import load_onnx_model
-
-        model = load_onnx_model(args.model)
-    else:
-        model = load_model(args.model if args.model else None)
-    if args.device != "cpu":
-        if args.cluster:
-            raise ValueError("--device with --cluster: cluster workers predict on their CPUs")
-        model.to_device(args.device)
+    if args.cluster and args.backend == "onnx":
+        raise ValueError("--backend onnx does not run on --cluster yet; use one or the other")
+    if args.cluster and args.device != "cpu":
+        raise ValueError("--device with --cluster: cluster workers predict on their CPUs")
+    model = load_predictor(args.model, args.backend, args.device)
     if args.timeline_max_minutes is not None:
         model.timeline_max_seconds = 60.0 * args.timeline_max_minutes
     if not args.content_check:

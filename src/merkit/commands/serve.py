@@ -18,6 +18,9 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     p.add_argument("--model", action="append", metavar="FILE",
                    help="model file, repeat for one per task (default: the shipped model)")
+    from .predict import add_backend_args
+
+    add_backend_args(p)
     p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
                    help=f"largest accepted upload in MB (default: {DEFAULT_MAX_UPLOAD_MB:g})")
     p.add_argument("--max-minutes", type=float, default=DEFAULT_MAX_MINUTES,
@@ -47,7 +50,7 @@ def run(args) -> int:
     except ImportError as e:  # installed without the web dependencies
         raise RuntimeError(f"merkit serve needs starlette, uvicorn and python-multipart ({e}); "
                            "run ./install.sh or pip install merkit") from None
-    from ..predict import load_model
+    from .predict import load_predictor
 
     check_flags(args)
     token = args.token or os.environ.get(TOKEN_ENV) or None
@@ -55,7 +58,7 @@ def run(args) -> int:
         print(f"merkit serve: WARNING: listening on {args.host}: anyone who can reach this machine can use "
               "the server" + ("" if token else f", and it has NO authentication (set --token or ${TOKEN_ENV})")
               + ". Uploads are decoded by libsndfile; expose it only on networks you trust.", file=sys.stderr)
-    model = load_model(args.model if args.model else None)
+    model = load_predictor(args.model, args.backend, args.device)
     print(f"merkit serve: http://{args.host}:{args.port}/  (Ctrl-C to stop)"
           + ("; token required on /api/predict" if token else ""))
     serve(model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
