@@ -148,13 +148,17 @@ def connect(cluster, *, timeout: float = CONNECT_TIMEOUT_S):
         client.close()
 
 
+def check_shard_size(shard_size: int) -> int:
+    if shard_size < 1:
+        raise ValueError(f"shard size must be >= 1, got {shard_size}")
+    return shard_size
+
+
 def shard_size_for(n_items: int, n_threads: int, shard_size: int | None = None) -> int:
     """``shard_size`` if given, else :data:`DEFAULT_SHARD_SIZE`, smaller for a small input so
     that every worker thread gets :data:`SHARDS_PER_THREAD` shards."""
     if shard_size is not None:
-        if shard_size < 1:
-            raise ValueError(f"shard size must be >= 1, got {shard_size}")
-        return shard_size
+        return check_shard_size(shard_size)
     return max(1, min(DEFAULT_SHARD_SIZE, math.ceil(n_items / (SHARDS_PER_THREAD * max(1, n_threads)))))
 
 
@@ -273,20 +277,11 @@ def _tune_malloc() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
 
 
-def _frontend(audio, feats, views) -> "FrontEnd":
-    from .frontend import FrontEnd
-
-    if len(views) > 2:  # an encoder runs torch: one thread per worker thread, as the local pool
-        import torch
-
-        torch.set_num_threads(1)
-    return FrontEnd(audio, feats, views)
-
-
 def _extract_shard(items: list[tuple[int, str]], audio, feats, views, min_d, max_d) -> list[tuple]:
-    from .extract import process_track
+    from .extract import process_track, worker_frontend
 
-    fe = _cached(("extract", audio, feats, views), lambda: _frontend(audio, feats, views))
+    # one torch thread per worker thread, as in the local pool
+    fe = _cached(("extract", audio, feats, views), lambda: worker_frontend(audio, feats, views, 1))
     return [process_track(fe, i, path, min_d, max_d) for i, path in items]
 
 

@@ -71,11 +71,18 @@ def _init_worker(audio: AudioConfig, feats: FeatureConfig, views: tuple[str, ...
         from .workers import die_with_parent
 
         die_with_parent(parent_pid)
-    if threads is not None and len(views) > 2:  # an encoder runs torch: one thread per process
+    _fe = worker_frontend(audio, feats, views, threads)
+
+
+def worker_frontend(audio: AudioConfig, feats: FeatureConfig, views: tuple[str, ...],
+                    threads: int | None) -> FrontEnd:
+    """The front end of an extraction worker (a pool process, a cluster worker); ``threads``
+    caps torch's threads when an encoder runs (None: torch's choice)."""
+    if threads is not None and len(views) > 2:  # an encoder runs torch: one thread per worker
         import torch
 
         torch.set_num_threads(threads)
-    _fe = FrontEnd(audio, feats, views)
+    return FrontEnd(audio, feats, views)
 
 
 def _work(i: int, path: str, min_dur: float | None, max_dur: float | None):
@@ -224,8 +231,10 @@ def extract(tracks: list[Track], out_dir: str | os.PathLike, *, audio: AudioConf
         raise ValueError("the Memo2496 layout holds mono features: extract with AudioConfig(mono=True)")
     if not tracks:
         raise ValueError("no tracks to extract")
-    if shard_size is not None and shard_size < 1:
-        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    if shard_size is not None:
+        from .cluster import check_shard_size
+
+        check_shard_size(shard_size)  # before any cluster is started
     ids = [t.track_id for t in tracks]
     if len(set(ids)) != len(ids):
         dup = sorted({x for x in ids if ids.count(x) > 1})[:5]

@@ -240,10 +240,10 @@ def run(args) -> int:
 def _on_cluster(model, files, args):
     """``model.analyse_files`` on the cluster of ``--cluster``: each worker rebuilds ``model`` from
     the same file(s) and settings (:class:`merkit.cluster.ModelSpec`)."""
-    from ..cluster import ModelSpec, analyse_files
+    from ..cluster import ModelSpec, analyse_files, check_shard_size
 
-    if args.shard_size is not None and args.shard_size < 1:
-        raise ValueError(f"--shard-size must be >= 1, got {args.shard_size}")
+    if args.shard_size is not None:
+        check_shard_size(args.shard_size)  # before any cluster is started
     spec = ModelSpec(paths=tuple(os.path.abspath(m) for m in args.model) if args.model else None,
                      timeline_max_seconds=model.timeline_max_seconds, content_check=model.content_check)
     return analyse_files(spec, files, timeline=args.timeline, cluster=args.cluster, shard_size=args.shard_size)
