@@ -216,14 +216,9 @@ def read_sidecar(path: str | os.PathLike) -> dict:
 
 
 # -- what is exported --------------------------------------------------------------------------
-def _torch_module(m):
-    """The torch module behind ``m`` (an :class:`OnnxMusicnn` stand-in or the module itself)."""
-    return getattr(m, "torch_module", m)
-
-
 def _modules(model) -> list[tuple[str, nn.Module]]:
     """``(name, module)`` of every torch network the export covers, in graph order."""
-    from .encoders.musicnn import MusicnnEncoder
+    from .encoders.musicnn import MusicnnEncoder, torch_module_of
     from .predict import EmotionModel
     from .predict_unified import UnifiedModel
 
@@ -232,7 +227,7 @@ def _modules(model) -> list[tuple[str, nn.Module]]:
         for name, enc in model._front(model.config.audio).encoders.items():
             if not isinstance(enc, MusicnnEncoder):
                 raise ValueError(f"encoder {name!r} has no ONNX export (musicnn encoders do); use --backend torch")
-            out.append((name, _torch_module(enc.model)))
+            out.append((name, torch_module_of(enc.model)))
         return out
     if isinstance(model, EmotionModel):
         return list(model.networks.items())
@@ -405,15 +400,14 @@ def _check(model, runner: OnnxRunner) -> dict[str, float]:
         with torch.inference_mode():
             ref = {k: v.numpy() for k, v in net.predict(x).items()}
         pairs["random_head_inputs"] = (ref, runner.heads(x.numpy()))
-    ref = model.reference_probabilities()  # torch: the track and timeline windows of reference_signal
-    previous = model.onnx
+    # torch (export_model has switched the model to it): the track and timeline windows of
+    # reference_signal, then the same through the graphs
+    ref = model.reference_probabilities()
     model.use_onnx(runner)
     try:
         pairs["reference_signal"] = (ref, model.reference_probabilities())
     finally:
         model.use_torch()
-        if previous is not None:
-            model.use_onnx(previous)
     return {name: _largest_difference(_with_probabilities(model, a), _with_probabilities(model, b))
             for name, (a, b) in pairs.items()}
 

@@ -122,19 +122,21 @@ class UnifiedModel(Predictor):
         """Each encoder's network (shared by the track and timeline front ends) runs in
         ``runner``'s graphs (an :class:`~merkit.onnx_backend.OnnxMusicnn` stands in for the
         torch module), or in torch again (None); the head network is :meth:`outputs`'s call."""
+        from .encoders.musicnn import torch_module_of
+
         for name, enc in self._front(self.config.audio).encoders.items():
             if runner is None and not hasattr(enc, "model"):
                 continue  # an encoder without a torch network (the export refuses those)
-            torch_net = getattr(enc.model, "torch_module", enc.model)
+            torch_net = torch_module_of(enc.model)
             enc.model = torch_net if runner is None else runner.musicnn(name, torch_net)
 
     def _place(self, device) -> None:
-        from .encoders.musicnn import OnDevice
+        from .encoders.musicnn import OnDevice, torch_module_of
 
         self.net.to(device)
         for enc in self._front(self.config.audio).encoders.values():  # shared with the timeline's
             if hasattr(enc, "model"):
-                module = getattr(enc.model, "torch_module", enc.model)
+                module = torch_module_of(enc.model)
                 enc.model = OnDevice(module, device) if device.type != "cpu" else module.to(device)
 
     def _inputs(self, front, views: dict[str, np.ndarray]) -> np.ndarray:

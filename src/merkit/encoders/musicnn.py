@@ -263,6 +263,12 @@ def patches(spec: np.ndarray, n_frames: int = 187, hop: int | None = None) -> np
     return np.stack([spec[s:s + n_frames] for s in starts])
 
 
+def torch_module_of(model) -> nn.Module:
+    """The torch :class:`Musicnn` behind an encoder's ``model``: the module itself, or the one a
+    stand-in (:class:`OnDevice`, :class:`merkit.onnx_backend.OnnxMusicnn`) holds."""
+    return getattr(model, "torch_module", model)
+
+
 class OnDevice:
     """Stands in for a :class:`Musicnn` module that lives on an accelerator: the same three calls
     (``frames``, ``head``, the forward pass) with CPU tensors in and out, so the encoder's own
