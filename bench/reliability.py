@@ -217,8 +217,190 @@ def long_cases(d: Path) -> list[dict]:
     ]
 
 
+def real_clips(d: Path, n: int) -> list[Path]:
+    """``n`` real 30 s MP3 clips (Emotify, from ../shared/data) copied read-only into ``d``, or
+    generated MP3s where the shared data is absent."""
+    d.mkdir(parents=True, exist_ok=True)
+    src = sorted((SHARED / "emotify" / "audio" / "pop").glob("*.mp3"), key=lambda p: int(p.stem))[:n]
+    out = []
+    for i in range(n):
+        dst = d / f"{i:02d}.mp3"
+        if not dst.exists():
+            if i < len(src):
+                shutil.copyfile(src[i], dst)
+            else:
+                sf.write(dst, melody(30.0, seed=200 + i), SR, format="MP3")
+            os.chmod(dst, 0o444)
+        out.append(dst)
+    return out
+
+
+def _sums(paths) -> dict:
+    return {str(p): Path(p).read_bytes() for p in paths}
+
+
+def _one_line(r: dict) -> tuple[str, bool]:
+    lines = [ln for ln in r["err"].strip().splitlines() if ln.strip()]
+    return (lines[-1] if lines else "(nothing on stderr)"), len(lines) == 1
+
+
+def _tmp_left(folder: Path) -> list[str]:
+    return [p.name for p in Path(folder).rglob("*") if ".tmp" in p.name]
+
+
+def _mount_tmpfs(path: Path, size: str, *options: str) -> bool:
+    """A small tmpfs at ``path`` (root only): a real full or read-only disk."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        return False
+    path.mkdir(parents=True, exist_ok=True)
+    opts = ",".join((f"size={size}", *options))
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True).returncode == 0
+
+
+def _fill(disk: Path, leave: int) -> None:
+    """Fill ``disk`` so that ``leave`` bytes stay free."""
+    st = os.statvfs(disk)
+    (disk / "fill").write_bytes(b"\0" * max(0, st.f_bavail * st.f_frsize - leave))
+
+
+def _umount(path: Path) -> None:
+    subprocess.run(["umount", str(path)], capture_output=True)
+
+
+def data_loss_cases(d: Path) -> list[dict]:
+    """Issue 20: no command may overwrite an input or a file merkit did not write; a full disk
+    keeps the previous output, leaves no temporary file and says so in one line."""
+    clips = real_clips(d / "loss", 3)
+    a, b, c = clips
+    sums = _sums(clips)
+    (d / "loss" / "afile").write_text("a regular file")
+    user = d / "loss" / "user_folder"
+    user.mkdir(exist_ok=True)
+    (user / "tracks.csv").write_text("my own list\n")
+    ro_csv = d / "loss" / "readonly.csv"
+    if ro_csv.exists():
+        os.chmod(ro_csv, 0o644)
+    ro_csv.write_text("kind,path,status,window_start\n")  # merkit's own predictions header
+    os.chmod(ro_csv, 0o444)
+    ex = d / "loss" / "examples.csv"
+    ex.write_text("path,quadrant\n" + "".join(f"{p},{q}\n" for p, q in zip(clips, (1, 2, 3))))
+    shutil.rmtree(d / "loss" / "newdir", ignore_errors=True)
+    (d / "loss" / "newdir").unlink(missing_ok=True)
+
+    def intact(extra=lambda: True, no=()):
+        def check(r):
+            line, one = _one_line(r)
+            ok = r["rc"] != 0 and one and _sums(clips) == sums and extra() and not any(Path(x).exists() for x in no)
+            return line, ok
+        return check
+
+    cases = [
+        {"case": "predict b.mp3 -o b.mp3", "expect": "refused, file intact",
+         "argv": ["predict", str(b), "-o", str(b)], "check": intact()},
+        {"case": "predict --format csv -o *.mp3 (shell glob)", "expect": "refused, files intact",
+         "argv": ["predict", "--format", "csv", "-o", str(a), str(b), str(c)], "check": intact()},
+        {"case": "predict -o READ-ONLY AUDIO (as root)", "expect": "refused, file intact",
+         "argv": ["predict", str(a), "-o", str(c)], "check": intact()},
+        {"case": "predict -o READ-ONLY merkit CSV (as root)", "expect": "refused, file intact",
+         "argv": ["predict", str(a), "--format", "csv", "-o", str(ro_csv)],
+         "check": intact(lambda: ro_csv.read_text() == "kind,path,status,window_start\n")},
+        {"case": "predict -o newdir/ (trailing slash)", "expect": "refused, no file 'newdir'",
+         "argv": ["predict", str(a), "-o", str(d / "loss" / "newdir") + "/"],
+         "check": intact(no=[d / "loss" / "newdir"])},
+        {"case": "export -o INSIDE_A_FILE/m.onnx", "expect": "one line, before any work",
+         "argv": ["export", "-o", str(d / "loss" / "afile" / "m.onnx")], "check": intact()},
+        {"case": "adapt -o INSIDE_A_FILE/m.pt", "expect": "one line, before any work",
+         "argv": ["adapt", "--examples", str(ex), "-o", str(d / "loss" / "afile" / "m.pt")], "check": intact()},
+        {"case": "adapt -o ONE_OF_ITS_EXAMPLES", "expect": "refused, file intact",
+         "argv": ["adapt", "--examples", str(ex), "-o", str(a)], "check": intact()},
+        {"case": "extract -o FOLDER_WITH_A_USERS_tracks.csv", "expect": "refused, file intact",
+         "argv": ["extract", str(d / "loss"), "-o", str(user), "--workers", "0", "--no-progress"],
+         "check": intact(lambda: (user / "tracks.csv").read_text() == "my own list\n")},
+    ]
+    for case in cases:
+        case["expect_before_work"] = True
+    return cases
+
+
+def signal_case(d: Path, sig: int) -> dict:
+    """`merkit predict FOLDER -o out.csv` on 40 real clips, sent ``sig`` 15 s in (mid-folder)."""
+    clips = real_clips(d / "signal_clips", 40)
+    out = d / f"signal_{sig}.csv"
+    out.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    p = subprocess.Popen([sys.executable, "-m", "merkit", "predict", str(clips[0].parent), "--format", "csv",
+                          "-o", str(out), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(15.0)
+    p.send_signal(sig)
+    stdout, stderr = p.communicate(timeout=120)
+    rows = len(out.read_text().splitlines()) - 1 if out.exists() else 0
+    line, one = _one_line({"err": stderr})
+    name = signal.Signals(sig).name
+    ok = p.returncode == 128 + sig and 0 < rows < 40 and one and f"after {rows} of 40" in line and not _tmp_left(d)
+    return {"case": f"predict FOLDER -o out.csv, {name} mid-folder", "expect": "finished rows kept, one line",
+            "what": f"{rows} rows in out.csv; {line.replace(str(d), '…')}", "ok": ok, "rc": p.returncode, "rss_mb": None,
+            "seconds": round(time.perf_counter() - t0, 1), "traceback": "Traceback" in stderr}
+
+
+def full_disk_cases(d: Path) -> list[dict]:
+    """A real, nearly full file system (a small tmpfs; root only) under predict -o and extract."""
+    disk = d / "full_disk"
+    if not _mount_tmpfs(disk, "512k"):
+        return [{"case": "full disk (tmpfs)", "expect": "skipped: cannot mount a tmpfs here", "what": "not run",
+                 "ok": True, "rc": None, "rss_mb": None, "seconds": None, "traceback": False}]
+    rows = []
+    try:
+        clips = real_clips(d / "loss", 3)
+        r = run(["predict", str(clips[0]), "--format", "csv", "-o", str(disk / "pred.csv")], d)
+        previous = (disk / "pred.csv").read_bytes()
+        _fill(disk, leave=0)
+        many = [str(p) for p in real_clips(d / "signal_clips", 40)[:11]]
+        r = run(["predict", *many, "--format", "csv", "-o", str(disk / "pred.csv"), "--no-progress"], d)
+        line, one = _one_line(r)
+        printed = len(r["out"].strip().splitlines()) - 1
+        ok = (r["rc"] == 1 and one and "no space left on device" in line and printed == 11
+              and (disk / "pred.csv").read_bytes() == previous and not _tmp_left(disk))
+        rows.append({"case": "predict 11 files -o on a full disk", "expect": "previous file kept, rows on stdout, one line",
+                     "what": f"{printed} rows on stdout; {line.replace(str(d), '…')}", "ok": ok, "rc": r["rc"],
+                     "rss_mb": round(r["rss_mb"]), "seconds": round(r["seconds"], 1), "traceback": "Traceback" in r["err"]})
+        (disk / "fill").unlink()
+        (disk / "pred.csv").unlink()
+        _fill(disk, leave=120 * 1024)  # room for one track's Mel + cochleagram rows, not three
+        argv = ["extract", str(clips[0].parent), "-o", str(disk / "feats"), "--workers", "0", "--no-progress"]
+        r = run(argv, d)
+        line, one = _one_line(r)
+        done = int(np.load(disk / "feats" / ".partial" / "done.npy").sum()) if (disk / "feats" / ".partial" / "done.npy").exists() else -1
+        (disk / "fill").unlink()
+        r2 = run(argv, d)
+        ok = (r["rc"] == 1 and one and "no space left on device" in line and not _tmp_left(disk) and r2["rc"] == 0
+              and (disk / "feats" / "mel_spec.npy").exists())
+        rows.append({"case": "extract onto a full disk, then rerun", "expect": "one line, resumable, no temp file",
+                     "what": f"{done} track(s) kept; {line.replace(str(d), '…')}; rerun: {r2['out'].strip()[:60].replace(str(d), '…')}",
+                     "ok": ok, "rc": r["rc"], "rss_mb": round(r["rss_mb"]), "seconds": round(r["seconds"], 1),
+                     "traceback": "Traceback" in r["err"] + r2["err"]})
+    finally:
+        _umount(disk)
+    ro = d / "ro_disk"
+    if _mount_tmpfs(ro, "64k", "ro"):
+        try:
+            r = run(["export", "-o", str(ro / "m.onnx")], d)
+            line, one = _one_line(r)
+            rows.append({"case": "export -o on a read-only file system", "expect": "one line, before any work",
+                         "what": line.replace(str(d), "…"), "ok": r["rc"] == 1 and one and "read-only" in line,
+                         "rc": r["rc"], "rss_mb": round(r["rss_mb"]), "seconds": round(r["seconds"], 1),
+                         "traceback": "Traceback" in r["err"]})
+        finally:
+            _umount(ro)
+    return rows
+
+
 def judge(case: dict, r: dict, d: Path) -> tuple[str, bool]:
     """(what merkit did, in one line; whether that is what README promises)."""
+    if callable(case.get("check")):
+        what, ok = case["check"](r)
+        if case.get("expect_before_work"):
+            ok &= r["seconds"] < 30
+        return what.replace(str(d), "…")[:150], bool(ok and "Traceback" not in r["out"] + r["err"])
     text = r["out"] + r["err"]
     tb = "Traceback" in text
     exp = case["expect"]
@@ -397,11 +579,30 @@ def main(argv=None) -> int:
     ap.add_argument("--real-feats", nargs="*", default=[], metavar="DIR",
                     help="feature folders of real recordings (merkit extract emopia|mirex_mood|emotify): "
                          "count the not-music check's false alarms on every clip")
+    ap.add_argument("--only", choices=("data-loss",), default=None,
+                    help="run only these cases (data-loss: issue 20's) and update their rows in the committed "
+                         "table, keeping the other rows")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     d = Path(args.work or tempfile.mkdtemp(prefix="merkit-reliability-"))
     d.mkdir(parents=True, exist_ok=True)
-    cases = audio_cases(d, rng) + folder_cases(d) + data_cases(d, rng)
+    if args.only == "data-loss":
+        rows = []
+        for case in data_loss_cases(d):
+            work = d / f"run_loss_{len(rows):02d}"
+            work.mkdir(exist_ok=True)
+            r = run(case["argv"], work)
+            what, ok = judge(case, r, d)
+            rows.append({"case": case["case"], "expect": case["expect"], "rc": r["rc"], "what": what,
+                         "rss_mb": round(r["rss_mb"]), "seconds": round(r["seconds"], 1), "ok": ok,
+                         "traceback": "Traceback" in r["out"] + r["err"]})
+        rows += [signal_case(d, signal.SIGTERM), signal_case(d, signal.SIGHUP)] + full_disk_cases(d)
+        for row in rows:
+            print(f"{'ok ' if row['ok'] else 'BAD'} {row['case']}: {row['what']}", flush=True)
+        old = json.loads((RESULTS / "reliability.json").read_text())["rows"] if (RESULTS / "reliability.json").exists() else []
+        names = {r["case"] for r in rows}
+        return write_tables([r for r in old if r["case"] not in names] + rows, updated=True)
+    cases = audio_cases(d, rng) + folder_cases(d) + data_cases(d, rng) + data_loss_cases(d)
     if not args.quick:
         (d / "long_only").mkdir(exist_ok=True)
         cases += long_cases(d)
@@ -426,16 +627,27 @@ def main(argv=None) -> int:
         for row in serve_case(d):
             rows.append(row)
             print(f"{'ok ' if row['ok'] else 'BAD'} {row['case']}: {row['what']} ({row['rss_mb']} MB)", flush=True)
+    extra = [signal_case(d, signal.SIGTERM), signal_case(d, signal.SIGHUP)] if hasattr(signal, "SIGHUP") else []
+    for row in extra + full_disk_cases(d):
+        rows.append(row)
+        print(f"{'ok ' if row['ok'] else 'BAD'} {row['case']}: {row['what']}", flush=True)
     if sys.platform.startswith("linux"):
         k = kill_case(d)
         rows.append({**k, "seconds": None, "traceback": False})
         print(f"{'ok ' if k['ok'] else 'BAD'} {k['case']}: {k['what']}", flush=True)
+    return write_tables(rows)
+
+
+def write_tables(rows: list[dict], updated: bool = False) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
             "date": time.strftime("%Y-%m-%d"), "memory_bound_mb": MEMORY_BOUND_MB}
+    if updated:
+        meta["note"] = "the data-loss rows (--only data-loss) were rerun on this date; the others are from the last full run"
     (RESULTS / "reliability.json").write_text(json.dumps({"protocol": meta, "rows": rows}, indent=2) + "\n")
     lines = ["# Reliability (`python bench/reliability.py`)", "",
-             f"{meta['machine']}; {meta['date']}. Each case: `python -m merkit ...` in a fresh process; "
+             f"{meta['machine']}; {meta['date']}{' (' + meta['note'] + ')' if updated else ''}. "
+             "Each case: `python -m merkit ...` in a fresh process; "
              "peak RSS of that process (os.wait4). ✓: merkit did what README's Reliability section promises.", "",
              "| case | expected | exit | what merkit did | peak RSS (MB) | traceback | |",
              "|---|---|--:|---|--:|---|---|"]

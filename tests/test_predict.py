@@ -302,9 +302,9 @@ def test_cli_outputs_checked_before_work_and_kept_after_late_failures(tmp_path, 
     monkeypatch.setattr(merkit.predict.Predictor, "analyse_files",
                         lambda self, *a, **k: calls.append(1) or iter(()))
     with pytest.raises(ValueError, match="is a folder"):
-        from merkit.commands.predict import check_outputs
+        from merkit.outputs import check_file
 
-        check_outputs(str(tmp_path / "outdir"), None)
+        check_file(str(tmp_path / "outdir"), flag="-o", kind="predictions")
     assert main(["predict", str(tmp_path / "in"), "--model", str(model), "-o", str(tmp_path / "outdir")]) == 1
     assert main(["predict", str(tmp_path / "in"), "--model", str(model), "--timeline",
                  "--plot", str(tmp_path / "file.png")]) == 1
@@ -339,7 +339,7 @@ def test_cli_outputs_checked_before_work_and_kept_after_late_failures(tmp_path, 
     assert main(["predict", str(tmp_path / "in"), "--model", str(model), "--format", "csv",
                  "-o", str(tmp_path / "partial.csv")]) == 130
     assert len(list(csv.DictReader(open(tmp_path / "partial.csv")))) == 1
-    assert "stopped after 1 of 4" in capsys.readouterr().err
+    assert "stopped by Ctrl-C after 1 of 4 file(s); the finished rows are in" in capsys.readouterr().err
     assert cmd.plot_paths([Path("x/1.wav")], Path("p")) == {"x/1.wav": Path("p/1.wav.png")}
 
 

@@ -41,6 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# what a stopped command keeps, said in its one line
+RESUME_HINTS = {
+    "extract": "; finished tracks are kept: rerun the same command to resume",
+    "extract-dynamic": "; finished tracks are kept: rerun the same command to resume",
+    "train": "; finished epochs are kept: merkit train --resume RUN_DIR continues",
+    "compare": "; finished runs are kept: merkit compare --resume RUN_DIR continues",
+    "ablate": "; finished runs are kept: merkit ablate --resume RUN_DIR continues",
+}
+
 # commands that decode user audio (libmpg123's notes on damaged MP3s would flood their output)
 QUIET_NATIVE_COMMANDS = ("predict", "extract", "serve", "medleys", "extract-dynamic")
 
@@ -72,16 +81,29 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .outputs import space_error
+    from .stopping import describe, stop_on_signals
+
+    stop_on_signals()  # SIGTERM / SIGHUP keep finished work, as Ctrl-C does
     try:
         rc = args.func(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        what, code = describe(e)
+        if not getattr(e, "reported", False):  # a command that kept work says so in its own line
+            print(f"merkit {args.command}: stopped by {what}{RESUME_HINTS.get(args.command, '')}", file=sys.stderr)
+        return code
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         # Expected user-facing failures: one clear line, no traceback (use -v for one).
         if args.verbose:
             raise
         print(f"merkit {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a full disk, a permission, a vanished folder: one line naming the path
+        if args.verbose:
+            raise
+        err = space_error(e, e.filename) if e.filename else None
+        msg = str(err) if err else (f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e))
+        print(f"merkit {args.command}: error: {msg}", file=sys.stderr)
         return 1
     return int(rc or 0)
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from .audio import AudioError
 from .data.manifest import Track, write_manifest
+from .outputs import save_npy, write_json
 
 HOP_SECONDS = 0.5
 WORK_DIR = ".partial"
@@ -117,7 +118,7 @@ def extract_dynamic(tracks: list[Track], out_dir: str | os.PathLike, grid: Dynam
     state_file = work / "state.json"
     if state_file.exists() and json.loads(state_file.read_text()) != json.loads(json.dumps(state)):
         raise ValueError(f"{out}: an unfinished extraction with other tracks or settings; remove {work}")
-    state_file.write_text(json.dumps(state))
+    write_json(state_file, state)
     dim_f = sum(frame_dims(enc))
     paths = {"frames": work / "frames.npy", "global": work / "global.npy", "done": work / "done.npy"}
     fresh = not paths["done"].exists()
@@ -142,23 +143,16 @@ def extract_dynamic(tracks: list[Track], out_dir: str | os.PathLike, grid: Dynam
     _write_failures(out / "failures.csv", [(tracks[i].track_id, tracks[i].path, r) for i, r in sorted(failures.items())])
     keep = [tracks[i] for i in ok]
     for name, src in (("frames", frames), ("global", glob)):
-        tmp = out / (FILES[name] + ".tmp.npy")
-        np.save(tmp, np.asarray(src)[ok])
-        os.replace(tmp, out / FILES[name])
-    (out / "labels").mkdir(exist_ok=True)
-    np.save(out / "times.npy", grid.times)
+        save_npy(out / FILES[name], np.asarray(src)[ok])
+    save_npy(out / "times.npy", grid.times)
     la, lv = labels if labels is not None else (np.full((n, T), np.nan), np.full((n, T), np.nan))
     for key, arr in (("dyn_a", la), ("dyn_v", lv)):
-        tmp = out / "labels" / f"{key}.tmp.npy"
-        np.save(tmp, np.asarray(arr, dtype=np.float32)[ok])
-        os.replace(tmp, out / "labels" / f"{key}.npy")
+        save_npy(out / "labels" / f"{key}.npy", np.asarray(arr, dtype=np.float32)[ok])
     write_manifest(keep, out / "tracks.csv")
     info = {"kind": "dynamic", "grid": {"start": grid.start, "n_frames": grid.n_frames, "hop": grid.hop},
             "frame_features": "musicnn penultimate (200) + mid-end mean (753) of the 3 s patch centred on each time",
             "global": f"{encoder} pooled embedding of the analysed span", "encoder": enc.info()}
-    tmp = out / "features.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2))
-    os.replace(tmp, out / "features.json")
+    write_json(out / "features.json", info)
     del frames, glob, done
     shutil.rmtree(work)
     return {"n": n, "done": int(len(ok)), "failed": len(failures)}

@@ -36,6 +36,7 @@ from .config import AudioConfig, FeatureConfig
 from .data.manifest import Track, write_manifest
 from .data.memo2496 import FEATURES_FILE, LABEL_A_FILE, LABEL_V_FILE, MANIFEST_FILE, labels_from_tracks, view_file
 from .frontend import FrontEnd
+from .outputs import OutputError, atomic_path, save_npy, space_error, write_json
 
 log = logging.getLogger(__name__)
 
@@ -168,14 +169,20 @@ class _Store:
         self.rows = {name: _RowFile(self.dir / f"{name}.npy", n, shape, create=fresh)
                      for name, shape in fe.row_shapes().items()}
         # n bytes: small enough to map
-        self.done = np.lib.format.open_memmap(self.dir / "done.npy", mode="w+" if fresh else "r+",
-                                              dtype=np.uint8, shape=(n,))
+        if fresh:  # its blocks allocated now: a full disk is an error here, never a SIGBUS in the map
+            m = np.lib.format.open_memmap(self.dir / "done.npy", mode="w+", dtype=np.uint8, shape=(n,))
+            size = m.offset + n
+            del m
+            fd = os.open(self.dir / "done.npy", os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, 0, size)
+            finally:
+                os.close(fd)
+        self.done = np.lib.format.open_memmap(self.dir / "done.npy", mode="r+", dtype=np.uint8, shape=(n,))
         self.info_path = self.dir / "track_info.jsonl"
         if fresh:
             self.info_path.write_text("")
-            tmp = meta.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"fingerprint": fingerprint, "n": n}))
-            os.replace(tmp, meta)
+            write_json(meta, {"fingerprint": fingerprint, "n": n})
         self._info_fh = open(self.info_path, "a", encoding="utf-8")
 
     def put(self, i: int, arrays: dict[str, np.ndarray], info: dict):
@@ -246,6 +253,20 @@ def extract(tracks: list[Track], out_dir: str | os.PathLike, *, audio: AudioConf
             _write_failures(out / FAILURES_FILE, [])
         return ExtractReport(out, len(tracks), len(tracks), seconds=time.perf_counter() - t0,
                              n_skipped_resumed=len(tracks))
+    try:
+        return _extract(tracks, out, fe, fingerprint, t0, workers, progress, min_duration, max_duration,
+                        cluster, shard_size)
+    except (OSError, OutputError) as e:  # a full disk: one line; finished tracks stay in OUT/.partial
+        err = e if getattr(e, "errno", None) and isinstance(e, OutputError) else (
+            space_error(e, e.filename or out) if isinstance(e, OSError) else None)
+        if err is None:
+            raise
+        raise OutputError(f"{err}; the finished tracks are kept in {out / WORK_DIR}: free some space and "
+                          "rerun the same command to resume") from None
+
+
+def _extract(tracks, out, fe, fingerprint, t0, workers, progress, min_duration, max_duration, cluster,
+             shard_size) -> ExtractReport:
     store = _Store(out, len(tracks), fe, fingerprint)
     failures: dict[int, str] = {}
     todo = [i for i in range(len(tracks)) if not store.done[i]]
@@ -344,30 +365,27 @@ def _finalise(out: Path, tracks: list[Track], store: _Store, failures: dict[int,
         d = infos.get(int(i), {})
         extra = {**t.extra, **{k: d[k] for k in ("lufs", "gain_db", "window_start", "repeated") if k in d}}
         kept.append(replace(t, duration=d.get("duration", t.duration), extra=extra))
-    if len(done) == len(tracks):  # everything succeeded: the work arrays are the result
+    # Everything that needs disk space first, each file atomically: a full disk here leaves the
+    # work folder whole, so a rerun (after freeing space) publishes again.
+    for name, vals in zip((LABEL_A_FILE, LABEL_V_FILE), labels_from_tracks(kept)):
+        save_npy(out / name, vals)
+    write_manifest(kept, out / MANIFEST_FILE)
+    if len(done) == len(tracks):  # everything succeeded: the work arrays are the result (renames)
         for name, rows in store.rows.items():
             os.replace(rows.path, out / view_file(name))
     else:  # copy the rows that succeeded, one at a time (bounded memory), then rename
         for view, src in store.rows.items():
-            name = view_file(view)
-            tmp = out / (name + ".tmp.npy")
-            src = _RowFile(src.path, src.n, src.row, create=False)
-            dst = _RowFile(tmp, len(done), src.row, create=True)
-            for j, i in enumerate(done):
-                dst.write(j, src.read(int(i)))
-            src.close()
-            dst.close()
-            os.replace(tmp, out / name)
-    (out / "labels").mkdir(exist_ok=True)
-    for name, vals in zip((LABEL_A_FILE, LABEL_V_FILE), labels_from_tracks(kept)):
-        tmp = out / (name + ".tmp.npy")
-        np.save(tmp, vals)
-        os.replace(tmp, out / name)
-    write_manifest(kept, out / MANIFEST_FILE)
-    tmp = out / (FEATURES_FILE + ".tmp")
+            with atomic_path(out / view_file(view), suffix=".npy") as tmp:
+                src = _RowFile(src.path, src.n, src.row, create=False)
+                dst = _RowFile(tmp, len(done), src.row, create=True)
+                try:
+                    for j, i in enumerate(done):
+                        dst.write(j, src.read(int(i)))
+                finally:
+                    src.close()
+                    dst.close()
     # the fingerprint only counts when nothing failed: otherwise a rerun must retry the failures
-    tmp.write_text(json.dumps({**fe.info(), "fingerprint": fingerprint if not failures else None}, indent=2))
-    os.replace(tmp, out / FEATURES_FILE)
+    write_json(out / FEATURES_FILE, {**fe.info(), "fingerprint": fingerprint if not failures else None})
     # With failures the work dir stays, so that a rerun retries only the failed tracks.
     if not failures:
         shutil.rmtree(store.dir, ignore_errors=True)
@@ -376,9 +394,7 @@ def _finalise(out: Path, tracks: list[Track], store: _Store, failures: dict[int,
 
 def _write_failures(path: Path, failed: list[tuple[str, str, str]]):
     """The failure report, written on every run (only its header when nothing failed)."""
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["track_id", "path", "reason"])
         w.writerows(failed)
-    os.replace(tmp, path)

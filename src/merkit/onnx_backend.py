@@ -445,6 +445,13 @@ def export_model(model: "Predictor", out: str | os.PathLike) -> dict:
                 raise ValueError(f"ONNX outputs differ from torch by {worst:.2e} > {TOLERANCE} "
                                  f"({', '.join(f'{k} {v:.1e}' for k, v in checks.items())}); not exported")
             io = {name: g.shapes() for name, g in runner.graphs.items()}
+            from .outputs import own_kind
+
+            for name in names.values():  # never over a file another export (or anyone) did not write
+                target = out.parent / name
+                if target.exists() and own_kind(target) != "onnx":
+                    raise ValueError(f"{target}: exists and was not written by `merkit export`; merkit never "
+                                     "overwrites it: export to another name")
             sidecar_path(out).unlink(missing_ok=True)  # an earlier export's sidecar must not vouch for new graphs
             for name in names.values():
                 os.replace(tmp / name, out.parent / name)
@@ -463,10 +470,9 @@ def export_model(model: "Predictor", out: str | os.PathLike) -> dict:
                 "weights_sha256": weights_key(model), "source": source,
                 "versions": {"merkit": str(__version__), "torch": torch.__version__, "onnx": onnx.__version__,
                              "onnxruntime": onnxruntime.__version__, "opset": OPSET}}
-        side_file = sidecar_path(out)  # written last: a sidecar means a complete export
-        part = side_file.with_name(side_file.name + ".tmp")
-        part.write_text(json.dumps(side, indent=2))
-        os.replace(part, side_file)
+        from .outputs import write_json
+
+        write_json(sidecar_path(out), side)  # written last: a sidecar means a complete export
         return side
     finally:
         if previous is not None:

@@ -299,12 +299,13 @@ def figure_ablation(results, *, title: str = "") -> Figure:
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
-    """Write ``fig`` as PNG atomically (a temporary file, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=DPI)
-    os.replace(tmp, path)
+    """Write ``fig`` as PNG atomically (a temporary file, then a rename), marked as merkit's
+    (:func:`merkit.outputs.png_metadata`), never over an image merkit did not make."""
+    from .outputs import atomic_path, check_figure, png_metadata
+
+    path = check_figure(path)  # never over an image merkit did not make
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, metadata=png_metadata())
     return path
 
 

@@ -789,12 +789,14 @@ def plot_timeline(result: FileResult, path: str | os.PathLike | None = None, *, 
     fig.suptitle(title or Path(result.path).name, fontsize=10)
     fig.tight_layout()
     if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.png")
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-        plt.close(fig)
+        from .outputs import atomic_path, check_figure, png_metadata
+
+        check_figure(path)  # never over an image merkit did not make
+        try:
+            with atomic_path(path, suffix=".png") as tmp:
+                fig.savefig(tmp, dpi=110, format="png", metadata=png_metadata())
+        finally:
+            plt.close(fig)
     return fig
 
 

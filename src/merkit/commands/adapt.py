@@ -28,6 +28,8 @@ def register(sub) -> None:
     p.add_argument("--model", default=None, help="unified model file (default: the shipped model)")
     p.add_argument("--examples", required=True, help="CSV: path, valence, arousal (or path, quadrant)")
     p.add_argument("-o", "--out", required=True, help="the adapted model file")
+    p.add_argument("--force", action="store_true",
+                   help="let -o replace another kind of merkit output (never anything merkit did not write)")
     p.set_defaults(func=run)
 
 
@@ -73,7 +75,11 @@ def run(args) -> int:
     from ..predict import load_model
     from ..predict_unified import UnifiedModel
 
+    from ..outputs import check_file
+
     examples = read_examples(args.examples)
+    inputs = [args.examples, *([args.model] if args.model else []), *(e[0] for e in examples)]
+    check_file(args.out, flag="-o", kind="model", inputs=inputs, force=args.force)
     model = load_model(args.model)
     if not isinstance(model, UnifiedModel):
         raise ValueError("merkit adapt works on unified model files (the shipped model, `merkit train --model unified`)")

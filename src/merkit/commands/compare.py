@@ -79,8 +79,9 @@ def run(args) -> int:
         data, models, tasks, seeds = args.data, args.models, args.tasks, args.seeds
         m_over, t_over = _set_fields(ModelConfig, args), _set_fields(TrainConfig, args)
         run_dir = Path(args.run_dir or f"runs/compare_{Path(data).name}_{time.strftime('%Y%m%d-%H%M%S')}")
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise ValueError(f"{run_dir}: exists and is not empty; use --resume {run_dir} or another --run-dir")
+        from .train import _check_run_dir
+
+        _check_run_dir(run_dir, data)
     fs = load_features(data)
     out = run_comparison(fs, run_dir, models=models, tasks=tasks, seeds=seeds, model_overrides=m_over,
                          train_overrides=t_over, resume=bool(args.resume), progress=args.progress,

@@ -19,6 +19,8 @@ def register(sub) -> None:
                                        "or a CSV (manifest or labels).")
     m.add_argument("name", metavar="NAME", help="dataset name, folder or CSV")
     m.add_argument("-o", "--out", required=True, help="manifest to write (CSV)")
+    m.add_argument("--force", action="store_true",
+                   help="let -o replace another kind of merkit output (never anything merkit did not write)")
     m.add_argument("--root", default=None,
                    help="the dataset's folder if not the shared data (emopia, emotify); required for "
                         "memo2496; output folder of synthetic")
@@ -71,6 +73,10 @@ def run_manifest(args) -> int:
     from ..data.manifest import write_manifest
     from ..data.registry import DATASETS, get_manifest, resolve_input
 
+    from ..outputs import check_file
+
+    check_file(args.out, flag="-o", kind="manifest", inputs=[args.name, *(p for p in (args.labels_csv,) if p)],
+               force=args.force)
     options = {k: getattr(args, k) for k in _FLAG_OPTIONS}
     if args.name in DATASETS:
         tracks = get_manifest(args.name, **options)

@@ -29,6 +29,8 @@ def register(sub) -> None:
                         "tracks of --data (default: test)")
     p.add_argument("--batch-size", type=int, default=512, help="prediction batch size")
     p.add_argument("--out", metavar="JSON", help="also write the metrics here")
+    p.add_argument("--force", action="store_true",
+                   help="let --out replace another kind of merkit output (never anything merkit did not write)")
     p.set_defaults(func=run)
 
 
@@ -123,6 +125,10 @@ def run(args) -> int:
                 print(format_metrics(res["test"], title=f"{path}: test metrics (seed {res['seed']})"))
             return 0
         raise ValueError(f"{path}: --data is required (only a finished run folder prints without it)")
+    if args.out:
+        from ..outputs import check_file
+
+        check_file(args.out, flag="--out", kind="metrics", inputs=[path, args.data], force=args.force)
     res = evaluate_checkpoint(path, args.data, subset=args.subset, batch_size=args.batch_size)
     title = (f"{res['checkpoint']} on {res['data']} ({res['subset']}, {res['n_tracks']} tracks, "
              f"task {res['task']})")

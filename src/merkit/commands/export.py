@@ -28,6 +28,8 @@ def register(sub) -> None:
                    help="model file(s): a unified model, or `merkit train` best.pt files, one per task "
                         "(default: the shipped model)")
     p.add_argument("-o", "--out", required=True, help="the .onnx file to write (companion graphs beside it)")
+    p.add_argument("--force", action="store_true",
+                   help="let -o replace another kind of merkit output (never anything merkit did not write)")
     p.set_defaults(func=run)
 
 
@@ -35,6 +37,12 @@ def run(args) -> int:
     from ..onnx_backend import _require_export_tools, export_model
     from ..predict import load_model
 
+    from ..onnx_backend import sidecar_path
+    from ..outputs import check_file
+
+    inputs = list(args.model or [])
+    check_file(args.out, flag="-o", kind="onnx", inputs=inputs, force=args.force)
+    check_file(sidecar_path(args.out), flag="-o", kind="export", inputs=inputs, force=args.force)
     _require_export_tools()  # before loading anything
     model = load_model(args.model or None)
     side = export_model(model, args.out)

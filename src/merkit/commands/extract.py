@@ -38,9 +38,16 @@ def run(args) -> int:
     from ..extract import extract
     from ..frontend import parse_views
 
+    from ..data.memo2496 import FEATURES_FILE, LABEL_A_FILE, LABEL_V_FILE, MANIFEST_FILE, view_file
+    from ..extract import FAILURES_FILE, WORK_DIR
+    from ..outputs import check_folder
+
     views = parse_views(args.views)  # an unknown name fails before any work
     if args.shard_size is not None and args.cluster is None:
         raise ValueError("--shard-size needs --cluster")
+    names = [view_file(v) for v in views] + [view_file(f"{v}_seq") for v in views if v not in ("mel", "coch")]
+    check_folder(args.out, flag="-o", inputs=[args.input], writes=[
+        *names, LABEL_A_FILE, LABEL_V_FILE, MANIFEST_FILE, FEATURES_FILE, FAILURES_FILE, WORK_DIR])
 
     preset = PRESETS[args.preset]
     audio = config_from_args(preset.audio, args)

@@ -27,7 +27,11 @@ def run(args) -> int:
     import numpy as np
 
     from ..data.manifest import read_manifest
-    from ..dynamic_features import DynamicGrid, extract_dynamic
+    from ..dynamic_features import FILES, WORK_DIR, DynamicGrid, extract_dynamic
+    from ..outputs import check_folder
+
+    check_folder(args.out, flag="-o", inputs=[args.input], writes=[
+        *FILES.values(), "times.npy", "labels", "tracks.csv", "features.json", "failures.csv", WORK_DIR])
 
     src = Path(args.input)
     if (src / "medleys.json").is_file():

@@ -32,9 +32,13 @@ def register(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from ..data.medley import MedleyConfig, make_medleys
+    from ..data.medley import INFO, MANIFEST, MedleyConfig, make_medleys
     from ..data.memo2496 import is_memo2496_dir, load_memo2496
     from ..data.registry import resolve_input
+    from ..outputs import check_folder
+
+    check_folder(args.out, flag="-o", inputs=[s.strip() for s in args.sources.split(",") if s.strip()],
+                 writes=["audio", "labels", MANIFEST, INFO])
 
     tracks = []
     for spec in (s.strip() for s in args.sources.split(",") if s.strip()):

@@ -334,9 +334,28 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None, **kwargs) -
     return {"written": [str(p) for p in written], "failed": failed}
 
 
+FIGURES = ("training.png", "fig5_pcl.png", "fig6_saml.png", "fig7_tsne.png")
+
+
+def check_plot_outputs(run_dir: Path, out_dir: Path | None) -> None:
+    """Before any figure is drawn: the output folder is usable and no PNG of the run would
+    replace an image merkit did not make (:mod:`merkit.outputs`)."""
+    from ..outputs import check_figure, check_folder
+
+    out_dir = Path(out_dir) if out_dir is not None else Path(run_dir) / PLOTS_DIR
+    check_folder(out_dir, flag="-o")
+    targets = [out_dir / "ablation.png"]
+    for seed_dir in find_seed_dirs(Path(run_dir)):
+        if out_dir not in seed_dir.parents:
+            targets += [out_dir / seed_dir.relative_to(run_dir) / f for f in FIGURES]
+    for t in targets:
+        check_figure(t, flag="-o")
+
+
 def run(args) -> int:
     if args.max_points < TSNE_MIN_POINTS:
         raise ValueError(f"--max-points must be at least {TSNE_MIN_POINTS}, got {args.max_points}")
+    check_plot_outputs(Path(args.run_dir), args.out)
     out = plot_run(args.run_dir, args.out, data=args.data, tsne=args.tsne, subset=args.subset,
                    max_points=args.max_points)
     for p in out["written"]:

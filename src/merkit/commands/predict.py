@@ -48,7 +48,11 @@ def register(sub) -> None:
                    help="give an emotion even for silence, steady tones and noise (see README: "
                         "Reliability)")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the output here (default: stdout)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write the output here (default: stdout); an existing file is replaced only when "
+                        "merkit wrote it (a rerun), never one of the inputs or another program's file")
+    p.add_argument("--force", action="store_true",
+                   help="let -o replace another kind of merkit output (never anything merkit did not write)")
     p.add_argument("--workers", type=int, default=None, help="decoding threads (default: up to 4)")
     add_cluster_args(p, "files", "; each worker loads the model once")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -145,30 +149,18 @@ def render(results, fmt: str, model_info: dict | None = None) -> str:
     return format_table(results)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def check_outputs(args, inputs) -> None:
+    """Refuse unusable output paths before any work (not after an hour of predictions): ``-o``
+    must not be an input or a file merkit did not write (:mod:`merkit.outputs`), ``--plot`` a
+    folder where no PNG of the run would replace an image merkit did not make."""
+    from ..outputs import check_figure, check_file, check_folder
 
-
-def check_outputs(output: str | None, plot: str | None) -> None:
-    """Refuse unusable output paths before any work is done (not after an hour of predictions)."""
-    if output:
-        out = Path(output)
-        if out.is_dir():
-            raise ValueError(f"-o {output}: is a folder; give a file name (e.g. {out / 'predictions.csv'})")
-        parent = out.parent if str(out.parent) else Path(".")
-        existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
-        if not existing.is_dir() or not os.access(existing, os.W_OK):
-            raise ValueError(f"-o {output}: cannot write in {existing}")
-    if plot:
-        d = Path(plot)
-        if d.exists() and not d.is_dir():
-            raise ValueError(f"--plot {plot}: exists and is not a folder; --plot takes a folder for the PNGs")
-        existing = next((p for p in [d, *d.parents] if p.exists()), Path("."))
-        if not os.access(existing, os.W_OK):
-            raise ValueError(f"--plot {plot}: cannot write in {existing}")
+    if args.output:
+        check_file(args.output, flag="-o", kind="predictions", inputs=inputs, force=args.force)
+    if args.plot:
+        check_folder(args.plot, flag="--plot", inputs=inputs)
+        for png in plot_paths(inputs, Path(args.plot)).values():
+            check_figure(png, flag="--plot")
 
 
 def plot_paths(files: list[Path], folder: Path) -> dict[str, Path]:
@@ -188,13 +180,17 @@ def run(args) -> int:
 
     if args.plot and not args.timeline:
         raise ValueError("--plot needs --timeline")
-    check_outputs(args.output, args.plot)
     if args.timeline_max_minutes is not None and not args.timeline_max_minutes > 0:
         raise ValueError(f"--timeline-max-minutes must be > 0, got {args.timeline_max_minutes}")
     if args.cluster and args.backend == "onnx":
         raise ValueError("--backend onnx does not run on --cluster yet; use one or the other")
     if args.cluster and args.device != "cpu":
         raise ValueError("--device with --cluster: cluster workers predict on their CPUs")
+    files = find_inputs(args.paths)
+    if not files:
+        raise ValueError(f"no audio or MIDI files found in {' '.join(args.paths)}")
+    check_outputs(args, files)
+    pngs = plot_paths(files, Path(args.plot)) if args.plot else {}
     model = load_predictor(args.model, args.backend, args.device)
     if args.timeline_max_minutes is not None:
         model.timeline_max_seconds = 60.0 * args.timeline_max_minutes
@@ -202,15 +198,10 @@ def run(args) -> int:
         from ..content import ContentCheck
 
         model.content_check = ContentCheck(enabled=False)
-    files = find_inputs(args.paths)
-    if not files:
-        raise ValueError(f"no audio or MIDI files found in {' '.join(args.paths)}")
-    pngs = plot_paths(files, Path(args.plot)) if args.plot else {}
     results = []
     # disable=None: a bar on a terminal only; a single file needs none
     bar = tqdm(total=len(files), unit="file", disable=None if args.progress and len(files) > 1 else True,
                file=sys.stderr)
-    complete = False
     try:
         results_in_order = (_on_cluster(model, files, args) if args.cluster else
                             model.analyse_files(files, timeline=args.timeline, workers=args.workers))
@@ -222,11 +213,24 @@ def run(args) -> int:
                 except (OSError, ValueError) as e:  # a plot that cannot be written costs only itself
                     print(f"merkit predict: {res.path}: plot not written: {e}", file=sys.stderr)
             bar.update()
-        complete = True
-    finally:
+    except BaseException as e:
+        # Ctrl-C, SIGTERM, SIGHUP or a crash: what was computed is written all the same
         bar.close()
-        # written even when the run stops early (Ctrl-C, a crash): what was computed is kept
-        _emit(results, args, repr(model), complete=complete, total=len(files))
+        if results:
+            try:
+                where = _emit(results, args, repr(model))
+            except (OSError, ValueError) as err:  # the disk is full as well: the rows went to stdout
+                where = str(err)
+        if isinstance(e, KeyboardInterrupt):
+            from ..stopping import describe
+
+            kept = f"; the finished rows are {where}" if results else ""
+            print(f"merkit predict: stopped by {describe(e)[0]} after {len(results)} of {len(files)} "
+                  f"file(s){kept}", file=sys.stderr)
+            e.reported = True
+        raise
+    bar.close()
+    _emit(results, args, repr(model))
     failed = [r for r in results if r.status == "error"]
     not_music = [r for r in results if r.status == "not_music"]
     if not_music:
@@ -249,13 +253,23 @@ def _on_cluster(model, files, args):
     return analyse_files(spec, files, timeline=args.timeline, cluster=args.cluster, shard_size=args.shard_size)
 
 
-def _emit(results, args, description: str, *, complete: bool, total: int) -> None:
-    if not complete and not results:
-        return
-    if not complete:
-        print(f"merkit predict: stopped after {len(results)} of {total} file(s); writing those", file=sys.stderr)
+def _emit(results, args, description: str) -> str:
+    """Write the results to ``-o`` (atomically) or stdout; where they went, in words. When ``-o``
+    cannot be written (a full disk), the previous file stays, the results go to stdout and an
+    :class:`~merkit.outputs.OutputError` says so."""
+    from ..outputs import OutputError, space_error, write_text
+
     text = render(results, args.format, {"description": description})
-    if args.output:
-        _write_atomic(Path(args.output), text)
-    else:
+    if not args.output:
         sys.stdout.write(text)
+        sys.stdout.flush()
+        return "printed above"
+    try:
+        write_text(args.output, text)
+    except (OSError, OutputError) as e:  # a full disk (OutputError) or any other reason the write failed
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        why = str(e) if isinstance(e, OutputError) else str(space_error(e, args.output) or e)
+        raise OutputError(f"-o {why}; the previous file (if any) is untouched; the {len(results)} result(s) "
+                          "were printed to stdout instead") from None
+    return f"in {args.output}"

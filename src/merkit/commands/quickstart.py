@@ -8,7 +8,6 @@ construction, so a score on it says nothing about real music.
 """
 from __future__ import annotations
 
-import json
 import time
 import shutil
 from pathlib import Path
@@ -61,7 +60,9 @@ def quickstart(out: str | Path, *, n_tracks: int = 240, epochs: int = 15, seed: 
     log("(synthetic data: a smoke test of the pipeline, not a measure of accuracy on real music)")
     summary = {"seconds": time.perf_counter() - t0, "extract": rep.summary(),
                "test": {k: v["per_seed"][0]["test"] for k, v in results.items()}, "table": table}
-    (out / "quickstart.json").write_text(json.dumps(summary, indent=2, default=float))
+    from ..outputs import write_json
+
+    write_json(out / "quickstart.json", summary, default=float)
     return summary
 
 
@@ -77,7 +78,11 @@ def format_results(results: dict) -> str:
 def run(args) -> int:
     from ..data.paths import cache_dir
 
+    from ..outputs import check_folder
+
     out = args.out if args.out else cache_dir("quickstart")
+    # it deletes and rewrites runs/ on a rerun: never in a folder that is not a quickstart's
+    check_folder(out, flag="-o", writes=["corpus", "features", "runs", "quickstart.json"])
     print(f"merkit quickstart: working folder {out}", flush=True)
     quickstart(out, n_tracks=args.tracks, epochs=args.epochs, seed=args.seed, workers=args.workers,
                progress=not args.no_progress)

@@ -96,9 +96,18 @@ def new_run(args, name: str):
     seeds = args.seeds or [train_cfg.seed]
     default = name.format(data=Path(args.data).name, label=train_cfg.label, model=model_cfg.name)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{default}_{time.strftime('%Y%m%d-%H%M%S')}"
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ValueError(f"{run_dir}: exists and is not empty; use --resume {run_dir} or another --run-dir")
+    _check_run_dir(run_dir, args.data)
     return model_cfg, train_cfg, seeds, run_dir
+
+
+def _check_run_dir(run_dir: Path, data) -> None:
+    """A new run needs a new or empty folder (``--resume`` continues a stopped one)."""
+    from ..outputs import OutputError, check_folder
+
+    try:
+        check_folder(run_dir, flag="--run-dir", inputs=[d for d in str(data or "").split(",") if d], empty=True)
+    except OutputError as e:
+        raise OutputError(f"{e}" + ("; or --resume it" if "not empty" in str(e) else "")) from None
 
 
 def run(args) -> int:
@@ -178,5 +187,7 @@ def _musefuse_checkpoints(run_dir: Path, seeds, label: str) -> None:
         best = run_dir / f"seed_{seed}" / "best.pt"
         if best.is_file() and not any(best.parent.glob(f"musefuse_memo_{label}_*.pt")):
             target = best.parent / f"musefuse_memo_{label}_{stamp}.pt"
-            shutil.copyfile(best, target.with_suffix(".tmp"))
-            target.with_suffix(".tmp").replace(target)
+            from ..outputs import atomic_path
+
+            with atomic_path(target) as tmp:
+                shutil.copyfile(best, tmp)

@@ -32,6 +32,10 @@ def run_dynamic(args) -> int:
 
     if not args.data:
         raise ValueError("--data is required: a `merkit extract-dynamic` folder")
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"dsaml_{time.strftime('%Y%m%d-%H%M%S')}"
+    from ..outputs import check_folder
+
+    check_folder(run_dir, flag="--run-dir", inputs=[args.data], empty=True)  # before any data is loaded
     ds = load_dynamic(args.data)
     split = np.array([t.split for t in ds.tracks])
     train, val, test = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
@@ -40,9 +44,6 @@ def run_dynamic(args) -> int:
                          f"{len(test)}); `merkit medleys` assigns them")
     overrides = {k: getattr(args, k) for k in ("epochs", "lr", "weight_decay", "patience")
                  if getattr(args, k, None) is not None}
-    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"dsaml_{time.strftime('%Y%m%d-%H%M%S')}"
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ValueError(f"{run_dir}: exists and is not empty; use another --run-dir")
     per_seed = []
     for seed in args.seeds or [0]:
         cfg = DynamicTrainConfig(**{**DynamicTrainConfig().to_dict(), **overrides, "seed": seed})

@@ -46,6 +46,10 @@ def run_unified(args) -> int:
     if not args.data:
         raise ValueError("--data is required: a comma-separated list of feature folders or dataset names")
     specs = [s.strip() for s in args.data.split(",") if s.strip()]
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"unified_{time.strftime('%Y%m%d-%H%M%S')}"
+    from ..outputs import check_folder
+
+    check_folder(run_dir, flag="--run-dir", inputs=specs, empty=True)  # before any data is loaded
     inputs = parse_inputs(getattr(args, "inputs", None))
     views = ("mel", "coch", *(n for n in inputs if n != "tonal"))
     corpora = []
@@ -64,9 +68,6 @@ def run_unified(args) -> int:
     if args.kd_weight is not None:
         overrides["kd_weight"] = args.kd_weight
     seeds = args.seeds or [0]
-    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"unified_{time.strftime('%Y%m%d-%H%M%S')}"
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ValueError(f"{run_dir}: exists and is not empty; use another --run-dir")
     mcfg = UnifiedConfig(input_dim=corpora[0].x.shape[1], inputs=inputs)
     per_seed = []
     for seed in seeds:

@@ -48,18 +48,17 @@ def quadrant_from_va(valence: float, arousal: float) -> int:
 
 def write_manifest(tracks: Iterable[Track], path: str | os.PathLike) -> Path:
     """Write ``tracks.csv`` atomically (temporary file, then rename)."""
+    from ..outputs import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     names = [f.name for f in fields(Track)]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=names)
         w.writeheader()
         for t in tracks:
             row = asdict(t)
             row["extra"] = json.dumps(row["extra"], sort_keys=True) if row["extra"] else ""
             w.writerow(row)
-    os.replace(tmp, path)
     return path
 
 

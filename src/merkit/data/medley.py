@@ -24,7 +24,6 @@ emotion moves within a piece, and real raters disagree.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, replace
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..outputs import atomic_path, save_npy, write_json
 from .manifest import Track, quadrant_from_va, write_manifest
 
 HOP_SECONDS = 0.5
@@ -194,6 +194,8 @@ def make_medleys(tracks: list[Track], out_dir: str | os.PathLike, cfg: MedleyCon
     out = Path(out_dir)
     (out / "audio").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(exist_ok=True)
+    if not (out / INFO).is_file():  # marks the folder as merkit's from the start (a rerun resumes it)
+        write_json(out / INFO, {"config": asdict(cfg), "hop_seconds": HOP_SECONDS, "complete": False})
     tracks = [t for t in tracks if t.path and np.isfinite(t.label_a) and np.isfinite(t.label_v)]
     if len(tracks) < 3:
         raise ValueError(f"medleys need at least 3 labelled clips with audio, got {len(tracks)}")
@@ -217,9 +219,8 @@ def make_medleys(tracks: list[Track], out_dir: str | os.PathLike, cfg: MedleyCon
             name = f"medley_{k:05d}"
             path = out / "audio" / f"{name}.flac"
             if not path.exists():
-                tmp = path.with_name(path.name + ".tmp.flac")
-                sf.write(tmp, render(segs, tracks, cfg), cfg.sample_rate, subtype="PCM_16")
-                os.replace(tmp, path)
+                with atomic_path(path, suffix=".flac") as tmp:
+                    sf.write(tmp, render(segs, tracks, cfg), cfg.sample_rate, subtype="PCM_16", format="FLAC")
             sources = [{"track": tracks[s["clip"]].track_id, "source": tracks[s["clip"]].source,
                         "offset": round(s["offset"], 3), "seconds": round(s["seconds"], 3)} for s in segs]
             rows.append(Track(track_id=name, path=str(path.resolve()), source="medley", split=split,
@@ -231,16 +232,12 @@ def make_medleys(tracks: list[Track], out_dir: str | os.PathLike, cfg: MedleyCon
             dyn_a.append(a)
             k += 1
     for key, arr in (("a", dyn_a), ("v", dyn_v)):
-        tmp = out / "labels" / (LABEL_FILES[key] + ".tmp.npy")
-        np.save(tmp, np.asarray(arr, dtype=np.float32))
-        os.replace(tmp, out / "labels" / LABEL_FILES[key])
+        save_npy(out / "labels" / LABEL_FILES[key], np.asarray(arr, dtype=np.float32))
     write_manifest(rows, out / MANIFEST)
     info = {"config": asdict(cfg), "hop_seconds": HOP_SECONDS, "n_source_clips": len(tracks),
             "source_clips_per_split": sizes, "test_ids_given": test_ids is not None,
             "sources": sorted({t.source for t in tracks})}
-    tmp = out / (INFO + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2))
-    os.replace(tmp, out / INFO)
+    write_json(out / INFO, info)
     return rows
 
 

@@ -186,10 +186,9 @@ def _check_shapes(root: Path, info: dict, mel: np.ndarray, coch: np.ndarray) -> 
 
 
 def _save_npy_atomic(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, arr)
-    os.replace(tmp, path)
+    from ..outputs import save_npy
+
+    save_npy(path, arr)
 
 
 def save_memo2496(fs: FeatureSet, root: str | os.PathLike) -> Path:
@@ -208,9 +207,9 @@ def save_memo2496(fs: FeatureSet, root: str | os.PathLike) -> Path:
         listed = list(info.get("views", ["mel", "coch"]))
         info["views"] = listed + [k for k in fs.embeddings if not k.endswith("_seq") and k not in listed]
     if info is not None:
-        tmp = root / (FEATURES_FILE + ".tmp")
-        tmp.write_text(json.dumps(info, indent=2))
-        os.replace(tmp, root / FEATURES_FILE)
+        from ..outputs import write_json
+
+        write_json(root / FEATURES_FILE, info)
     return root
 
 

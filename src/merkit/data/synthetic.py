@@ -551,9 +551,9 @@ def _is_complete(path: Path, n_samples: int, sample_rate: int) -> bool:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from ..outputs import write_text
+
+    write_text(path, text)
 
 
 def _render_to_file(seed: int, index: int, duration: float, sample_rate: int, path: str) -> int:

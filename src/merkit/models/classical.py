@@ -354,9 +354,10 @@ class ClassicalModel:
         }
         import skops.io as sio
 
-        tmp = path.with_name(path.name + ".tmp")
-        sio.dump(payload, tmp)
-        os.replace(tmp, path)
+        from ..outputs import atomic_path
+
+        with atomic_path(path) as tmp:
+            sio.dump(payload, tmp)
         return path
 
     @classmethod

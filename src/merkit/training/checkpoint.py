@@ -29,12 +29,12 @@ def versions() -> dict[str, str]:
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """Write ``payload`` (with ``format`` and ``versions`` added) to a temporary file, then rename
     it over ``path``, so a killed process never leaves a half-written checkpoint."""
+    from ..outputs import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": CHECKPOINT_FORMAT, "versions": versions(), **payload}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

@@ -386,19 +386,19 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     names: list[str] = []
     for r in rows:
         names += [k for k in r if k not in names]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    from ..outputs import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=names)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write ``text`` atomically (a temporary file, then a rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write ``text`` atomically (:func:`merkit.outputs.write_text`)."""
+    from ..outputs import write_text as write
+
+    write(path, text)
 
 
 def write_json(path: Path, obj) -> None:
