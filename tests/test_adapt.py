@@ -11,6 +11,7 @@ from merkit.cli import main
 SR = 22_050
 
 
+@pytest.mark.slow
 def test_adapt_moves_predictions_toward_the_examples(tmp_path, capsys):
     import merkit
 

@@ -25,10 +25,14 @@ def test_underscore_flags_become_hyphens_but_values_do_not():
 
 
 def test_every_registered_model_is_importable():
+    assert {spec.kind for spec in MODELS.values()} == {"torch", "classical"}
     for spec in MODELS.values():
         cls = spec.model_class()
+        assert hasattr(cls, "default_head"), spec.name
         if spec.kind == "torch":
-            assert hasattr(cls, "default_head") and spec.objective_class() is not None
+            assert hasattr(cls, "predict_proba") and spec.objective_class() is not None, spec.name
+        else:
+            assert hasattr(cls, "fit") and hasattr(cls, "save"), spec.name
 
 
 def test_cli_compare_trains_every_model_on_the_same_split_and_resumes(tmp_path, capsys):

@@ -16,6 +16,7 @@ def run(flag: str) -> str:
                           check=True).stdout.split()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
 def test_reuse_freed_memory_is_idempotent_and_can_be_switched_off():
     import platform

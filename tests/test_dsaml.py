@@ -66,6 +66,7 @@ def _synthetic(n=60, T=30, D=12, seed=0):
     return ds
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["mse", "ccc"])
 def test_training_learns_a_time_varying_target(loss):
     ds = _synthetic()

@@ -53,6 +53,7 @@ def encoder():
 CFGC = [(60, 64, 67), (65, 69, 72), (67, 71, 74), (60, 64, 67)]  # C F G C
 
 
+@pytest.mark.slow
 def test_key_and_chords_of_a_progression(encoder):
     key, chords = encoder.analyse(_progression(CFGC))
     assert np.argmax(key) == 0  # C major
@@ -62,6 +63,7 @@ def test_key_and_chords_of_a_progression(encoder):
     assert agree > 0.8, names
 
 
+@pytest.mark.slow
 def test_summary_is_transposition_invariant(encoder):
     a = encoder.embed(_progression(CFGC))
     b = encoder.embed(_progression([tuple(m + 2 for m in c) for c in CFGC]))  # D G A D

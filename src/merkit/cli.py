@@ -1,8 +1,8 @@
 """``merkit`` command line: a thin layer that parses flags and calls library functions.
 
 Each sub-command lives in ``merkit.commands.<name>`` and provides ``register(subparsers)``
-(which adds its parser and sets ``func``) so that adding a command touches one module and the
-list below.
+(which adds its parser and sets ``func``); :data:`merkit.commands.COMMANDS` lists them, so that
+adding a command touches its module and that table. Only the command being run is imported.
 """
 from __future__ import annotations
 
@@ -11,34 +11,29 @@ import importlib
 import logging
 import sys
 
-COMMANDS = [
-    "quickstart",
-    "extract",
-    "datasets",
-    "medleys",
-    "extract-dynamic",
-    "train",
-    "evaluate",
-    "ablate",
-    "compare",
-    "plot",
-    "predict",
-    "adapt",
-    "export",
-    "serve",
-]
+from .commands import COMMANDS, module_name
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser. Only ``command``'s own module is imported and registered (all of them when
+    ``command`` is ``"*"``, as the tests do); the others are listed from the static table."""
     from . import __version__
 
     p = argparse.ArgumentParser(prog="merkit", description="Music emotion recognition toolkit.")
     p.add_argument("--version", action="version", version=f"merkit {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"merkit.commands.{name.replace('-', '_')}").register(sub)
+    for name, summary in COMMANDS.items():
+        if command in (name, "*"):
+            importlib.import_module(module_name(name)).register(sub)
+        else:
+            sub.add_parser(name, help=summary)
     return p
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The sub-command named in ``argv`` (the first word that is not a global option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 # what a stopped command keeps, said in its one line
@@ -70,8 +65,9 @@ def normalise_flags(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(normalise_flags(sys.argv[1:] if argv is None else list(argv)))
+    argv = normalise_flags(sys.argv[1:] if argv is None else list(argv))
+    parser = build_parser(command_of(argv))
+    args = parser.parse_args(argv)
     if args.command in QUIET_NATIVE_COMMANDS:  # before logging binds a handler to sys.stderr
         from .stdio import quiet_native_stderr
 

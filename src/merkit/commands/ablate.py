@@ -8,6 +8,8 @@ continues a stopped ablation: finished combination/seed runs are not trained aga
 """
 from __future__ import annotations
 
+from . import COMMANDS
+
 import logging
 from pathlib import Path
 
@@ -24,7 +26,7 @@ _TRAIN_FIXED = ("seed", "use_pcl", "use_saml")
 def register(sub) -> None:
     from ..evaluation.ablation import ALL_COMBOS, TABLE_V_COMBOS
 
-    p = sub.add_parser("ablate", help="train the DSAF / PCL / SAML module combinations (Table V), one table",
+    p = sub.add_parser("ablate", help=COMMANDS['ablate'],
                        description=__doc__.split("\n", 1)[1].strip())
     p.add_argument("--data", metavar="DIR|DATASET",
                    help="feature folder (Memo2496 layout), or emopia | emotify | synthetic (cached features)")

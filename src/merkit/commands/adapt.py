@@ -11,6 +11,8 @@ few-shot adaptation of this kind did not beat the population model; README says 
 """
 from __future__ import annotations
 
+from . import COMMANDS
+
 import csv
 import sys
 from pathlib import Path
@@ -23,7 +25,7 @@ QUADRANT_VA = {1: (0.5, 0.5), 2: (-0.5, 0.5), 3: (-0.5, -0.5), 4: (0.5, -0.5)}
 
 
 def register(sub) -> None:
-    p = sub.add_parser("adapt", help="adapt the model to one listener from a few of their own labelled tracks",
+    p = sub.add_parser("adapt", help=COMMANDS['adapt'],
                        description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="unified model file (default: the shipped model)")
     p.add_argument("--examples", required=True, help="CSV: path, valence, arousal (or path, quadrant)")

@@ -1,6 +1,8 @@
 """merkit datasets [manifest NAME -o tracks.csv]: list the datasets, or write one's manifest."""
 from __future__ import annotations
 
+from . import COMMANDS
+
 from collections import Counter
 
 # CLI flag -> builder option; only flags the user set are passed, and a dataset that does not
@@ -9,7 +11,7 @@ _FLAG_OPTIONS = ("root", "audio_dir", "labels_csv", "id_column", "centre", "cach
 
 
 def register(sub) -> None:
-    p = sub.add_parser("datasets", help="list the datasets merkit reads, or write one's manifest",
+    p = sub.add_parser("datasets", help=COMMANDS['datasets'],
                        description="Without a sub-command: list the datasets, their licences and "
                                    "whether their audio is available on this machine.")
     p.set_defaults(func=run_list)

@@ -7,6 +7,8 @@ all`` for another dataset) and the metrics of every head are printed. With a run
 """
 from __future__ import annotations
 
+from . import COMMANDS
+
 import json
 import logging
 import math
@@ -18,7 +20,7 @@ SUBSETS = ("test", "val", "train", "all")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("evaluate", help="evaluate a trained checkpoint, or print a run's table",
+    p = sub.add_parser("evaluate", help=COMMANDS['evaluate'],
                        description=__doc__.split("\n", 1)[1].strip())
     p.add_argument("checkpoint", metavar="CHECKPOINT",
                    help="best.pt / last.pt, a seed folder or a run folder")
@@ -36,11 +38,11 @@ def register(sub) -> None:
 
 def _find_checkpoint(path: Path) -> Path:
     if path.is_dir():
-        for name in ("best.pt", "model.skops", "model.pkl"):  # a network, or a classical model (.pkl: refused)
+        for name in ("best.pt", "model.pt", "model.skops", "model.pkl"):  # a network, or a classical model (.pkl: refused)
             if (path / name).is_file():
                 return path / name
-        raise FileNotFoundError(f"{path}: no best.pt or model.skops here (a run folder needs no --data: "
-                                "it prints its table)")
+        raise FileNotFoundError(f"{path}: no best.pt, model.pt or model.skops here (a run folder needs no "
+                                "--data: it prints its table)")
     return path
 
 
@@ -82,6 +84,11 @@ def evaluate_checkpoint(ckpt_path, data: str, *, subset: str = "test", batch_siz
     from .train import load_features
 
     ckpt_path = _find_checkpoint(Path(ckpt_path))
+    kind = _kind(ckpt_path)
+    if kind == "unified":
+        return evaluate_unified(ckpt_path, data, subset=subset)
+    if kind == "dsaml":
+        return evaluate_dynamic(ckpt_path, data, subset=subset)
     model, info, train_cfg = _load_trained(ckpt_path)
     task, threshold = info.get("task", train_cfg["label"]), info.get("threshold", 0.0)
     fs, bad = drop_nonfinite(load_features(data))
@@ -112,17 +119,112 @@ def evaluate_checkpoint(ckpt_path, data: str, *, subset: str = "test", batch_siz
             "n_tracks": int(len(idx)), "metrics": head_metrics(y, probs)}
 
 
+def _kind(ckpt_path: Path) -> str | None:
+    """A model file's ``kind`` (``unified``, ``dsaml``); None for the DAMER loop's checkpoints."""
+    if ckpt_path.suffix in (".skops", ".pkl"):
+        return None
+    from .train import _model_kind
+
+    return _model_kind(ckpt_path)  # None for an unreadable file: the loader below gives the full error
+
+
+def evaluate_unified(ckpt_path: Path, data: str, *, subset: str = "test") -> dict:
+    """A unified model's metrics on one or more feature folders (comma-separated), each with
+    its corpus protocol's ``subset`` for the seed the model was trained with (the same split
+    training used: :func:`merkit.data.multi_corpus.corpus_splits`), or ``all`` its tracks."""
+    import numpy as np
+
+    from ..data.multi_corpus import corpus_from_features, corpus_splits
+    from ..evaluation.unified_eval import corpus_metrics
+    from ..models.unified import load_unified
+    from ..training.checkpoint import load_checkpoint
+    from ..training.unified_fit import predict_corpus
+    from .train import load_features
+
+    ckpt = load_checkpoint(ckpt_path)
+    net = load_unified(ckpt)
+    inputs = tuple(net.cfg.inputs)
+    views = ("mel", "coch", *(n for n in inputs if n != "tonal"))
+    seed = int((ckpt.get("train") or {}).get("seed", 0))
+    metrics, n = {}, 0
+    for spec in (s.strip() for s in str(data).split(",") if s.strip()):
+        fs = load_features(spec, views=views)
+        missing = [v for v in views[2:] if v not in fs.embeddings]
+        if missing:
+            raise ValueError(f"{spec}: no {missing[0]!r} view, which {ckpt_path} takes; extract it with "
+                             f"`merkit extract ... --views {','.join(views)}`")
+        c = corpus_from_features(fs, inputs)
+        if c.x.shape[1] != net.cfg.input_dim:
+            raise ValueError(f"{spec}: {c.x.shape[1]} input values per track, but {ckpt_path} takes "
+                             f"{net.cfg.input_dim}")
+        idx = np.arange(len(c)) if subset == "all" else getattr(corpus_splits(c, seed), subset)
+        if len(idx) == 0:
+            raise ValueError(f"{spec}: no {subset} tracks")
+        metrics[c.name] = corpus_metrics(c, idx, predict_corpus(net, c.x[idx]))
+        n += len(idx)
+    return {"checkpoint": str(ckpt_path), "data": str(data), "subset": subset, "task": "unified",
+            "seed": seed, "n_tracks": int(n), "metrics": metrics}
+
+
+def evaluate_dynamic(ckpt_path: Path, data: str, *, subset: str = "test") -> dict:
+    """A DSAML model's per-song metrics on a `merkit extract-dynamic` folder (its tracks marked
+    ``subset``, or all of them)."""
+    import numpy as np
+
+    from ..dynamic_features import load_dynamic
+    from ..predict_dynamic import DynamicModel
+    from ..training.dynamic_fit import predict, song_metrics, targets
+
+    import torch
+
+    net = DynamicModel.from_blob(torch.load(ckpt_path, map_location="cpu", weights_only=True), path=ckpt_path).net
+    ds = load_dynamic(data)
+    split = np.array([t.split for t in ds.tracks])
+    idx = np.arange(len(split)) if subset == "all" else np.flatnonzero(split == subset)
+    if len(idx) == 0:
+        raise ValueError(f"{data}: no tracks marked {subset!r}; use --subset all")
+    pred = predict(net, np.asarray(ds.frames)[idx], np.asarray(ds.global_)[idx])
+    return {"checkpoint": str(ckpt_path), "data": str(data), "subset": subset, "task": "dynamic",
+            "n_tracks": int(len(idx)), "metrics": {"curve": song_metrics(pred, targets(ds, idx))}}
+
+
+def format_result(res: dict) -> str:
+    """The printed table of :func:`evaluate_checkpoint`'s result, for every family."""
+    title = f"{res['checkpoint']} on {res['data']} ({res['subset']}, {res['n_tracks']} tracks, task {res['task']})"
+    if res["task"] == "unified":  # each corpus has its own metrics
+        lines = [title, "| corpus | metric | value |", "|---|---|--:|"]
+        for corpus, ms in res["metrics"].items():
+            lines += [f"| {corpus} | {m} | {v:.4f} |" for m, v in sorted(ms.items())]
+        return "\n".join(lines)
+    return format_metrics(res["metrics"], title=title)
+
+
+def run_table(path: Path) -> str:
+    """The stored table of a finished run folder (every family)."""
+    res = json.loads((path / "results.json").read_text())
+    if "table" in res:
+        return res["table"]
+    test = res.get("test")
+    if isinstance(test, list) and test:  # a unified / DSAML run from before the table was stored
+        if isinstance(next(iter(test[0].values())), dict):
+            from .train_unified import unified_table
+
+            return unified_table(test)
+        from .train_dynamic import dynamic_table
+
+        return dynamic_table(test)
+    if isinstance(test, dict) and "seed" in res:
+        return format_metrics(test, title=f"{path}: test metrics (seed {res['seed']})")
+    raise ValueError(f"{path / 'results.json'}: holds no table of test metrics")
+
+
 def run(args) -> int:
     from ..training.loop import write_json
 
     path = Path(args.checkpoint)
     if args.data is None:
         if path.is_dir() and (path / "results.json").is_file():
-            res = json.loads((path / "results.json").read_text())
-            if "table" in res:
-                print(res["table"])
-            else:
-                print(format_metrics(res["test"], title=f"{path}: test metrics (seed {res['seed']})"))
+            print(run_table(path))
             return 0
         raise ValueError(f"{path}: --data is required (only a finished run folder prints without it)")
     if args.out:
@@ -130,9 +232,7 @@ def run(args) -> int:
 
         check_file(args.out, flag="--out", kind="metrics", inputs=[path, args.data], force=args.force)
     res = evaluate_checkpoint(path, args.data, subset=args.subset, batch_size=args.batch_size)
-    title = (f"{res['checkpoint']} on {res['data']} ({res['subset']}, {res['n_tracks']} tracks, "
-             f"task {res['task']})")
-    print(format_metrics(res["metrics"], title=title))
+    print(format_result(res))
     if args.out:
         write_json(Path(args.out), res)
     return 0

@@ -18,11 +18,13 @@ to end) and refused beyond 1e-4 on any output (:mod:`merkit.onnx_backend`).
 """
 from __future__ import annotations
 
+from . import COMMANDS
+
 import argparse
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="export a model's networks to ONNX", description=__doc__,
+    p = sub.add_parser("export", help=COMMANDS['export'], description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="*", default=None,
                    help="model file(s): a unified model, or `merkit train` best.pt files, one per task "

@@ -1,6 +1,8 @@
 """merkit extract INPUT -o OUT: audio → Memo2496-layout features."""
 from __future__ import annotations
 
+from . import COMMANDS
+
 import sys
 
 from ..config import PRESETS, AudioConfig, FeatureConfig
@@ -8,7 +10,7 @@ from ._args import add_cluster_args, add_config_args, config_from_args
 
 
 def register(sub) -> None:
-    p = sub.add_parser("extract", help="extract Mel + cochleagram features (and encoder embeddings) into the Memo2496 layout",
+    p = sub.add_parser("extract", help=COMMANDS['extract'],
                        description="INPUT is a dataset name (see `merkit datasets`), a manifest CSV "
                                    "or a folder of audio. Resumable: rerun the same command after an "
                                    "interruption. Failed tracks are listed in OUT/failures.csv.")

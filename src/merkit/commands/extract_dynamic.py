@@ -7,9 +7,11 @@ the annotation start).
 """
 from __future__ import annotations
 
+from . import COMMANDS
+
 
 def register(sub) -> None:
-    p = sub.add_parser("extract-dynamic", help="2 Hz frame features + time-varying labels (dynamic models)",
+    p = sub.add_parser("extract-dynamic", help=COMMANDS['extract-dynamic'],
                        description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("input", help="a `merkit medleys` folder, or pmemo | deam | emomusic")
     p.add_argument("-o", "--out", required=True, help="output folder")

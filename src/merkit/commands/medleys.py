@@ -2,12 +2,14 @@
 targets (merkit.data.medley), the stand-in for DEAM / PMEmo's dynamic labels."""
 from __future__ import annotations
 
+from . import COMMANDS
+
 
 def register(sub) -> None:
     from ..data.medley import MedleyConfig
 
     d = MedleyConfig()
-    p = sub.add_parser("medleys", help="medleys of labelled clips with time-varying (2 Hz) targets",
+    p = sub.add_parser("medleys", help=COMMANDS['medleys'],
                        description="Concatenate 5-20 s segments of clips whose valence/arousal is known "
                                    "(crossfaded), with a 2 Hz target curve that steps between the "
                                    "segments' labels, lagged like a human rater. Clips are split "

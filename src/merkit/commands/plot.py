@@ -8,6 +8,8 @@ adds ``ablation.png``. Figures of modules a run had switched off are left out.
 """
 from __future__ import annotations
 
+from . import COMMANDS
+
 import csv
 import json
 import logging
@@ -28,8 +30,7 @@ PLOTS_DIR = "plots"
 
 
 def register(sub) -> None:
-    p = sub.add_parser("plot", help="PNG figures of a run: training curves, PCL (Fig. 5), SAML (Fig. 6), "
-                                    "t-SNE (Fig. 7)", description=__doc__.split("\n", 2)[2].strip())
+    p = sub.add_parser("plot", help=COMMANDS['plot'], description=__doc__.split("\n", 2)[2].strip())
     p.add_argument("run_dir", metavar="RUN_DIR", help="a seed folder, a `merkit train` run or a `merkit ablate` run")
     p.add_argument("-o", "--out", metavar="DIR", help=f"output folder (default: RUN_DIR/{PLOTS_DIR})")
     p.add_argument("--data", metavar="DIR", help="feature folder of the run (default: the one it was trained on)")
@@ -70,6 +71,14 @@ def find_seed_dirs(run_dir: Path) -> list[Path]:
         return [run_dir]
     found = sorted(p.parent for p in run_dir.rglob("last.pt"))
     if not found:
+        from .train import _model_kind
+
+        models = [run_dir / "model.pt"] if (run_dir / "model.pt").is_file() else sorted(run_dir.glob("seed_*/model.pt"))
+        kinds = sorted({_model_kind(p) for p in models} - {None})
+        if kinds:
+            raise ValueError(f"{run_dir}: a --model {'/'.join(kinds)} run; merkit plot draws the figures of the "
+                             "DAMER training loop (per-epoch losses, PCL, SAML, t-SNE), which this family does "
+                             f"not log: `merkit evaluate {run_dir}` prints its test table")
         raise FileNotFoundError(f"{run_dir}: no last.pt in it or below it, so it is not a merkit run folder")
     return found
 

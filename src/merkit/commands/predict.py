@@ -8,6 +8,8 @@ a failure.
 """
 from __future__ import annotations
 
+from . import COMMANDS
+
 import csv
 import io
 import json
@@ -24,7 +26,7 @@ CSV_FIELDS = ("path", "status", "window_start", "window_end", "quadrant", "quadr
 
 
 def register(sub) -> None:
-    p = sub.add_parser("predict", help="arousal, valence and quadrant of audio/MIDI files",
+    p = sub.add_parser("predict", help=COMMANDS['predict'],
                        description="Predict the emotion a piece of music conveys: P(high arousal), "
                                    "P(positive valence), the Russell quadrant (Q1 happy/excited, Q2 "
                                    "angry/tense, Q3 sad/depressed, Q4 calm/relaxed), continuous "

@@ -8,13 +8,15 @@ construction, so a score on it says nothing about real music.
 """
 from __future__ import annotations
 
+from . import COMMANDS
+
 import time
 import shutil
 from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("quickstart", help="generate a synthetic corpus, extract, train DAMER, evaluate (~5 min)",
+    p = sub.add_parser("quickstart", help=COMMANDS['quickstart'],
                        description=__doc__.split("\n\n")[0] + " " + __doc__.split("\n\n")[2])
     p.add_argument("-o", "--out", default=None,
                    help="working folder, ~300 MB (default: <cache>/quickstart, i.e. $MERKIT_CACHE/quickstart "

@@ -1,6 +1,8 @@
 """merkit serve [--host 127.0.0.1] [--port 8000]: the local web page and JSON endpoint."""
 from __future__ import annotations
 
+from . import COMMANDS
+
 import os
 import sys
 
@@ -10,7 +12,7 @@ TOKEN_ENV = "MERKIT_TOKEN"
 def register(sub) -> None:
     from ..web import DEFAULT_MAX_MINUTES, DEFAULT_MAX_UPLOAD_MB
 
-    p = sub.add_parser("serve", help="local web page: drop a file, see its emotion and timeline",
+    p = sub.add_parser("serve", help=COMMANDS['serve'],
                        description="Start a local web app: open http://HOST:PORT/ and drop a file. "
                                    "Programs POST a multipart form (field 'file') to /api/predict.")
     p.add_argument("--host", default="127.0.0.1",

@@ -11,6 +11,8 @@ checkpoint as ``musefuse_memo_{a|v}_{timestamp}.pt``.
 """
 from __future__ import annotations
 
+from . import COMMANDS
+
 import argparse
 import logging
 import shutil
@@ -46,7 +48,7 @@ def load_features(spec: str, views=None):
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train DAMER on extracted features and report test metrics",
+    p = sub.add_parser("train", help=COMMANDS['train'],
                        description="Train on a Memo2496-layout feature folder with the paper's protocol "
                                    "(stratified, song-grouped 70/30 split; model selection on a validation "
                                    "part of the training data) and print mean ± std over the seeds.")
@@ -110,6 +112,31 @@ def _check_run_dir(run_dir: Path, data) -> None:
         raise OutputError(f"{e}" + ("; or --resume it" if "not empty" in str(e) else "")) from None
 
 
+def _check_resumable(run_dir: Path) -> None:
+    """``--resume`` continues the DAMER loop's runs (a ``last.pt`` per epoch); a unified or DSAML
+    run keeps no such state, and says so instead of "not a run folder"."""
+    from ..training.loop import RUN_JSON
+
+    if (run_dir / RUN_JSON).is_file() or not run_dir.is_dir():
+        return
+    kinds = {_model_kind(p) for p in run_dir.glob("seed_*/model.pt")} - {None}
+    if kinds:
+        raise ValueError(f"{run_dir}: a --model {'/'.join(sorted(kinds))} run; --resume continues runs of the "
+                         "DAMER training loop (which keep last.pt every epoch), and this family trains in seconds "
+                         "to minutes without one: run the same command again with a new --run-dir")
+
+
+def _model_kind(path: Path) -> str | None:
+    """``kind`` of a model file (``unified``, ``dsaml``), None for other files."""
+    import torch
+
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not a readable model file: the caller's own error says more
+        return None
+    return blob.get("kind") if isinstance(blob, dict) else None
+
+
 def run(args) -> int:
     from ..training import distributed as dist
 
@@ -119,6 +146,42 @@ def run(args) -> int:
         return _run(args)
     finally:
         dist.shutdown()
+
+
+# What the two families trained outside the DAMER loop take from the command line (flag dest ->
+# their config field); any other option set for them is an error, never silently ignored.
+FAMILY_FLAGS = {
+    "unified": {"epochs": "epochs", "lr": "lr", "weight_decay": "weight_decay", "patience": "patience",
+                "kd_weight": "kd_weight", "kd_temperature": "kd_temperature", "inputs": None},
+    "dsaml": {"epochs": "epochs", "lr": "lr", "weight_decay": "weight_decay", "patience": "patience",
+              "batch_size": "batch_size"},
+}
+# Options of the DAMER loop's configs and of the other commands' flags; the rest (--data,
+# --seeds, --run-dir, --threads, --no-progress) every family takes.
+def _config_dests() -> set[str]:
+    import dataclasses
+
+    return ({f.name for f in dataclasses.fields(ModelConfig)} | {f.name for f in dataclasses.fields(TrainConfig)}
+            | {"kd_weight", "inputs", "unlabelled"})
+
+
+def family_overrides(args) -> dict:
+    """The config fields ``--model unified`` / ``dsaml`` take from the flags the user set; a
+    flag the family does not use is a :class:`ValueError` naming it."""
+    known = FAMILY_FLAGS.get(args.model)
+    if known is None:  # the DAMER loop's families: every ModelConfig / TrainConfig flag applies
+        for flag in ("kd_weight", "inputs"):
+            if getattr(args, flag, None) is not None:
+                raise ValueError(f"--{flag.replace('_', '-')} is an option of --model unified, not of "
+                                 f"--model {args.model}")
+        return {}
+    unused = sorted(k for k, v in vars(args).items() if v is not None and k in _config_dests() and k not in known)
+    if unused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unused)
+        takes = ", ".join("--" + k.replace("_", "-") for k in known)
+        raise ValueError(f"--model {args.model} does not use {flags}; it takes {takes} (and --data, --seeds, "
+                         "--run-dir)")
+    return {field: getattr(args, k) for k, field in known.items() if field and getattr(args, k) is not None}
 
 
 def _run(args) -> int:
@@ -132,6 +195,10 @@ def _run(args) -> int:
     if dist.world() > 1 and (args.model in ("dsaml", "unified") and not args.resume):
         raise ValueError(f"--model {args.model} trains a small network on stored embeddings in "
                          "seconds: run it in one process, without torchrun")
+    if args.resume:
+        _check_resumable(Path(args.resume))
+    else:
+        family_overrides(args)  # a flag the family does not use fails before any data is loaded
     if args.model == "dsaml" and not args.resume:
         from .train_dynamic import run_dynamic
 

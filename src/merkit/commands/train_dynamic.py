@@ -23,9 +23,19 @@ def dsaml_checkpoint(model, *, train: dict, info: dict, val: dict, test: dict, b
             "dynamic_features": info, "val": val, "test": test, "best_epoch": best_epoch}
 
 
+def dynamic_table(per_seed: list[dict[str, float]]) -> str:
+    """Mean ± std over seeds of the per-song test metrics."""
+    from ..evaluation.protocol import format_cell
+
+    lines = ["| metric | test (per song, mean over songs) |", "|---|--:|"]
+    for k in per_seed[0]:
+        vals = [p[k] for p in per_seed]
+        lines.append(f"| {k} | {format_cell({'mean': float(np.nanmean(vals)), 'std': float(np.nanstd(vals)), 'n': len(vals)})} |")
+    return "\n".join(lines)
+
+
 def run_dynamic(args) -> int:
     from ..dynamic_features import load_dynamic
-    from ..evaluation.protocol import format_cell
     from ..models.dsaml import DSAMLConfig
     from ..training.checkpoint import save_checkpoint
     from ..training.dynamic_fit import DynamicTrainConfig, fit_dynamic, predict, song_metrics, targets
@@ -42,8 +52,9 @@ def run_dynamic(args) -> int:
     if not len(train) or not len(val) or not len(test):
         raise ValueError(f"{args.data}: needs tracks marked train, val and test (found {len(train)} / {len(val)} / "
                          f"{len(test)}); `merkit medleys` assigns them")
-    overrides = {k: getattr(args, k) for k in ("epochs", "lr", "weight_decay", "patience")
-                 if getattr(args, k, None) is not None}
+    from .train import family_overrides
+
+    overrides = family_overrides(args)
     per_seed = []
     for seed in args.seeds or [0]:
         cfg = DynamicTrainConfig(**{**DynamicTrainConfig().to_dict(), **overrides, "seed": seed})
@@ -55,12 +66,10 @@ def run_dynamic(args) -> int:
                                          best_epoch=fit.best_epoch))
         per_seed.append(m)
         print(f"seed {seed}: best epoch {fit.best_epoch}, validation CCC {np.nanmean([fit.val['v_ccc'], fit.val['a_ccc']]):.3f}")
-    lines = ["| metric | test (per song, mean over songs) |", "|---|--:|"]
-    for k in per_seed[0]:
-        vals = [p[k] for p in per_seed]
-        lines.append(f"| {k} | {format_cell({'mean': float(np.nanmean(vals)), 'std': float(np.nanstd(vals)), 'n': len(vals)})} |")
-    write_text(run_dir / "results.json", json.dumps({"data": str(args.data), "seeds": args.seeds or [0],
-                                                     "test": per_seed}, indent=2))
-    print("\n".join(lines))
+    table = dynamic_table(per_seed)
+    write_text(run_dir / "results.json", json.dumps({"kind": "dsaml", "data": str(args.data),
+                                                     "seeds": args.seeds or [0], "test": per_seed,
+                                                     "table": table}, indent=2))
+    print(table)
     print(f"results: {run_dir / 'results.json'}")
     return 0

@@ -20,6 +20,18 @@ from ..training.loop import write_text
 DEFAULT_INPUTS = ("musicnn", "tonal")
 
 
+def unified_table(per_seed: list[dict[str, dict[str, float]]]) -> str:
+    """Mean ± std over seeds of each corpus's test metrics (``per_seed``: corpus -> metric -> value)."""
+    from ..evaluation.protocol import format_cell
+
+    lines = ["| corpus | metric | test |", "|---|---|--:|"]
+    for name in per_seed[0]:
+        for m in sorted(per_seed[0][name]):
+            vals = [s[name][m] for s in per_seed if m in s.get(name, {})]
+            lines.append(f"| {name} | {m} | {format_cell({'mean': float(np.mean(vals)), 'std': float(np.std(vals)), 'n': len(vals)})} |")
+    return "\n".join(lines)
+
+
 def parse_inputs(spec: str | None) -> tuple[str, ...]:
     """``--inputs``: "tonal" (from the cochleagram) or encoder views; at least one encoder."""
     from ..config import ConfigError
@@ -36,7 +48,6 @@ def parse_inputs(spec: str | None) -> tuple[str, ...]:
 
 def run_unified(args) -> int:
     from ..data.multi_corpus import corpus_from_features, corpus_splits
-    from ..evaluation.protocol import format_cell
     from ..evaluation.unified_eval import corpus_metrics
     from ..models.unified import UnifiedConfig, unified_checkpoint
     from ..training.checkpoint import save_checkpoint
@@ -63,10 +74,9 @@ def run_unified(args) -> int:
         if c.name in {x.name for x in corpora}:
             c.name = f"{c.name}_{len(corpora)}"
         corpora.append(c)
-    overrides = {k: getattr(args, k) for k in ("epochs", "lr", "weight_decay", "patience")
-                 if getattr(args, k, None) is not None}
-    if args.kd_weight is not None:
-        overrides["kd_weight"] = args.kd_weight
+    from .train import family_overrides
+
+    overrides = family_overrides(args)
     seeds = args.seeds or [0]
     mcfg = UnifiedConfig(input_dim=corpora[0].x.shape[1], inputs=inputs)
     per_seed = []
@@ -86,13 +96,9 @@ def run_unified(args) -> int:
         save_checkpoint(out / "model.pt", blob)
         per_seed.append(test)
         print(f"seed {seed}: best epoch {res.best_epoch}, validation {res.val_score:.4f}")
-    lines = ["| corpus | metric | test |", "|---|---|--:|"]
-    for c in corpora:
-        for m in sorted(per_seed[0][c.name]):
-            vals = [s[c.name][m] for s in per_seed if m in s[c.name]]
-            lines.append(f"| {c.name} | {m} | {format_cell({'mean': float(np.mean(vals)), 'std': float(np.std(vals)), 'n': len(vals)})} |")
-    table = "\n".join(lines)
-    write_text(run_dir / "results.json", json.dumps({"data": specs, "seeds": seeds, "test": per_seed}, indent=2))
+    table = unified_table(per_seed)
+    write_text(run_dir / "results.json", json.dumps({"kind": "unified", "data": specs, "seeds": seeds,
+                                                     "test": per_seed, "table": table}, indent=2))
     print(table)
     print(f"results: {run_dir / 'results.json'}")
     return 0
