@@ -7,7 +7,7 @@ matrix products by C++ GEMM templates with fused epilogues). Variants are interl
 round so that load on a shared machine hits them alike; medians and the ratios to eager are
 reported. This isolates the layer from the rest of the training step (objective, optimiser,
 key encoder) that ``bench/train_speed.py`` times as a whole. Freed memory is kept for reuse, as
-merkit's Trainer does (:mod:`merkit.training.cpu_memory`).
+merkit's Trainer does (:mod:`merkit.cpu_memory`).
 
     python bench/compile_layer.py [--batch 64] [--threads 1] [--rounds 7]
 
@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from merkit.models.blocks import DualViewLayer  # noqa: E402
-from merkit.training.cpu_memory import reuse_freed_memory  # noqa: E402
-from merkit.training.loop import write_json, write_text  # noqa: E402
+from merkit.cpu_memory import reuse_freed_memory  # noqa: E402
+from merkit.training.run_files import write_json, write_text  # noqa: E402
 
 MODES = ("default", "max-autotune")
 

@@ -1,5 +1,5 @@
 """CPU kernels of a DAMER training step: merkit's choices against torch's, with and without
-glibc keeping freed memory (:mod:`merkit.training.cpu_memory`).
+glibc keeping freed memory (:mod:`merkit.cpu_memory`).
 
 At DAMER's training shapes (batch 256, 128 Mel tokens attending to 84 cochleagram tokens,
 D = 128, H = 4), forward + backward, milliseconds (median of ``--repeats``):
@@ -43,7 +43,7 @@ def measure(threads: int, repeats: int) -> dict[str, float]:
     import torch.nn.functional as F
 
     from merkit.models.blocks import Dropout, attention
-    from merkit.training.cpu_memory import reuse_freed_memory
+    from merkit.cpu_memory import reuse_freed_memory
 
     torch.set_num_threads(threads)
     active = reuse_freed_memory()

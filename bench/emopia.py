@@ -14,7 +14,7 @@ each going seed by seed (seed 0 of every run first), so that partial results cov
 * ``variants``: DAMER configurations other than the default (``VARIANTS``: time-frame tokens,
   CPU mixed precision) on the official split; any number of workers may share a queue.
 
-Every run is a ``merkit.training.loop.train`` run folder under ``--runs`` and resumes where it
+Every run is a ``merkit.training.runner.train`` run folder under ``--runs`` and resumes where it
 stopped (rerun the same command). Tasks: arousal, valence (binary) and the 4 quadrants; seeds
 0-4; model selection on the validation part only (the official split's val clips; under the
 protocol 15 % of the training part), the test part predicted once per run.
@@ -95,7 +95,7 @@ def train_queue(fs, runs: Path, queue: str, seeds, only_split: str | None = None
 
     Each (run, seed) is claimed first (:func:`claim`), so several workers may share one queue:
     each trains the seeds nobody else holds."""
-    from merkit.training.loop import train
+    from merkit.training.runner import train
 
     for seed in seeds:
         for split, model in QUEUES[queue]:
@@ -216,7 +216,7 @@ def committed_cell(committed: dict, split: str, model: str, task: str, head: str
 
 
 def report(runs: Path, out_dir: Path, readme: Path = ROOT / "README.md") -> None:
-    from merkit.training.loop import write_json, write_text
+    from merkit.training.run_files import write_json, write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     committed = committed_results(out_dir)  # read before this report overwrites them

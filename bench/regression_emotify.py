@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from merkit.evaluation.compare import format_comparison
-    from merkit.training.loop import write_json
+    from merkit.training.run_files import write_json
 
     runs = Path(args.runs)
     if not args.report:

@@ -405,7 +405,7 @@ def main(argv=None) -> int:
     # Order: the cheap, always-available figures first; the results files are rewritten after
     # every variant, so a run stopped during compilation still leaves the eager comparison.
     # The naive reference goes first: merkit's Trainer makes glibc keep freed memory
-    # (merkit.training.cpu_memory) for the rest of the process, and the reference is meant to
+    # (merkit.cpu_memory) for the rest of the process, and the reference is meant to
     # run as plain PyTorch does.
     plan = [("naive", None)] if args.naive else []
     plan.append(("merkit_eager", replace_tc(tc, compile=False)))

@@ -11,7 +11,7 @@ from merkit.data.manifest import Track
 from merkit.data.memo2496 import FeatureSet, save_memo2496
 from merkit.evaluation.ablation import (ALL_COMBOS, TABLE_V_COMBOS, combo_configs, combo_flags, format_ablation,
                                         parse_combo)
-from merkit.training.checkpoint import load_checkpoint
+from merkit.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

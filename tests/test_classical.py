@@ -330,7 +330,7 @@ def test_a_model_file_never_runs_code(tmp_path):
     # torch checkpoints load with weights_only=True: the same exploit does not run
     import torch
 
-    from merkit.training.checkpoint import load_checkpoint
+    from merkit.checkpoint import load_checkpoint
 
     ckpt = tmp_path / "best.pt"
     torch.save({"config": {}, "x": _Exploit(marker)}, ckpt)

@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-CHECK = ("from merkit.training.cpu_memory import reuse_freed_memory as r; "
+CHECK = ("from merkit.cpu_memory import reuse_freed_memory as r; "
          "import torch; a = r(); b = r(); x = torch.ones(64 << 20, dtype=torch.uint8); del x; "
          "print(a, b)")
 

@@ -10,7 +10,7 @@ from merkit.config import ConfigError, ModelConfig
 from merkit.models import build_model, head_probabilities, load_model
 from merkit.models.blocks import (Dropout, DualViewLayer, attention, dropout_keep_mask, merge_heads,
                                    split_heads)
-from merkit.training.checkpoint import save_checkpoint
+from merkit.checkpoint import save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -15,7 +15,8 @@ from merkit.data.emotify import GEMS, GEMS_CIRCUMPLEX_DEG, emotify_manifest, gem
 from merkit.data.manifest import quadrant_from_va
 from merkit.data.paths import DatasetError, cache_dir, shared_data_root
 from merkit.data.render import RenderError, find_fluidsynth, find_soundfont
-from merkit.data.static_va import (centre_static, labels_dir, pmemo_dynamic, read_static_labels,
+from merkit.data.dynamic import pmemo_dynamic
+from merkit.data.static_va import (centre_static, labels_dir, read_static_labels,
                                    static_va_manifest)
 
 

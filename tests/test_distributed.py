@@ -20,7 +20,7 @@ import torch
 from merkit.cli import main
 from merkit.data.memo2496 import save_memo2496
 from merkit.training import distributed as dist
-from merkit.training.checkpoint import load_checkpoint
+from merkit.checkpoint import load_checkpoint
 from merkit.training.loop import batch_starts
 
 from test_training import separable

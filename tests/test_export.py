@@ -238,7 +238,7 @@ def test_damer_graph_dynamic_batch(damer_export):
 def test_an_export_of_other_weights_is_refused(damer_export):
     from merkit.onnx_backend import load_onnx_model
     from merkit.predict import load_model
-    from merkit.training.checkpoint import load_checkpoint, save_checkpoint
+    from merkit.checkpoint import load_checkpoint, save_checkpoint
 
     path, model_file = damer_export
     assert load_onnx_model(path).backend == "onnx"

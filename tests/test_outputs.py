@@ -59,7 +59,7 @@ def test_own_kind_recognises_merkit_outputs_and_nothing_else(tmp_path):
     from merkit.commands.predict import render
     from merkit.data.manifest import Track, write_manifest
     from merkit.predict import FileResult
-    from merkit.training.checkpoint import save_checkpoint
+    from merkit.checkpoint import save_checkpoint
 
     res = [FileResult(path="a.wav", error="x")]
     for fmt in ("csv", "json", "table"):

@@ -17,7 +17,7 @@ from merkit.data.manifest import Track
 from merkit.data.memo2496 import FeatureSet, save_memo2496
 from merkit.training import fit
 from merkit.training import loop as loop_module
-from merkit.training.checkpoint import load_checkpoint
+from merkit.checkpoint import load_checkpoint
 from merkit.training.memory_queue import MemoryQueue
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -22,7 +22,7 @@ from merkit.models import build_model
 from merkit.predict import (DEFAULT_MODEL_FILE, FP16_TOLERANCE, PREDICTOR_KEY, EmotionModel, FileResult,
                             PredictorConfig, combine, downmix, find_inputs, load_model, plot_timeline,
                             reference_signal, timeline_starts)
-from merkit.training.checkpoint import save_checkpoint
+from merkit.checkpoint import save_checkpoint
 
 SR = 44_100
 # Tiny networks keep these tests fast; the front end is the real one (60 s window, T = 87).

@@ -10,7 +10,7 @@ from merkit.models import load_model
 from merkit.models.resnet import CNNObjective, ResidualBlock, ResNetMER, ShortChunkResNet
 from merkit.training.augment import (MAX_FREQ_MASK_FRACTION, MAX_SHIFT_FRACTION, MAX_TIME_MASK_FRACTION,
                                      augment)
-from merkit.training.checkpoint import save_checkpoint
+from merkit.checkpoint import save_checkpoint
 from merkit.training.objective import Batch
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -13,7 +13,7 @@ from merkit.data.manifest import Track
 from merkit.data.memo2496 import FeatureSet, save_memo2496
 from merkit.models import build_model, load_model
 from merkit.training import StopTraining, fit, train
-from merkit.training.checkpoint import load_checkpoint
+from merkit.checkpoint import load_checkpoint
 from merkit.training.loop import Part, Trainer, band_statistics
 from merkit.training.objective import Batch
 from merkit.training.pseudo_labels import PCLSchedule, PCLStats, select_pseudo_labels

@@ -148,7 +148,7 @@ def test_a_dynamic_model_draws_its_2hz_scores(browser, tmp_path):
     from merkit.commands.train_dynamic import dsaml_checkpoint
     from merkit.models.dsaml import DSAML, DSAMLConfig
     from merkit.predict import load_model
-    from merkit.training.checkpoint import save_checkpoint
+    from merkit.checkpoint import save_checkpoint
     from merkit.web.app import create_app
 
     torch.manual_seed(0)

@@ -89,7 +89,7 @@ def _json_dict(path: Path, head: bytes) -> dict | None:
 
 def _torch_archive_is_merkits(path: Path) -> bool:
     """A ``torch.save`` zip whose pickle records merkit's version (every merkit checkpoint and
-    model file does: :func:`merkit.training.checkpoint.versions`)."""
+    model file does: :func:`merkit.checkpoint.versions`)."""
     try:
         with zipfile.ZipFile(path) as z:
             pkl = next((n for n in z.namelist() if n.endswith("/data.pkl")), None)

@@ -547,7 +547,7 @@ class EmotionModel(Predictor):
         ``merkit train`` runs (one per task; the front end comes from the first file, or from
         the feature folder's settings stored with a training run)."""
         from .models import load_model as load_network
-        from .training.checkpoint import load_checkpoint
+        from .checkpoint import load_checkpoint
 
         networks, config, info, reference = {}, None, {}, None
         for path in paths:

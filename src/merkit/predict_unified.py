@@ -98,7 +98,7 @@ class UnifiedModel(Predictor):
 
     def save(self, path: str | os.PathLike, *, half: bool = True) -> Path:
         """Write the model file atomically (float16 weights by default, float32 buffers)."""
-        from .training.checkpoint import save_checkpoint
+        from .checkpoint import save_checkpoint
 
         blob = self.to_blob()
         if half:

@@ -59,7 +59,7 @@ def _load_trained(ckpt_path: Path):
         res = json.loads(res_path.read_text())
         return model, res.get("data_info") or {}, res["config"]["train"]
     from ..models import load_model
-    from ..training.checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(ckpt_path)
     return load_model(ckpt_path), ckpt.get("data_info") or {}, ckpt["config"]["train"]
@@ -137,7 +137,7 @@ def evaluate_unified(ckpt_path: Path, data: str, *, subset: str = "test") -> dic
     from ..data.multi_corpus import corpus_from_features, corpus_splits
     from ..evaluation.unified_eval import corpus_metrics
     from ..models.unified import load_unified
-    from ..training.checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
     from ..training.unified_fit import predict_corpus
     from .train import load_features
 
@@ -219,7 +219,7 @@ def run_table(path: Path) -> str:
 
 
 def run(args) -> int:
-    from ..training.loop import write_json
+    from ..training.run_files import write_json
 
     path = Path(args.checkpoint)
     if args.data is None:

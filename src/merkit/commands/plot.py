@@ -243,7 +243,7 @@ def plot_seed(seed_dir: str | Path, out_dir: str | Path, *, data: str | None = N
               subset: str = "test", max_points: int = MAX_POINTS) -> list[Path]:
     """Write the figures of one seed folder into ``out_dir``; the paths written."""
     from .. import plots
-    from ..training.checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
 
     seed_dir, out_dir = Path(seed_dir), Path(out_dir)
     if not (seed_dir / "results.json").is_file():
@@ -294,7 +294,7 @@ def _tsne_figure(seed_dir: Path, fs, info: dict, subset: str, max_points: int, o
                  n_classes: int) -> Path:
     from .. import plots
     from ..models import load_model
-    from ..training.checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
 
     best = load_checkpoint(seed_dir / "best.pt")
     seed = int(best["config"]["train"]["seed"])

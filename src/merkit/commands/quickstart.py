@@ -35,7 +35,7 @@ def quickstart(out: str | Path, *, n_tracks: int = 240, epochs: int = 15, seed: 
     from ..data.memo2496 import load_memo2496
     from ..data.synthetic import generate
     from ..extract import extract
-    from ..training.loop import train
+    from ..training.runner import train
 
     out = Path(out)
     t0 = time.perf_counter()

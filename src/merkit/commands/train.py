@@ -115,7 +115,7 @@ def _check_run_dir(run_dir: Path, data) -> None:
 def _check_resumable(run_dir: Path) -> None:
     """``--resume`` continues the DAMER loop's runs (a ``last.pt`` per epoch); a unified or DSAML
     run keeps no such state, and says so instead of "not a run folder"."""
-    from ..training.loop import RUN_JSON
+    from ..training.run_files import RUN_JSON
 
     if (run_dir / RUN_JSON).is_file() or not run_dir.is_dir():
         return
@@ -188,7 +188,8 @@ def _run(args) -> int:
     import torch
 
     from ..training import distributed as dist
-    from ..training.loop import RUN_JSON, train
+    from ..training.run_files import RUN_JSON
+    from ..training.runner import train
 
     if args.threads:
         torch.set_num_threads(args.threads)

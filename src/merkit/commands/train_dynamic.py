@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..training.loop import write_text
+from ..training.run_files import write_text
 
 KIND = "dsaml"
 
@@ -37,7 +37,7 @@ def dynamic_table(per_seed: list[dict[str, float]]) -> str:
 def run_dynamic(args) -> int:
     from ..dynamic_features import load_dynamic
     from ..models.dsaml import DSAMLConfig
-    from ..training.checkpoint import save_checkpoint
+    from ..checkpoint import save_checkpoint
     from ..training.dynamic_fit import DynamicTrainConfig, fit_dynamic, predict, song_metrics, targets
 
     if not args.data:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..training.loop import write_text
+from ..training.run_files import write_text
 
 DEFAULT_INPUTS = ("musicnn", "tonal")
 
@@ -50,7 +50,7 @@ def run_unified(args) -> int:
     from ..data.multi_corpus import corpus_from_features, corpus_splits
     from ..evaluation.unified_eval import corpus_metrics
     from ..models.unified import UnifiedConfig, unified_checkpoint
-    from ..training.checkpoint import save_checkpoint
+    from ..checkpoint import save_checkpoint
     from ..training.unified_fit import UnifiedTrainConfig, fit_teachers, fit_unified, predict_corpus
     from .train import load_features
 

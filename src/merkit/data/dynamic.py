@@ -36,6 +36,7 @@ import numpy as np
 
 from .manifest import check_utf8
 from .paths import DatasetError
+from .static_va import DYNAMIC_HALF_RANGE, DYNAMIC_MID, _song_order, labels_dir
 
 HOP_SECONDS = 0.5  # 2 Hz, the DEAM / PMEmo / emoMusic annotation rate
 START_SECONDS = 15.0  # annotations start 15 s into each song
@@ -60,8 +61,6 @@ Curves = dict[str, Curve]
 def read_pmemo(path: str | os.PathLike, *, centred: bool = True) -> Curves:
     """PMEmo's long-format file (``musicId, frameTime, Arousal(mean), Valence(mean)``, [0, 1]),
     centred to ``2 x - 1`` (``centred=False``: PMEmo's own [0, 1] values)."""
-    from .static_va import DYNAMIC_HALF_RANGE, DYNAMIC_MID, _song_order
-
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: PMEmo dynamic annotations not found")
@@ -129,10 +128,21 @@ def _samples(times: np.ndarray, cells: list[str], where: str) -> tuple[np.ndarra
     return times[keep], v[keep]
 
 
+def pmemo_dynamic(labels_root: str | os.PathLike | None = None, *,
+                  centred: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """PMEmo's 2 Hz dynamic annotations: song id -> ``(times, arousal, valence)``, each ``(n,)``.
+
+    times are seconds from the start of the song's full recording (PMEmo annotates the chorus, so
+    they start at its offset, e.g. 15.5 s), sorted. arousal/valence are the mean ratings on
+    PMEmo's [0, 1] scale, or with ``centred=True`` ``2 x - 1`` in [-1, 1], the same centring as
+    the static labels of :func:`static_va_manifest`.
+    """
+    curves = read_pmemo(labels_dir("pmemo", labels_root) / "dynamic_annotations.csv", centred=centred)
+    return {sid: (c.times, c.arousal, c.valence) for sid, c in curves.items()}
+
+
 def read_wide_pair(arousal_csv: str | os.PathLike, valence_csv: str | os.PathLike) -> Curves:
     """DEAM's / emoMusic's per-song dynamic means: one wide file per dimension, on [-1, 1]."""
-    from .static_va import _song_order
-
     a, v = _read_wide(Path(arousal_csv)), _read_wide(Path(valence_csv))
     out = {}
     for sid in sorted(set(a) & set(v), key=_song_order):
@@ -153,8 +163,6 @@ def read_corpus(name: str, root: str | os.PathLike | None = None) -> Curves:
     folder with ``dynamic_annotations.csv``); ``deam`` / ``emomusic`` from the dataset's own
     annotation folder ``root`` (searched for the files named above)."""
     if name == "pmemo":
-        from .static_va import labels_dir
-
         folder = Path(root) if root else labels_dir("pmemo")
         return read_pmemo(folder / "dynamic_annotations.csv")
     if root is None:
@@ -236,8 +244,6 @@ def read_pmemo_raters(root: str | os.PathLike, *, centred: bool = True, start: f
     """PMEmo's individual dynamic annotations: song id -> {annotator id: Curve}, for tasks per
     annotator. ``root``: PMEmo's folder, its ``Annotations`` folder, or a folder holding
     ``Arousal/`` and ``Valence/``. Values [0, 1] become ``2 x - 1`` (``centred=False`` keeps them)."""
-    from .static_va import DYNAMIC_HALF_RANGE, DYNAMIC_MID, _song_order
-
     root = Path(root)
     base = None
     for cand in (root, root / "Annotations", *sorted(root.glob("*/Annotations"))):
@@ -289,5 +295,5 @@ def on_grid(curves: Curves, ids: list[str], *, hop: float = HOP_SECONDS, start: 
     return times, a, v
 
 
-__all__ = ["Curve", "Curves", "read_pmemo", "read_wide_pair", "read_corpus", "read_deam_raters", "read_pmemo_raters", "on_grid", "HOP_SECONDS",
+__all__ = ["pmemo_dynamic", "Curve", "Curves", "read_pmemo", "read_wide_pair", "read_corpus", "read_deam_raters", "read_pmemo_raters", "on_grid", "HOP_SECONDS",
            "START_SECONDS"]

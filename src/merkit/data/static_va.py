@@ -14,7 +14,7 @@ Music2Emotion repository); the audio does not, and is read from a folder the use
 Centring. Ratings on the 1-9 scale become ``(x - 5) / 4``: 0 is the scale's midpoint (not the
 corpus mean, so that labels keep their meaning across corpora) and the range is [-1, 1]. PMEmo's
 original [0, 1] values were mapped to 1-9 as ``1 + 8 x`` by Music2Emotion, so for PMEmo this is
-``2 x - 1``, the same map :func:`pmemo_dynamic` applies with ``centred=True``.
+``2 x - 1``, the same map :func:`merkit.data.dynamic.pmemo_dynamic` applies with ``centred=True``.
 """
 from __future__ import annotations
 
@@ -208,25 +208,10 @@ def static_va_manifest(name: str, audio_dir: str | os.PathLike | None = None, *,
     return tracks
 
 
-def pmemo_dynamic(labels_root: str | os.PathLike | None = None, *,
-                  centred: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """PMEmo's 2 Hz dynamic annotations: song id -> ``(times, arousal, valence)``, each ``(n,)``.
-
-    times are seconds from the start of the song's full recording (PMEmo annotates the chorus, so
-    they start at its offset, e.g. 15.5 s), sorted. arousal/valence are the mean ratings on
-    PMEmo's [0, 1] scale, or with ``centred=True`` ``2 x - 1`` in [-1, 1], the same centring as
-    the static labels of :func:`static_va_manifest`.
-    """
-    from .dynamic import read_pmemo
-
-    curves = read_pmemo(labels_dir("pmemo", labels_root) / "dynamic_annotations.csv", centred=centred)
-    return {sid: (c.times, c.arousal, c.valence) for sid, c in curves.items()}
-
-
 def _song_order(sid: str):
     """Numeric ids in numeric order, others after them alphabetically."""
     return (0, int(sid), "") if sid.isdigit() else (1, 0, sid)
 
 
-__all__ = ["static_va_manifest", "pmemo_dynamic", "read_static_labels", "read_splits", "index_audio",
+__all__ = ["static_va_manifest", "read_static_labels", "read_splits", "index_audio",
            "centre_static", "labels_dir", "audio_dir_from_env", "CORPORA", "SCALE_MID", "SCALE_HALF_RANGE"]

@@ -11,45 +11,9 @@ from a file the user already has, is added the same way; merkit never fetches we
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable
 
-import numpy as np
-
-
-@dataclass
-class Embedding:
-    """What an encoder makes of one window.
-
-    pooled:   (dim,) one vector for the window (for track-level models)
-    sequence: (P, seq_dim) one vector per patch, ``hop_seconds`` apart (time-varying models)
-    tags:     (P, n_tags) tag probabilities, if the encoder is a tagger (else None)
-    """
-
-    pooled: np.ndarray
-    sequence: np.ndarray
-    hop_seconds: float
-    tags: np.ndarray | None = None
-
-
-class Encoder(Protocol):
-    name: str
-    sample_rate: int  # the rate ``embed`` expects
-    dim: int  # len(Embedding.pooled)
-    seq_dim: int  # Embedding.sequence.shape[1]
-    tag_names: tuple[str, ...]  # () when the encoder has no tag output
-
-    def embed(self, y: np.ndarray) -> Embedding:
-        ...
-
-    def n_patches(self, n_samples: int) -> int:
-        """Rows of ``Embedding.sequence`` for a window of ``n_samples`` samples."""
-        ...
-
-    def info(self) -> dict:
-        """Everything that determines the output (stored with extracted embeddings)."""
-        ...
-
+from .base import Embedding, Encoder
 
 def _musicnn(checkpoint: str) -> Callable[..., Encoder]:
     def make(**kw) -> Encoder:
@@ -81,3 +45,6 @@ def get_encoder(name: str, **kw) -> Encoder:
     if name not in ENCODERS:
         raise ValueError(f"unknown encoder {name!r}; known: {', '.join(sorted(ENCODERS))}")
     return ENCODERS[name](**kw)
+
+
+__all__ = ["ENCODERS", "Embedding", "Encoder", "get_encoder"]

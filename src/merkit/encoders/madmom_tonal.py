@@ -27,7 +27,7 @@ import warnings
 
 import numpy as np
 
-from . import Embedding
+from .base import Embedding
 
 # madmom orders pitch classes from A (key classes and chord targets alike); merkit from C
 _A_TO_C = (np.arange(12) + 9) % 12

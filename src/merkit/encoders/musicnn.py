@@ -39,7 +39,6 @@ import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -47,9 +46,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..features.mel import mel_filterbank
+from .base import Embedding
 
-if TYPE_CHECKING:
-    from . import Embedding
 
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "musicnn"
 BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default
@@ -333,7 +331,7 @@ class MusicnnEncoder:
     sample_rate = 16000
     patch_frames = 187  # 3 s: librosa.time_to_frames(3, sr=16000, hop_length=256, n_fft=512) + 1
     # Patches per forward pass. The timbral maps of one patch are ~9 MB; with 8 patches a call
-    # stays near 0.1 GB, and freed blocks are kept for reuse (merkit.training.cpu_memory):
+    # stays near 0.1 GB, and freed blocks are kept for reuse (merkit.cpu_memory):
     # without that, every call page-faulted its maps in afresh and extraction workers spent
     # most of their time in the kernel (100 % system time, ~2x slower).
     batch = 8
@@ -342,7 +340,7 @@ class MusicnnEncoder:
                  path: str | Path | None = None, front_end: MusicnnFrontEnd | None = None):
         self.checkpoint = checkpoint
         self.name = {"MSD_musicnn": "musicnn", "MTT_musicnn": "musicnn_mtt"}.get(checkpoint, checkpoint)
-        from ..training.cpu_memory import reuse_freed_memory
+        from ..cpu_memory import reuse_freed_memory
 
         reuse_freed_memory()
         self.model = load_musicnn(checkpoint, path=path)
@@ -394,8 +392,6 @@ class MusicnnEncoder:
         from one :meth:`frame_sequence`: each window's 3 s patches are pooled from the shared
         frames instead of being run through the network again. A patch then sees its real
         neighbours at its edges where :meth:`embed` zero-pads; everything else is the same."""
-        from . import Embedding
-
         p = self.patch_frames
         per = max(1, n_frames // p)
         segs, owners = [], []
@@ -429,8 +425,6 @@ class MusicnnEncoder:
         return res
 
     def embed(self, y: np.ndarray) -> "Embedding":
-        from . import Embedding
-
         x = patches(self.front_end(y), self.patch_frames)
         o = self.forward_patches(x)
         pen = o.penultimate.numpy()

@@ -115,8 +115,9 @@ def run_ablation(fs: FeatureSet, model_cfg: ModelConfig, train_cfg: TrainConfig,
     "inference_head", "rows": [{"combo", "modules", "summary": {metric: {mean, std, n}},
     "per_seed": [...]}], "table", "markdown"}``.
     """
-    from ..training.checkpoint import versions
-    from ..training.loop import train, write_json
+    from ..checkpoint import versions
+    from ..training.run_files import write_json
+    from ..training.runner import train
 
     run_dir = Path(run_dir)
     combos = [parse_combo(c) for c in (combos or TABLE_V_COMBOS)]
@@ -159,7 +160,7 @@ def run_ablation(fs: FeatureSet, model_cfg: ModelConfig, train_cfg: TrainConfig,
 
 
 def _write_results(run_dir: Path, meta: dict, head: str, rows: list[dict]) -> dict:
-    from ..training.loop import write_json, write_text
+    from ..training.run_files import write_json, write_text
 
     title = (f"{meta['data'] or 'data'}  task={meta['train']['label']}  model={meta['model']['name']}  "
              f"head={head}  test metrics over {len(meta['seeds'])} seed(s), mean ± std")

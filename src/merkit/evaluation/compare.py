@@ -1,6 +1,6 @@
 """Several models on one dataset, the same splits, seeds and metrics: the Table-II-style comparison.
 
-:func:`run_comparison` trains every (model, task) pair with :func:`merkit.training.loop.train`
+:func:`run_comparison` trains every (model, task) pair with :func:`merkit.training.runner.train`
 into ``RUN/<model>_<task>/`` (each model with its own registered defaults, then the shared
 overrides) and writes ``RUN/results.json`` and ``RUN/table.md`` after each pair, so a long
 comparison shows progress on disk and resumes where it stopped.
@@ -67,8 +67,9 @@ def run_comparison(fs: FeatureSet, run_dir: str | os.PathLike, *, models: list[s
     With ``resume=True`` finished runs are read back and stopped ones continued; the stored
     settings must match.
     """
-    from ..training.checkpoint import versions
-    from ..training.loop import train, write_json
+    from ..checkpoint import versions
+    from ..training.run_files import write_json
+    from ..training.runner import train
 
     run_dir = Path(run_dir)
     model_overrides, train_overrides = dict(model_overrides or {}), dict(train_overrides or {})
@@ -105,7 +106,7 @@ def run_comparison(fs: FeatureSet, run_dir: str | os.PathLike, *, models: list[s
 
 
 def _write_results(run_dir: Path, meta: dict, rows: list[dict], regression: bool) -> dict:
-    from ..training.loop import write_json, write_text
+    from ..training.run_files import write_json, write_text
 
     split = meta["train_overrides"].get("split", TrainConfig.split)
     title = (f"{meta['data'] or 'data'}  split={split}  test metrics of each model's inference head "

@@ -98,7 +98,7 @@ def resolve_head(cfg: ModelConfig) -> str:
 def load_model(path: str | os.PathLike, *, map_location="cpu") -> nn.Module:
     """Rebuild a trained torch model (with its feature normalisation) from a checkpoint, in
     eval mode."""
-    from ..training.checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path, map_location=map_location)
     cfg = from_dict(ModelConfig, ckpt["config"]["model"])

@@ -131,7 +131,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     On a CPU this is two batched matrix products around a softmax: for DAMER's shapes (B 256,
     H 4, N 128, M 84, d 32) forward + backward take 79 ms against 148 ms for
     ``F.scaled_dot_product_attention``'s flash kernel, as long as freed memory is reused
-    (:func:`merkit.training.cpu_memory.reuse_freed_memory`; without it the 44 MB score matrix
+    (:func:`merkit.cpu_memory.reuse_freed_memory`; without it the 44 MB score matrix
     is page-faulted in on every call and the flash kernel is the faster, 127 vs 143 ms;
     ``bench/cpu_kernels.py``). Elsewhere (CUDA) the fused kernel is used.
     """

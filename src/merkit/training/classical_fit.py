@@ -19,6 +19,7 @@ import numpy as np
 from ..config import ModelConfig, TrainConfig
 from ..data.memo2496 import FeatureSet
 from ..evaluation.protocol import head_metrics, make_splits, track_groups
+from .run_files import RESULTS, data_description, usable, write_json
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +31,12 @@ def fit_classical(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_
     """Fit one seed of classical model ``model_cfg.name`` (``svm`` or ``logreg``) into ``run_dir``
     (``model.skops``, ``results.json``) and return the same record as :func:`~merkit.training.loop.fit`."""
     from ..models.classical import ClassicalModel
-    from .loop import RESULTS, _usable, data_description, write_json
 
     run_dir = Path(run_dir)
     if resume and (run_dir / RESULTS).is_file():
         return json.loads((run_dir / RESULTS).read_text())
     run_dir.mkdir(parents=True, exist_ok=True)
-    fs = _usable(fs, "labelled")
+    fs = usable(fs, "labelled")
     splits = make_splits(fs, cfg.label, threshold=cfg.threshold, mode=cfg.split, test_size=cfg.test_size,
                          val_size=cfg.val_size, seed=cfg.seed, regression=cfg.regression)
     model_cfg = replace(model_cfg, n_mels=fs.mel.shape[1], n_coch=fs.coch.shape[1],

@@ -32,17 +32,16 @@ from torch import nn
 
 from ..config import ModelConfig, TrainConfig, from_dict
 from ..data.memo2496 import FeatureSet
-from ..evaluation.protocol import (Splits, drop_nonfinite, format_table, head_metrics, make_splits,
-                                   summarise_seeds)
+from ..evaluation.protocol import (head_metrics, make_splits)
 from ..models import build_model, get_spec, resolve_head
 from . import distributed as dist
-from .checkpoint import load_checkpoint, save_checkpoint, versions
-from .cpu_memory import reuse_freed_memory
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..cpu_memory import reuse_freed_memory
 from .objective import Batch, Objective
+from .run_files import BEST, LAST, LOG_CSV, RESULTS, data_description, usable, write_json
 
 log = logging.getLogger(__name__)
 
-LAST, BEST, LOG_CSV, RESULTS, RUN_JSON = "last.pt", "best.pt", "log.csv", "results.json", "run.json"
 # Probability floor of the validation NLL: a confidently wrong sample costs log(1e12) ~ 27.6
 # nats instead of inf, so one such sample cannot make every epoch tie at inf.
 NLL_FLOOR = 1e-12
@@ -394,17 +393,6 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write ``text`` atomically (:func:`merkit.outputs.write_text`)."""
-    from ..outputs import write_text as write
-
-    write(path, text)
-
-
-def write_json(path: Path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, allow_nan=True))
-
-
 def _tensorboard(run_dir: Path):
     """A TensorBoard writer when the optional ``tensorboard`` package is installed."""
     try:
@@ -414,37 +402,7 @@ def _tensorboard(run_dir: Path):
     return SummaryWriter(log_dir=str(run_dir / "tb"))
 
 
-def data_description(fs: FeatureSet, splits: Splits, cfg: TrainConfig,
-                     unlabelled: FeatureSet | None) -> dict:
-    """What a checkpoint records about its data: source, task, split and its track ids."""
-    return {
-        "data": str(fs.root) if fs.root else "",
-        "n_tracks": len(fs),
-        "task": cfg.label,
-        "threshold": cfg.threshold,
-        "n_classes": cfg.n_classes,
-        "split": cfg.split,
-        "split_seed": cfg.seed,
-        "sizes": splits.sizes(),
-        "track_ids": {k: [fs.tracks[i].track_id for i in getattr(splits, k)]
-                      for k in ("train", "val", "test")},
-        "feature_info": fs.feature_info,
-        "normalisation": "per-band mean and std over tracks and frames of the training part",
-        "unlabelled": ({"data": str(unlabelled.root) if unlabelled.root else "", "n_tracks": len(unlabelled)}
-                       if unlabelled is not None else None),
-    }
-
-
 # -- one seed ------------------------------------------------------------------------------------
-def _usable(fs: FeatureSet, what: str) -> FeatureSet:
-    """``fs`` without tracks whose features hold nan/inf (skipped with a warning)."""
-    fs, bad = drop_nonfinite(fs)
-    if bad:
-        log.warning("%s: skipping %d %s track(s) with non-finite features (e.g. %s)",
-                    fs.root or "data", len(bad), what, bad[0])
-    return fs
-
-
 def _resume(run_dir: Path, config: dict, model: nn.Module, trainer: Trainer) -> dict:
     """Load ``last.pt`` into the model and trainer and restore the RNG; its ``train_state``.
     Under DDP rank 0 reads the file and sends it to the others, and each rank restores its own
@@ -517,7 +475,7 @@ def fit(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str |
     device = resolve_device(cfg.device)
 
     # -- data: split, tensors in RAM, the model's input sizes ------------------------------------
-    fs = _usable(fs, "labelled")
+    fs = usable(fs, "labelled")
     splits = make_splits(fs, cfg.label, threshold=cfg.threshold, mode=cfg.split,
                          test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed,
                          regression=cfg.regression)
@@ -525,7 +483,7 @@ def fit(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str |
                         n_frames=fs.mel.shape[2], n_classes=cfg.n_classes)
     pool = None
     if unlabelled is not None:
-        unlabelled = _usable(unlabelled, "unlabelled")
+        unlabelled = usable(unlabelled, "unlabelled")
         if unlabelled.mel.shape[1:] != fs.mel.shape[1:] or unlabelled.coch.shape[1:] != fs.coch.shape[1:]:
             raise ValueError(f"{unlabelled.root or 'unlabelled data'}: features of shapes "
                              f"{unlabelled.mel.shape[1:]} / {unlabelled.coch.shape[1:]}, but the "
@@ -625,57 +583,3 @@ def fit(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str |
         write_json(run_dir / RESULTS, result)
     dist.barrier()  # the next seed (or the caller) may read what rank 0 wrote
     return result
-
-
-# -- several seeds -------------------------------------------------------------------------------
-def train(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str | os.PathLike, *,
-          seeds: list[int] | None = None, unlabelled: FeatureSet | None = None,
-          resume: bool = False, progress: bool = True, data_ref: str | None = None,
-          on_epoch_end: Callable[[int, dict], None] | None = None) -> dict:
-    """Train one run per seed into ``run_dir/seed_<k>`` and summarise the test metrics.
-
-    Writes ``run_dir/run.json`` (the settings, for ``merkit train --resume``) and
-    ``run_dir/results.json`` (per-seed test metrics, mean ± std per head, the printed table).
-    Returns the content of the latter.
-    """
-    run_dir = Path(run_dir)
-    seeds = list(seeds) if seeds is not None else [cfg.seed]
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct, got {seeds}")
-    main = dist.is_main()
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"model": asdict(model_cfg), "train": asdict(cfg), "seeds": seeds,
-            "data": data_ref or (str(fs.root) if fs.root else ""),
-            "unlabelled": (str(unlabelled.root) if unlabelled is not None and unlabelled.root else None),
-            "versions": versions()}
-    if main and (not resume or not (run_dir / RUN_JSON).is_file()):
-        write_json(run_dir / RUN_JSON, meta)
-    classical = get_spec(model_cfg.name).kind == "classical"
-    if classical and dist.world() > 1:
-        raise ValueError(f"model {model_cfg.name} is a scikit-learn model: train it in one process, "
-                         "without torchrun")
-    if classical and unlabelled is not None:
-        raise ValueError(f"--unlabelled: model {model_cfg.name} does not use unlabelled data")
-    per_seed = []
-    for seed in seeds:
-        if classical:
-            from .classical_fit import fit_classical
-
-            res = fit_classical(fs, model_cfg, replace(cfg, seed=seed), run_dir / f"seed_{seed}", resume=resume)
-        else:
-            res = fit(fs, model_cfg, replace(cfg, seed=seed), run_dir / f"seed_{seed}",
-                      unlabelled=unlabelled, resume=resume, progress=progress, on_epoch_end=on_epoch_end)
-        per_seed.append(res)
-    summary = summarise_seeds([r["test"] for r in per_seed])
-    title = (f"{meta['data'] or 'data'}  task={cfg.label}  model={model_cfg.name}  split={cfg.split}  "
-             f"test metrics over {len(seeds)} seed(s), mean ± std")
-    table = format_table(summary, title=title)
-    out = {"seeds": seeds, "task": cfg.label, "model": model_cfg.name,
-           "inference_head": per_seed[0]["inference_head"] if per_seed else resolve_head(model_cfg),
-           "per_seed": [{"seed": r["seed"], "best_epoch": r["best_epoch"], "val": r["val"], "test": r["test"]}
-                        for r in per_seed],
-           "summary": summary, "table": table}
-    if main:
-        write_json(run_dir / RESULTS, out)
-    return out

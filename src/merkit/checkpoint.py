@@ -20,7 +20,7 @@ CHECKPOINT_FORMAT = 1  # bump when the layout of the dict changes
 
 
 def versions() -> dict[str, str]:
-    from .. import __version__
+    from . import __version__
 
     return {"merkit": str(__version__), "torch": str(torch.__version__), "numpy": str(np.__version__),
             "python": platform.python_version()}
@@ -29,7 +29,7 @@ def versions() -> dict[str, str]:
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """Write ``payload`` (with ``format`` and ``versions`` added) to a temporary file, then rename
     it over ``path``, so a killed process never leaves a half-written checkpoint."""
-    from ..outputs import atomic_path
+    from .outputs import atomic_path
 
     path = Path(path)
     payload = {"format": CHECKPOINT_FORMAT, "versions": versions(), **payload}
