@@ -339,7 +339,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     if args.jobs:
-        from merkit.commands.train import load_features
+        from merkit.feature_cache import load_features
 
         train_queue(load_features(args.feats), Path(args.runs), args.jobs, args.seeds, args.split)
     if args.report or not args.jobs:

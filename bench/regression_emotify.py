@@ -48,7 +48,7 @@ def main(argv=None) -> int:
 
         import torch
 
-        from merkit.commands.train import load_features
+        from merkit.feature_cache import load_features
         from merkit.evaluation.compare import run_comparison
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s: %(message)s")

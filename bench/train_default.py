@@ -54,7 +54,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from merkit.data.feature_cache import dataset_features
+    from merkit.feature_cache import dataset_features
     from merkit.data.memo2496 import load_memo2496
     from merkit.data.multi_corpus import corpus_from_features, corpus_splits
     from merkit.evaluation.unified_eval import corpus_metrics

@@ -108,12 +108,12 @@ def test_plateau_schedule_lowers_the_learning_rate_when_validation_stalls(tmp_pa
 
 
 def test_a_dataset_name_loads_its_cached_features(tmp_path, monkeypatch):
-    from merkit.commands.train import load_features
+    from merkit.feature_cache import load_features
     monkeypatch.setenv("MERKIT_CACHE", str(tmp_path / "cache"))
     save_memo2496(separable(20), tmp_path / "cache" / "feats" / "emotify")
     assert len(load_features("emotify")) == 20  # no extraction: the cached folder is used
     with pytest.raises(ValueError, match="not one of the dataset names"):
         load_features("no-such-corpus")
     with pytest.raises(ValueError, match="extract them with"):
-        from merkit.data.feature_cache import dataset_features
+        from merkit.feature_cache import dataset_features
         dataset_features("deam")

@@ -14,7 +14,7 @@ from merkit.data.emopia import QUADRANT_SIGNS, emopia_manifest, parse_clip_name
 from merkit.data.emotify import GEMS, GEMS_CIRCUMPLEX_DEG, emotify_manifest, gems_to_va, read_annotations
 from merkit.data.manifest import quadrant_from_va
 from merkit.data.paths import DatasetError, cache_dir, shared_data_root
-from merkit.data.render import RenderError, find_fluidsynth, find_soundfont
+from merkit.midi import RenderError, find_fluidsynth, find_soundfont
 from merkit.data.dynamic import pmemo_dynamic
 from merkit.data.static_va import (centre_static, labels_dir, read_static_labels,
                                    static_va_manifest)

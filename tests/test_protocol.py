@@ -6,8 +6,8 @@ import pytest
 
 from merkit.data.manifest import Track
 from merkit.data.memo2496 import FeatureSet
-from merkit.evaluation.protocol import (drop_nonfinite, format_table, make_splits, stratified_group_split,
-                                        summarise_seeds, task_labels)
+from merkit.data.splits import drop_nonfinite, make_splits, stratified_group_split, task_labels
+from merkit.evaluation.protocol import format_table, summarise_seeds
 
 
 def featureset(label_a, label_v=None, groups=None, splits=None, quadrants=None):

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from merkit.data.paths import DatasetError, shared_data_root
-from merkit.data.render import (RenderError, cached_render_path, find_fluidsynth, find_soundfont, midi_duration,
+from merkit.midi import (RenderError, cached_render_path, find_fluidsynth, find_soundfont, midi_duration,
                                 render_many, render_midi)
 
 

@@ -50,7 +50,7 @@ def decode(path: str | os.PathLike, *, soundfont: str | None = None,
 
     path = _check_file(Path(path))
     if path.suffix.lower() in MIDI_EXTENSIONS:
-        from .data.render import render_midi
+        from .midi import render_midi
 
         with tempfile.TemporaryDirectory(prefix="merkit-midi-") as tmp:
             wav = render_midi(path, Path(tmp) / "render.wav", sample_rate=midi_sample_rate,

@@ -51,7 +51,8 @@ def run(args) -> int:
     import torch
 
     from ..evaluation.ablation import RESULTS_JSON, TABLE_MD, load_ablation_meta, parse_combo, run_ablation
-    from .train import load_features, new_run
+    from ..feature_cache import load_features
+    from ._runs import new_run
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -65,7 +65,7 @@ def run(args) -> int:
 
     from ..evaluation.compare import RESULTS_JSON, TABLE_MD, run_comparison
     from ..models import MODELS
-    from .train import load_features
+    from ..feature_cache import load_features
 
     if args.list:
         for spec in MODELS.values():
@@ -94,7 +94,7 @@ def run(args) -> int:
         data, models, tasks, seeds = args.data, args.models, args.tasks, args.seeds
         m_over, t_over = _set_fields(ModelConfig, args), _set_fields(TrainConfig, args)
         run_dir = Path(args.run_dir or f"runs/compare_{Path(data).name}_{time.strftime('%Y%m%d-%H%M%S')}")
-        from .train import _check_run_dir
+        from ._runs import _check_run_dir
 
         _check_run_dir(run_dir, data)
     fs = load_features(data)

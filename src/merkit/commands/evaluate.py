@@ -80,8 +80,9 @@ def evaluate_checkpoint(ckpt_path, data: str, *, subset: str = "test", batch_siz
     (label, threshold) stored in the checkpoint."""
     import numpy as np
 
-    from ..evaluation.protocol import drop_nonfinite, head_metrics, predict, task_labels
-    from .train import load_features
+    from ..data.splits import drop_nonfinite, task_labels
+    from ..evaluation.protocol import head_metrics, predict
+    from ..feature_cache import load_features
 
     ckpt_path = _find_checkpoint(Path(ckpt_path))
     kind = _kind(ckpt_path)
@@ -123,7 +124,7 @@ def _kind(ckpt_path: Path) -> str | None:
     """A model file's ``kind`` (``unified``, ``dsaml``); None for the DAMER loop's checkpoints."""
     if ckpt_path.suffix in (".skops", ".pkl"):
         return None
-    from .train import _model_kind
+    from ._runs import _model_kind
 
     return _model_kind(ckpt_path)  # None for an unreadable file: the loader below gives the full error
 
@@ -139,7 +140,7 @@ def evaluate_unified(ckpt_path: Path, data: str, *, subset: str = "test") -> dic
     from ..models.unified import load_unified
     from ..checkpoint import load_checkpoint
     from ..training.unified_fit import predict_corpus
-    from .train import load_features
+    from ..feature_cache import load_features
 
     ckpt = load_checkpoint(ckpt_path)
     net = load_unified(ckpt)
@@ -207,10 +208,10 @@ def run_table(path: Path) -> str:
     test = res.get("test")
     if isinstance(test, list) and test:  # a unified / DSAML run from before the table was stored
         if isinstance(next(iter(test[0].values())), dict):
-            from .train_unified import unified_table
+            from ._runs import unified_table
 
             return unified_table(test)
-        from .train_dynamic import dynamic_table
+        from ._runs import dynamic_table
 
         return dynamic_table(test)
     if isinstance(test, dict) and "seed" in res:

@@ -71,7 +71,7 @@ def find_seed_dirs(run_dir: Path) -> list[Path]:
         return [run_dir]
     found = sorted(p.parent for p in run_dir.rglob("last.pt"))
     if not found:
-        from .train import _model_kind
+        from ._runs import _model_kind
 
         models = [run_dir / "model.pt"] if (run_dir / "model.pt").is_file() else sorted(run_dir.glob("seed_*/model.pt"))
         kinds = sorted({_model_kind(p) for p in models} - {None})
@@ -86,7 +86,7 @@ def find_seed_dirs(run_dir: Path) -> list[Path]:
 def _resolve_data(seed_dir: Path, ckpt: dict, override: str | None):
     """The FeatureSet the run was trained on: ``override``, else the checkpoint's record, else the
     ``data`` of a ``run.json`` / ``ablation.json`` above the seed folder; None if none exists."""
-    from .train import load_features
+    from ..feature_cache import load_features
 
     candidates = [override] if override else []
     candidates.append((ckpt.get("data_info") or {}).get("data"))
@@ -107,7 +107,7 @@ def _resolve_data(seed_dir: Path, ckpt: dict, override: str | None):
 
 def _task_positions(fs, info: dict, subset: str) -> tuple[np.ndarray, np.ndarray]:
     """Positions in ``fs`` and task classes of the run's ``subset`` tracks, in recorded order."""
-    from ..evaluation.protocol import task_labels
+    from ..data.splits import task_labels
 
     idx, y = task_labels(fs, info["task"], info.get("threshold", 0.0))
     if subset == "all":

@@ -20,31 +20,14 @@ import time
 from pathlib import Path
 
 from ..config import ModelConfig, TrainConfig, from_dict
-from ._args import add_config_args, config_from_args
+from ._args import add_config_args
+from ..feature_cache import load_features
+from ._runs import _model_kind, family_overrides, new_run
 
 log = logging.getLogger(__name__)
 
 # Filled in from the data and the task, never from the command line.
 _DATA_FIELDS = ("name", "n_mels", "n_coch", "n_frames", "n_classes")
-
-
-def load_features(spec: str, views=None):
-    """The FeatureSet named by ``--data``: a Memo2496-layout folder (``merkit extract`` output or
-    the official download), or a dataset name (``emopia``, ``emotify``, ``mirex_mood``,
-    ``synthetic``) whose features (with ``views``) are extracted into merkit's cache on first use."""
-    from ..data.feature_cache import NAMED, dataset_features
-    from ..data.memo2496 import is_memo2496_dir, load_memo2496
-
-    path = Path(spec)
-    if is_memo2496_dir(path):
-        return load_memo2496(path)
-    if path.exists():
-        raise ValueError(f"{path}: not a Memo2496-layout folder (needs mel_spec.npy and cochlegram.npy; "
-                         "make one with `merkit extract`)")
-    if spec in NAMED:
-        return load_memo2496(dataset_features(spec, views=views))
-    raise ValueError(f"{spec}: no such folder, and not one of the dataset names {', '.join(NAMED)} "
-                     "(other corpora: `merkit extract NAME -o DIR`, then --data DIR)")
 
 
 def register(sub) -> None:
@@ -83,35 +66,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def new_run(args, name: str):
-    """Configs, seeds and a fresh run folder for a new run from the command line.
-
-    ``name`` formats the default folder under ``runs/`` with ``data``, ``label`` and ``model``;
-    a time stamp is appended."""
-    if not args.data:
-        raise ValueError("--data is required (or --resume RUN_DIR)")
-    from ..models import get_spec
-
-    spec = get_spec(args.model)
-    model_cfg = config_from_args(ModelConfig(**{**spec.model_defaults, "name": args.model}), args)
-    train_cfg = config_from_args(TrainConfig(**spec.train_defaults), args)
-    seeds = args.seeds or [train_cfg.seed]
-    default = name.format(data=Path(args.data).name, label=train_cfg.label, model=model_cfg.name)
-    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{default}_{time.strftime('%Y%m%d-%H%M%S')}"
-    _check_run_dir(run_dir, args.data)
-    return model_cfg, train_cfg, seeds, run_dir
-
-
-def _check_run_dir(run_dir: Path, data) -> None:
-    """A new run needs a new or empty folder (``--resume`` continues a stopped one)."""
-    from ..outputs import OutputError, check_folder
-
-    try:
-        check_folder(run_dir, flag="--run-dir", inputs=[d for d in str(data or "").split(",") if d], empty=True)
-    except OutputError as e:
-        raise OutputError(f"{e}" + ("; or --resume it" if "not empty" in str(e) else "")) from None
-
-
 def _check_resumable(run_dir: Path) -> None:
     """``--resume`` continues the DAMER loop's runs (a ``last.pt`` per epoch); a unified or DSAML
     run keeps no such state, and says so instead of "not a run folder"."""
@@ -126,17 +80,6 @@ def _check_resumable(run_dir: Path) -> None:
                          "to minutes without one: run the same command again with a new --run-dir")
 
 
-def _model_kind(path: Path) -> str | None:
-    """``kind`` of a model file (``unified``, ``dsaml``), None for other files."""
-    import torch
-
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # not a readable model file: the caller's own error says more
-        return None
-    return blob.get("kind") if isinstance(blob, dict) else None
-
-
 def run(args) -> int:
     from ..training import distributed as dist
 
@@ -146,42 +89,6 @@ def run(args) -> int:
         return _run(args)
     finally:
         dist.shutdown()
-
-
-# What the two families trained outside the DAMER loop take from the command line (flag dest ->
-# their config field); any other option set for them is an error, never silently ignored.
-FAMILY_FLAGS = {
-    "unified": {"epochs": "epochs", "lr": "lr", "weight_decay": "weight_decay", "patience": "patience",
-                "kd_weight": "kd_weight", "kd_temperature": "kd_temperature", "inputs": None},
-    "dsaml": {"epochs": "epochs", "lr": "lr", "weight_decay": "weight_decay", "patience": "patience",
-              "batch_size": "batch_size"},
-}
-# Options of the DAMER loop's configs and of the other commands' flags; the rest (--data,
-# --seeds, --run-dir, --threads, --no-progress) every family takes.
-def _config_dests() -> set[str]:
-    import dataclasses
-
-    return ({f.name for f in dataclasses.fields(ModelConfig)} | {f.name for f in dataclasses.fields(TrainConfig)}
-            | {"kd_weight", "inputs", "unlabelled"})
-
-
-def family_overrides(args) -> dict:
-    """The config fields ``--model unified`` / ``dsaml`` take from the flags the user set; a
-    flag the family does not use is a :class:`ValueError` naming it."""
-    known = FAMILY_FLAGS.get(args.model)
-    if known is None:  # the DAMER loop's families: every ModelConfig / TrainConfig flag applies
-        for flag in ("kd_weight", "inputs"):
-            if getattr(args, flag, None) is not None:
-                raise ValueError(f"--{flag.replace('_', '-')} is an option of --model unified, not of "
-                                 f"--model {args.model}")
-        return {}
-    unused = sorted(k for k, v in vars(args).items() if v is not None and k in _config_dests() and k not in known)
-    if unused:
-        flags = ", ".join("--" + k.replace("_", "-") for k in unused)
-        takes = ", ".join("--" + k.replace("_", "-") for k in known)
-        raise ValueError(f"--model {args.model} does not use {flags}; it takes {takes} (and --data, --seeds, "
-                         "--run-dir)")
-    return {field: getattr(args, k) for k, field in known.items() if field and getattr(args, k) is not None}
 
 
 def _run(args) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..training.run_files import write_text
+from ._runs import dynamic_table
 
 KIND = "dsaml"
 
@@ -21,17 +22,6 @@ KIND = "dsaml"
 def dsaml_checkpoint(model, *, train: dict, info: dict, val: dict, test: dict, best_epoch: int) -> dict:
     return {"kind": KIND, "model": model.cfg.to_dict(), "state_dict": model.state_dict(), "train": train,
             "dynamic_features": info, "val": val, "test": test, "best_epoch": best_epoch}
-
-
-def dynamic_table(per_seed: list[dict[str, float]]) -> str:
-    """Mean ± std over seeds of the per-song test metrics."""
-    from ..evaluation.protocol import format_cell
-
-    lines = ["| metric | test (per song, mean over songs) |", "|---|--:|"]
-    for k in per_seed[0]:
-        vals = [p[k] for p in per_seed]
-        lines.append(f"| {k} | {format_cell({'mean': float(np.nanmean(vals)), 'std': float(np.nanstd(vals)), 'n': len(vals)})} |")
-    return "\n".join(lines)
 
 
 def run_dynamic(args) -> int:
@@ -52,7 +42,7 @@ def run_dynamic(args) -> int:
     if not len(train) or not len(val) or not len(test):
         raise ValueError(f"{args.data}: needs tracks marked train, val and test (found {len(train)} / {len(val)} / "
                          f"{len(test)}); `merkit medleys` assigns them")
-    from .train import family_overrides
+    from ._runs import family_overrides
 
     overrides = family_overrides(args)
     per_seed = []

@@ -13,23 +13,10 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from ..training.run_files import write_text
+from ._runs import unified_table
 
 DEFAULT_INPUTS = ("musicnn", "tonal")
-
-
-def unified_table(per_seed: list[dict[str, dict[str, float]]]) -> str:
-    """Mean ± std over seeds of each corpus's test metrics (``per_seed``: corpus -> metric -> value)."""
-    from ..evaluation.protocol import format_cell
-
-    lines = ["| corpus | metric | test |", "|---|---|--:|"]
-    for name in per_seed[0]:
-        for m in sorted(per_seed[0][name]):
-            vals = [s[name][m] for s in per_seed if m in s.get(name, {})]
-            lines.append(f"| {name} | {m} | {format_cell({'mean': float(np.mean(vals)), 'std': float(np.std(vals)), 'n': len(vals)})} |")
-    return "\n".join(lines)
 
 
 def parse_inputs(spec: str | None) -> tuple[str, ...]:
@@ -52,7 +39,7 @@ def run_unified(args) -> int:
     from ..models.unified import UnifiedConfig, unified_checkpoint
     from ..checkpoint import save_checkpoint
     from ..training.unified_fit import UnifiedTrainConfig, fit_teachers, fit_unified, predict_corpus
-    from .train import load_features
+    from ..feature_cache import load_features
 
     if not args.data:
         raise ValueError("--data is required: a comma-separated list of feature folders or dataset names")
@@ -74,7 +61,7 @@ def run_unified(args) -> int:
         if c.name in {x.name for x in corpora}:
             c.name = f"{c.name}_{len(corpora)}"
         corpora.append(c)
-    from .train import family_overrides
+    from ._runs import family_overrides
 
     overrides = family_overrides(args)
     seeds = args.seeds or [0]

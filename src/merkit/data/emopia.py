@@ -9,7 +9,7 @@ Layout (``shared/data/emopia``)::
 
 Labels are the quadrant's signs: arousal +1 for Q1/Q2 and -1 for Q3/Q4, valence +1 for Q1/Q4 and
 -1 for Q2/Q3 (EMOPIA has no continuous ratings). The audio is a FluidSynth render of the MIDI
-(:mod:`merkit.data.render`), not the recording the EMOPIA paper classified.
+(:mod:`merkit.midi`), not the recording the EMOPIA paper classified.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import soundfile as sf
 
 from .manifest import Track
 from .paths import DatasetError, cache_dir as default_cache_dir, shared_data_root
-from .render import DEFAULT_SAMPLE_RATE, RenderError, midi_duration, render_many
+from ..midi import DEFAULT_SAMPLE_RATE, RenderError, midi_duration, render_many
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..evaluation.protocol import stratified_group_split, track_groups
+from .splits import stratified_group_split, track_groups
 from .memo2496 import FeatureSet
 
 GEMS_ORDER = ("amazement", "solemnity", "tenderness", "nostalgia", "calmness", "power",

@@ -41,7 +41,7 @@ def _shared_dir(*parts: str) -> bool:
 
 
 def _emopia_audio() -> bool:
-    from .render import RenderError, find_fluidsynth, find_soundfont
+    from ..midi import RenderError, find_fluidsynth, find_soundfont
     try:
         find_fluidsynth()
         find_soundfont()
@@ -53,7 +53,7 @@ def _emopia_audio() -> bool:
 def _emopia(root=None, *, cache_dir=None, render=True, workers=None, sample_rate=None, soundfont=None,
             progress=True) -> list[Track]:
     from .emopia import emopia_manifest
-    from .render import DEFAULT_SAMPLE_RATE
+    from ..midi import DEFAULT_SAMPLE_RATE
     return emopia_manifest(root, cache_dir=cache_dir, render=render, workers=workers,
                            sample_rate=sample_rate or DEFAULT_SAMPLE_RATE, soundfont=soundfont, progress=progress)
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from ..config import ModelConfig, TrainConfig
 from ..data.memo2496 import FeatureSet
-from ..evaluation.protocol import head_metrics, make_splits, track_groups
+from ..data.splits import make_splits, track_groups
+from ..evaluation.protocol import head_metrics
 from .run_files import RESULTS, data_description, usable, write_json
 
 log = logging.getLogger(__name__)

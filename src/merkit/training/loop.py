@@ -32,7 +32,8 @@ from torch import nn
 
 from ..config import ModelConfig, TrainConfig, from_dict
 from ..data.memo2496 import FeatureSet
-from ..evaluation.protocol import (head_metrics, make_splits)
+from ..data.splits import make_splits
+from ..evaluation.protocol import head_metrics
 from ..models import build_model, get_spec, resolve_head
 from . import distributed as dist
 from ..checkpoint import load_checkpoint, save_checkpoint

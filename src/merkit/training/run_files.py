@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..data.memo2496 import FeatureSet
-from ..evaluation.protocol import Splits, drop_nonfinite
+from ..data.splits import Splits, drop_nonfinite
 
 log = logging.getLogger("merkit.training.loop")
 

@@ -10,7 +10,7 @@ import logging
 import os
 from pathlib import Path
 
-from .paths import cache_dir
+from .data.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ NAMED = ("emopia", "emotify", "mirex_mood", "synthetic")
 
 def dataset_features_dir(name: str, views=None) -> Path:
     """``<cache>/feats/<name>``, or ``<cache>/feats/<name>+<encoder>...`` with encoder views."""
-    from ..frontend import SPECTRAL_VIEWS, parse_views
+    from .frontend import SPECTRAL_VIEWS, parse_views
 
     extra = [v for v in parse_views(views) if v not in SPECTRAL_VIEWS]
     return cache_dir("feats") / "+".join([name, *extra])
@@ -31,10 +31,10 @@ def dataset_features(name: str, folder: str | os.PathLike | None = None, *, work
     """The Memo2496-layout feature folder of dataset ``name`` (``folder``, by default
     :func:`dataset_features_dir`), extracting it there on first use; ``views`` adds encoder
     views (:func:`merkit.frontend.parse_views`)."""
-    from ..config import PRESETS
-    from ..extract import extract
-    from .memo2496 import is_memo2496_dir
-    from .registry import resolve_input
+    from .config import PRESETS
+    from .extract import extract
+    from .data.memo2496 import is_memo2496_dir
+    from .data.registry import resolve_input
 
     if name not in NAMED:
         raise ValueError(f"{name}: no cached features for this name; extract them with "
@@ -51,3 +51,21 @@ def dataset_features(name: str, folder: str | os.PathLike | None = None, *, work
         log.warning("%s: %d track(s) failed and are left out (see %s)", name, len(report.failures),
                     folder / "failures.csv")
     return folder
+
+
+def load_features(spec: str, views=None):
+    """The FeatureSet named by ``--data``: a Memo2496-layout folder (``merkit extract`` output or
+    the official download), or a dataset name (``emopia``, ``emotify``, ``mirex_mood``,
+    ``synthetic``) whose features (with ``views``) are extracted into merkit's cache on first use."""
+    from .data.memo2496 import is_memo2496_dir, load_memo2496
+
+    path = Path(spec)
+    if is_memo2496_dir(path):
+        return load_memo2496(path)
+    if path.exists():
+        raise ValueError(f"{path}: not a Memo2496-layout folder (needs mel_spec.npy and cochlegram.npy; "
+                         "make one with `merkit extract`)")
+    if spec in NAMED:
+        return load_memo2496(dataset_features(spec, views=views))
+    raise ValueError(f"{spec}: no such folder, and not one of the dataset names {', '.join(NAMED)} "
+                     "(other corpora: `merkit extract NAME -o DIR`, then --data DIR)")

@@ -1,0 +1,112 @@
+"""What the training commands share: reading ``--data``, naming and checking a new run folder,
+which flags each family takes, a model file's family, and the tables of the families trained
+outside the DAMER loop (``train``, ``train_unified``, ``train_dynamic``, ``compare``,
+``ablate``, ``evaluate`` and ``plot`` import it; it imports none of them)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..config import ModelConfig, TrainConfig
+from ._args import config_from_args
+
+
+def new_run(args, name: str):
+    """Configs, seeds and a fresh run folder for a new run from the command line.
+
+    ``name`` formats the default folder under ``runs/`` with ``data``, ``label`` and ``model``;
+    a time stamp is appended."""
+    if not args.data:
+        raise ValueError("--data is required (or --resume RUN_DIR)")
+    from ..models import get_spec
+
+    spec = get_spec(args.model)
+    model_cfg = config_from_args(ModelConfig(**{**spec.model_defaults, "name": args.model}), args)
+    train_cfg = config_from_args(TrainConfig(**spec.train_defaults), args)
+    seeds = args.seeds or [train_cfg.seed]
+    default = name.format(data=Path(args.data).name, label=train_cfg.label, model=model_cfg.name)
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{default}_{time.strftime('%Y%m%d-%H%M%S')}"
+    _check_run_dir(run_dir, args.data)
+    return model_cfg, train_cfg, seeds, run_dir
+
+
+def _check_run_dir(run_dir: Path, data) -> None:
+    """A new run needs a new or empty folder (``--resume`` continues a stopped one)."""
+    from ..outputs import OutputError, check_folder
+
+    try:
+        check_folder(run_dir, flag="--run-dir", inputs=[d for d in str(data or "").split(",") if d], empty=True)
+    except OutputError as e:
+        raise OutputError(f"{e}" + ("; or --resume it" if "not empty" in str(e) else "")) from None
+
+
+def _model_kind(path: Path) -> str | None:
+    """``kind`` of a model file (``unified``, ``dsaml``), None for other files."""
+    import torch
+
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not a readable model file: the caller's own error says more
+        return None
+    return blob.get("kind") if isinstance(blob, dict) else None
+
+
+# What the two families trained outside the DAMER loop take from the command line (flag dest ->
+# their config field); any other option set for them is an error, never silently ignored.
+FAMILY_FLAGS = {
+    "unified": {"epochs": "epochs", "lr": "lr", "weight_decay": "weight_decay", "patience": "patience",
+                "kd_weight": "kd_weight", "kd_temperature": "kd_temperature", "inputs": None},
+    "dsaml": {"epochs": "epochs", "lr": "lr", "weight_decay": "weight_decay", "patience": "patience",
+              "batch_size": "batch_size"},
+}
+# Options of the DAMER loop's configs and of the other commands' flags; the rest (--data,
+# --seeds, --run-dir, --threads, --no-progress) every family takes.
+def _config_dests() -> set[str]:
+    import dataclasses
+
+    return ({f.name for f in dataclasses.fields(ModelConfig)} | {f.name for f in dataclasses.fields(TrainConfig)}
+            | {"kd_weight", "inputs", "unlabelled"})
+
+
+def family_overrides(args) -> dict:
+    """The config fields ``--model unified`` / ``dsaml`` take from the flags the user set; a
+    flag the family does not use is a :class:`ValueError` naming it."""
+    known = FAMILY_FLAGS.get(args.model)
+    if known is None:  # the DAMER loop's families: every ModelConfig / TrainConfig flag applies
+        for flag in ("kd_weight", "inputs"):
+            if getattr(args, flag, None) is not None:
+                raise ValueError(f"--{flag.replace('_', '-')} is an option of --model unified, not of "
+                                 f"--model {args.model}")
+        return {}
+    unused = sorted(k for k, v in vars(args).items() if v is not None and k in _config_dests() and k not in known)
+    if unused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unused)
+        takes = ", ".join("--" + k.replace("_", "-") for k in known)
+        raise ValueError(f"--model {args.model} does not use {flags}; it takes {takes} (and --data, --seeds, "
+                         "--run-dir)")
+    return {field: getattr(args, k) for k, field in known.items() if field and getattr(args, k) is not None}
+
+
+def unified_table(per_seed: list[dict[str, dict[str, float]]]) -> str:
+    """Mean ± std over seeds of each corpus's test metrics (``per_seed``: corpus -> metric -> value)."""
+    from ..evaluation.protocol import format_cell
+
+    lines = ["| corpus | metric | test |", "|---|---|--:|"]
+    for name in per_seed[0]:
+        for m in sorted(per_seed[0][name]):
+            vals = [s[name][m] for s in per_seed if m in s.get(name, {})]
+            lines.append(f"| {name} | {m} | {format_cell({'mean': float(np.mean(vals)), 'std': float(np.std(vals)), 'n': len(vals)})} |")
+    return "\n".join(lines)
+
+
+def dynamic_table(per_seed: list[dict[str, float]]) -> str:
+    """Mean ± std over seeds of the per-song test metrics."""
+    from ..evaluation.protocol import format_cell
+
+    lines = ["| metric | test (per song, mean over songs) |", "|---|--:|"]
+    for k in per_seed[0]:
+        vals = [p[k] for p in per_seed]
+        lines.append(f"| {k} | {format_cell({'mean': float(np.nanmean(vals)), 'std': float(np.nanstd(vals)), 'n': len(vals)})} |")
+    return "\n".join(lines)
