@@ -68,7 +68,7 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 def _window_stages(model, path: Path) -> tuple[dict[str, float], np.ndarray, object]:
     """Decode, mono/resample, window + loudness, timed: ``(seconds, window, AudioInfo)``."""
     from merkit.audio import as_audio, decode, prepare
-    from merkit.predict import downmix
+    from merkit.audio import downmix
 
     a = model.config.audio
     t = {}
@@ -122,7 +122,7 @@ def timeline_stages(model, path: Path) -> dict[str, float]:
     windows (the audio is decoded once, as in ``analyse_file``)."""
     if not hasattr(model, "predict_features"):
         from merkit.audio import as_audio, decode
-        from merkit.predict import downmix
+        from merkit.audio import downmix
 
         y, sr = decode(path)
         y = as_audio(downmix(y), sr, sample_rate=model.config.audio.sample_rate)
@@ -133,7 +133,7 @@ def timeline_stages(model, path: Path) -> dict[str, float]:
         model.predict_inputs(x)
         return {"windows_views_encoder": t1 - t0, "network": time.perf_counter() - t1}
     from merkit.audio import as_audio, decode
-    from merkit.predict import downmix
+    from merkit.audio import downmix
 
     y, sr = decode(path)
     y = as_audio(downmix(y), sr, sample_rate=model.config.audio.sample_rate)

@@ -15,7 +15,7 @@ Recipe (every step seeded; rerunning it gives the same model on CPU with one tor
    per-corpus teachers; the variant with the better **validation** score is kept (and the epoch
    is chosen on validation, as always).
 4. Calibration: P(high arousal) and P(positive valence) are logistic maps of the scores,
-   fitted on the validation parts (:func:`merkit.predict_unified.fit_calibration`).
+   fitted on the validation parts (:func:`merkit.predictors.unified.fit_calibration`).
 5. Test metrics, computed once on each corpus's test part.
 6. Export: float16 weights with the front end, the calibration and the float32 outputs of a
    fixed reference signal (``merkit.load_model().check()``); the export is refused if float16
@@ -59,8 +59,8 @@ def main(argv=None) -> int:
     from merkit.data.multi_corpus import corpus_from_features, corpus_splits
     from merkit.evaluation.unified_eval import corpus_metrics
     from merkit.models.unified import UnifiedConfig
-    from merkit.predict import PredictorConfig
-    from merkit.predict_unified import UnifiedModel, fit_calibration
+    from merkit.predictors.base import PredictorConfig
+    from merkit.predictors.unified import UnifiedModel, fit_calibration
     from merkit.training.unified_fit import UnifiedTrainConfig, fit_teachers, fit_unified, predict_corpus
 
     torch.set_num_threads(1)  # determinism and speed for a small MLP

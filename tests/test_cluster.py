@@ -148,7 +148,9 @@ def test_predict_default_model_on_cluster(client, tmp_path):
         sf.write(files[-1], melody(8.0, 44_100, seed=k), 44_100)
     local = [r.to_dict() for r in load_model().analyse_files(files)]
     # one shard: one worker loads the shipped model (~5 s), not both at once on 2 cores
-    remote = [r.to_dict() for r in mc.analyse_files(mc.ModelSpec(), files, cluster=client, shard_size=2)]
+    from merkit.predict import ModelSpec, analyse_files_on_cluster
+
+    remote = [r.to_dict() for r in analyse_files_on_cluster(ModelSpec(), files, cluster=client, shard_size=2)]
     assert remote == local and all(r["ok"] for r in remote)
 
 

@@ -43,7 +43,7 @@ def test_shipped_model_predicts_on_cuda_like_on_cpu():
 
 
 def test_trained_damer_predicts_on_cuda_like_on_cpu(tmp_path):
-    from merkit.predict import EmotionModel
+    from merkit.predictors.damer import EmotionModel
 
     model_cfg = ModelConfig(dim=16, n_heads=2, n_layers=1, fusion_dim=32)
     shape = dict(n_mels=128, n_coch=84, n_frames=87)  # the front end's

@@ -236,7 +236,7 @@ def test_damer_graph_dynamic_batch(damer_export):
 
 @needs_ort
 def test_an_export_of_other_weights_is_refused(damer_export):
-    from merkit.onnx_backend import load_onnx_model
+    from merkit.predict import load_onnx_model
     from merkit.predict import load_model
     from merkit.checkpoint import load_checkpoint, save_checkpoint
 

@@ -18,7 +18,8 @@ from merkit.config import ModelConfig
 from merkit.loudness import (LOUDNESS_OFFSET_DB, block_energies, integrated_loudness,
                              integrated_loudness_batch, k_weighting_sos, normalize_loudness_batch)
 from merkit.models import build_model
-from merkit.predict import EmotionModel, timeline_starts
+from merkit.predictors.base import timeline_starts
+from merkit.predictors.damer import EmotionModel
 
 SR = 44_100
 LU_TOL = 1e-6  # the agreement the vectorised meter must reach with pyloudnorm

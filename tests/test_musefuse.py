@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from merkit.config import ModelConfig, TrainConfig
-from merkit.models.musefuse import (MuseFuse, MuseFuseObjective, PrototypeBank, entropy_weights,
-                                    prototype_alignment_loss, reliability_pseudo_loss,
-                                    reliability_threshold, symmetric_distill_loss, tri_distill_loss)
+from merkit.models.musefuse import MuseFuse
+from merkit.training.musefuse_objective import (MuseFuseObjective, PrototypeBank, entropy_weights,
+                                                prototype_alignment_loss, reliability_pseudo_loss,
+                                                reliability_threshold, symmetric_distill_loss, tri_distill_loss)
 from merkit.training.objective import Batch
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -58,7 +58,7 @@ def _checksums(folder):
 def test_own_kind_recognises_merkit_outputs_and_nothing_else(tmp_path):
     from merkit.commands.predict import render
     from merkit.data.manifest import Track, write_manifest
-    from merkit.predict import FileResult
+    from merkit.results import FileResult
     from merkit.checkpoint import save_checkpoint
 
     res = [FileResult(path="a.wav", error="x")]
@@ -182,7 +182,7 @@ def test_predict_never_overwrites_inputs_or_user_files(tmp_path, folder, monkeyp
     model = _tiny_model(tmp_path / "m.pt")
     before = _checksums(folder)
     calls = []
-    monkeypatch.setattr(merkit.predict.Predictor, "analyse_files", lambda self, *a, **k: calls.append(1) or iter(()))
+    monkeypatch.setattr(merkit.predictors.base.Predictor, "analyse_files", lambda self, *a, **k: calls.append(1) or iter(()))
     a, b, c = sorted(folder.glob("*.wav"))
     cases = {
         "input": ["predict", str(a), "-o", str(a)],
@@ -271,14 +271,14 @@ _SLOW_PREDICT = textwrap.dedent("""
     # the test can send its signal from outside, mid-folder, at a known point
     import sys, time
     from pathlib import Path
-    import merkit.predict
-    real = merkit.predict.Predictor.analyse_files
+    import merkit.predictors.base
+    real = merkit.predictors.base.Predictor.analyse_files
     def slow(self, paths, **kw):
         for i, res in enumerate(real(self, paths, **kw)):
             yield res
             Path(sys.argv[1]).write_text(str(i + 1))
             time.sleep(0.5)
-    merkit.predict.Predictor.analyse_files = slow
+    merkit.predictors.base.Predictor.analyse_files = slow
     from merkit.cli import main
     sys.exit(main(sys.argv[2:]))
 """)

@@ -13,15 +13,21 @@ import soundfile as sf
 import torch
 
 import merkit
+import merkit.plots
 import merkit.predict
 from conftest import melody
 from merkit.cli import main
 from merkit.config import ModelConfig
 from merkit.data.manifest import QUADRANT_WORDS
 from merkit.models import build_model
-from merkit.predict import (DEFAULT_MODEL_FILE, FP16_TOLERANCE, PREDICTOR_KEY, EmotionModel, FileResult,
-                            PredictorConfig, combine, downmix, find_inputs, load_model, plot_timeline,
-                            reference_signal, timeline_starts)
+from merkit.audio import downmix
+from merkit.config import DEFAULT_MODEL_FILE
+from merkit.plots import plot_timeline
+from merkit.predict import find_inputs, load_model
+from merkit.predictors.base import FP16_TOLERANCE, PREDICTOR_KEY, PredictorConfig, timeline_starts
+from merkit.predictors.damer import EmotionModel
+from merkit.reference import reference_signal
+from merkit.results import FileResult, combine
 from merkit.checkpoint import save_checkpoint
 
 SR = 44_100
@@ -250,7 +256,7 @@ def test_shipped_model_loads_and_matches_its_reference():
     model = merkit.load_model()
     # float16 weights reproduce the float32 predictions recorded at export
     assert model.check() < FP16_TOLERANCE
-    from merkit.predict_unified import UnifiedModel
+    from merkit.predictors.unified import UnifiedModel
 
     assert isinstance(model, UnifiedModel)  # the unified model (musicnn + tonal features)
     assert set(model.info["trained_on"]) == {"emopia", "mirex_mood", "emotify"}
@@ -299,7 +305,7 @@ def test_cli_outputs_checked_before_work_and_kept_after_late_failures(tmp_path, 
     (tmp_path / "outdir").mkdir()
     (tmp_path / "file.png").write_bytes(b"x")
     calls = []
-    monkeypatch.setattr(merkit.predict.Predictor, "analyse_files",
+    monkeypatch.setattr(merkit.predictors.base.Predictor, "analyse_files",
                         lambda self, *a, **k: calls.append(1) or iter(()))
     with pytest.raises(ValueError, match="is a folder"):
         from merkit.outputs import check_file
@@ -315,8 +321,8 @@ def test_cli_outputs_checked_before_work_and_kept_after_late_failures(tmp_path, 
     # equal names get one PNG each; a plot that fails costs only itself
     import merkit.commands.predict as cmd
 
-    real = merkit.predict.plot_timeline
-    monkeypatch.setattr(merkit.predict, "plot_timeline",
+    real = merkit.plots.plot_timeline
+    monkeypatch.setattr(merkit.plots, "plot_timeline",
                         lambda res, path: (_ for _ in ()).throw(OSError("disk full")) if "short" in str(path)
                         else real(res, path))
     rc = main(["predict", str(tmp_path / "in"), "--model", str(model), "--timeline", "--plot",
@@ -328,14 +334,14 @@ def test_cli_outputs_checked_before_work_and_kept_after_late_failures(tmp_path, 
     assert len({r["path"] for r in rows}) == 4
 
     # a run stopped half-way (Ctrl-C) still writes the rows it computed
-    real_files = merkit.predict.Predictor.analyse_files
+    real_files = merkit.predictors.base.Predictor.analyse_files
 
     def interrupted(self, paths, **kw):
         it = real_files(self, paths, **kw)
         yield next(it)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(merkit.predict.Predictor, "analyse_files", interrupted)
+    monkeypatch.setattr(merkit.predictors.base.Predictor, "analyse_files", interrupted)
     assert main(["predict", str(tmp_path / "in"), "--model", str(model), "--format", "csv",
                  "-o", str(tmp_path / "partial.csv")]) == 130
     assert len(list(csv.DictReader(open(tmp_path / "partial.csv")))) == 1

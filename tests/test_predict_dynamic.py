@@ -36,7 +36,7 @@ def test_train_writes_a_self_describing_model(trained):
     res = json.loads((trained / "run" / "results.json").read_text())
     assert set(res["test"][0]) >= {"v_rmse", "a_r", "v_ccc"}
     from merkit.predict import load_model
-    from merkit.predict_dynamic import DynamicModel
+    from merkit.predictors.dynamic import DynamicModel
 
     m = load_model(trained / "run" / "seed_0" / "model.pt")
     assert isinstance(m, DynamicModel) and m.hop == 0.5

@@ -11,8 +11,10 @@ import torch
 from conftest import melody
 from merkit.config import AudioConfig, FeatureConfig
 from merkit.models.unified import UnifiedConfig, UnifiedMER
-from merkit.predict import Prediction, PredictorConfig, load_model
-from merkit.predict_unified import UnifiedModel, fit_calibration
+from merkit.predict import load_model
+from merkit.predictors.base import PredictorConfig
+from merkit.results import Prediction
+from merkit.predictors.unified import UnifiedModel, fit_calibration
 
 SR = 22_050
 CFG = PredictorConfig(audio=AudioConfig(sample_rate=SR, window_start=0.0, window_seconds=6.0),
@@ -121,7 +123,7 @@ def test_fit_calibration_known_answer():
 def test_quadrant_point_and_scores_agree_on_many_inputs(model):
     """The printed quadrant, the V/A point (2P - 1, as the page and the plots draw it), the
     scores and the certainty tell one story, for 2 000 random network inputs."""
-    from merkit.predict import quadrant_point
+    from merkit.results import quadrant_point
 
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((2000, 1937)) * rng.uniform(0.1, 3.0, (2000, 1))).astype(np.float32)
@@ -136,7 +138,7 @@ def test_quadrant_point_and_scores_agree_on_many_inputs(model):
 def test_damer_fields_agree_on_many_inputs():
     """DAMER: the quadrant comes from the marginals too (a joint 4-class argmax disagreed with
     its own marginals), whichever networks a model holds."""
-    from merkit.predict import combine
+    from merkit.results import combine
 
     rng = np.random.default_rng(1)
     for tasks in (("quadrant",), ("quadrant", "a", "v"), ("a", "v"), ("quadrant", "a")):

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from merkit.config import ModelConfig, TrainConfig
 from merkit.models import load_model
-from merkit.models.resnet import CNNObjective, ResidualBlock, ResNetMER, ShortChunkResNet
+from merkit.models.resnet import ResidualBlock, ResNetMER, ShortChunkResNet
+from merkit.training.cnn_objective import CNNObjective
 from merkit.training.augment import (MAX_FREQ_MASK_FRACTION, MAX_SHIFT_FRACTION, MAX_TIME_MASK_FRACTION,
                                      augment)
 from merkit.checkpoint import save_checkpoint

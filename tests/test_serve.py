@@ -21,7 +21,7 @@ pytest.importorskip("starlette")
 uvicorn = pytest.importorskip("uvicorn")
 pytest.importorskip("multipart")
 
-from merkit.predict import EmotionModel  # noqa: E402
+from merkit.predictors.damer import EmotionModel  # noqa: E402
 from merkit.web.app import create_app  # noqa: E402
 
 from test_predict import music, tiny_network  # noqa: E402

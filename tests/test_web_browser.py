@@ -106,7 +106,7 @@ def test_not_music_and_every_model_kind_display(browser, tmp_path):
     with no script error."""
     import numpy as np
 
-    from merkit.predict import EmotionModel
+    from merkit.predictors.damer import EmotionModel
     from merkit.web.app import create_app
     from test_predict import tiny_network
 

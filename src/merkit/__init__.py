@@ -10,12 +10,12 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load_model": "merkit.predict",
-    "EmotionModel": "merkit.predict",
-    "UnifiedModel": "merkit.predict_unified",
+    "EmotionModel": "merkit.predictors.damer",
+    "UnifiedModel": "merkit.predictors.unified",
     "get_encoder": "merkit.encoders",
-    "Prediction": "merkit.predict",
-    "FileResult": "merkit.predict",
-    "plot_timeline": "merkit.predict",
+    "Prediction": "merkit.results",
+    "FileResult": "merkit.results",
+    "plot_timeline": "merkit.plots",
 }
 __all__ = ["__version__", *_LAZY]
 

@@ -28,8 +28,12 @@ process pool, so its guarantees carry over unchanged:
 Workers need merkit (the same version) and read the audio themselves: track paths are sent as
 absolute paths, so the audio must be at the same place on every worker (a shared file system).
 A worker process builds one FrontEnd (or model) per configuration on its first shard and keeps
-it; its threads share it. dask is imported only here, and only when a cluster is asked for, so
-merkit works without it.
+it; its threads share it (:func:`cached`). dask is imported only here, and only when a cluster
+is asked for, so merkit works without it.
+
+This module is the generic machinery (connecting, shards, bounded in-flight work, worker-side
+caching); what a shard does lives with its pipeline, above it: ``merkit.extract``'s
+``extract_on_cluster`` and ``merkit.predict``'s ``analyse_files_on_cluster``.
 """
 from __future__ import annotations
 
@@ -41,14 +45,9 @@ import sys
 import threading
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
-if TYPE_CHECKING:
-    from .content import ContentCheck
-    from .frontend import FrontEnd
-    from .predict import FileResult
 
 LOCAL_PREFIX = "local"  # "local:N": a LocalCluster of N processes ("local": one per core)
 # Tracks per task. A track costs ~0.15 CPU-s (Mel + cochleagram) to ~1.5 CPU-s (with musicnn;
@@ -244,7 +243,7 @@ def _threads(client) -> int:
     return max(1, sum(client.nthreads().values()))
 
 
-def _abspath(path: str) -> str:
+def abspath(path: str) -> str:
     return os.path.abspath(path) if path else path  # "" stays "": the track has no audio
 
 
@@ -254,7 +253,8 @@ _cache: dict = {}
 _cache_lock = threading.Lock()
 
 
-def _cached(key, build: Callable):
+def cached(key, build: Callable):
+    """``build()``, made once per worker process and ``key`` and shared by its threads."""
     with _cache_lock:
         if key not in _cache:
             if not _cache:  # this process's first shard
@@ -277,88 +277,5 @@ def _tune_malloc() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
 
 
-def _extract_shard(items: list[tuple[int, str]], audio, feats, views, min_d, max_d) -> list[tuple]:
-    from .extract import process_track, worker_frontend
-
-    # one torch thread per worker thread, as in the local pool
-    fe = _cached(("extract", audio, feats, views), lambda: worker_frontend(audio, feats, views, 1))
-    return [process_track(fe, i, path, min_d, max_d) for i, path in items]
-
-
-# --- extraction ----------------------------------------------------------------------------------
-def extract_on_cluster(cluster, todo: list[int], tracks, fe: "FrontEnd", min_d, max_d,
-                       handle: Callable, *, shard_size: int | None = None) -> None:
-    """The cluster runner of :func:`merkit.extract.extract`: every to-do track's result goes to
-    ``handle((i, arrays, info))`` or ``handle((i, None, reason))``, as the local pool's do."""
-    items = [(i, _abspath(tracks[i].path)) for i in todo]
-    if not items:  # resumed with every track done: no cluster needed
-        return
-    with connect(cluster) as client:
-        for shard, results in run_shards(client, _extract_shard, items, fe.audio, fe.fx.cfg, fe.views,
-                                         min_d, max_d, shard_size=shard_size):
-            if results is None:
-                (i, _), = shard
-                handle((i, None, f"{tracks[i].path}: worker process crashed on this track"))
-                continue
-            for res in results:
-                handle(res)
-
-
-# --- prediction ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a worker needs to rebuild the model of ``merkit predict``: its file(s) (None: the
-    shipped model, inside the package) and the settings the command changes after loading."""
-
-    paths: tuple[str, ...] | None = None
-    timeline_max_seconds: float | None = None
-    content_check: "ContentCheck | None" = None
-
-    def load(self):
-        from .predict import load_model
-
-        model = load_model(list(self.paths) if self.paths else None)
-        if self.timeline_max_seconds is not None:
-            model.timeline_max_seconds = self.timeline_max_seconds
-        if self.content_check is not None:
-            model.content_check = self.content_check
-        return model
-
-
-def _predict_shard(items: list[tuple[str, str]], spec: ModelSpec, timeline: bool) -> list["FileResult"]:
-    from .predict import FileResult, _one_line
-
-    model = _cached(("predict", spec), spec.load)
-    out = []
-    for shown, path in items:
-        try:  # the local command's own per-file code, one file at a time
-            res = next(iter(model.analyse_files([path], timeline=timeline, workers=1)))
-        except Exception as e:  # still one file's problem, never the shard's
-            res = FileResult(path, error=_one_line(e, path))
-        res.path = shown  # the path as the user gave it, as the local command reports it
-        out.append(res)
-    return out
-
-
-def analyse_files(spec: ModelSpec, paths, *, timeline: bool = False, cluster,
-                  shard_size: int | None = None) -> Iterator["FileResult"]:
-    """:meth:`merkit.predict.Predictor.analyse_files` on a cluster: shards of files go to the
-    workers, each of which loads the model of ``spec`` once; results come in input order and a
-    file that fails (or kills its worker) is one error result."""
-    from .predict import FileResult
-
-    items = [(str(p), _abspath(str(p))) for p in paths]
-    if not items:
-        return
-    with connect(cluster) as client:
-        for shard, results in run_shards(client, _predict_shard, items, spec, timeline,
-                                         shard_size=shard_size, ordered=True):
-            if results is None:
-                (shown, _), = shard
-                yield FileResult(shown, error=f"{shown}: worker process crashed on this file")
-                continue
-            yield from results
-
-
-__all__ = ["ClusterError", "ModelSpec", "DEFAULT_SHARD_SIZE", "analyse_files", "connect", "extract_on_cluster",
-           "run_shards"]
+__all__ = ["ClusterError", "DEFAULT_SHARD_SIZE", "abspath", "cached", "check_shard_size", "connect", "local_workers",
+           "run_shards", "shard_size_for"]

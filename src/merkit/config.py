@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+# Where the default model lives inside the package (package data, no network at load time).
+DEFAULT_MODEL_FILE = Path(__file__).parent / "assets" / "default_model.pt"
 
 # --- Memo2496 paper, §III-A / §III-C -----------------------------------------------------------
 SAMPLE_RATE = 44_100  # §III-A: all audio is resampled to 44.1 kHz

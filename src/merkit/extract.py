@@ -28,6 +28,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -289,8 +290,6 @@ def _extract(tracks, out, fe, fingerprint, t0, workers, progress, min_duration, 
 
     try:
         if cluster is not None:  # the same store and handle(): resume, failures and publishing alike
-            from .cluster import extract_on_cluster
-
             extract_on_cluster(cluster, todo, tracks, fe, min_duration, max_duration, handle,
                                shard_size=shard_size)
         elif workers == 0:
@@ -340,6 +339,35 @@ def _run_pool(todo, tracks, fe, workers, min_d, max_d, handle, failures):
             log.warning("a worker process crashed; restarting the pool (%d tracks retried)", len(queue))
         finally:
             ex.shutdown(cancel_futures=True)
+
+
+# --- on a dask.distributed cluster (merkit.cluster) ----------------------------------------------
+def _extract_shard(items: list[tuple[int, str]], audio, feats, views, min_d, max_d) -> list[tuple]:
+    from .cluster import cached
+
+    # one torch thread per worker thread, as in the local pool
+    fe = cached(("extract", audio, feats, views), lambda: worker_frontend(audio, feats, views, 1))
+    return [process_track(fe, i, path, min_d, max_d) for i, path in items]
+
+
+def extract_on_cluster(cluster, todo: list[int], tracks, fe: FrontEnd, min_d, max_d,
+                       handle: Callable, *, shard_size: int | None = None) -> None:
+    """The cluster runner of :func:`extract` (:mod:`merkit.cluster`): every to-do track's result goes to
+    ``handle((i, arrays, info))`` or ``handle((i, None, reason))``, as the local pool's do."""
+    from .cluster import abspath, connect, run_shards
+
+    items = [(i, abspath(tracks[i].path)) for i in todo]
+    if not items:  # resumed with every track done: no cluster needed
+        return
+    with connect(cluster) as client:
+        for shard, results in run_shards(client, _extract_shard, items, fe.audio, fe.fx.cfg, fe.views,
+                                         min_d, max_d, shard_size=shard_size):
+            if results is None:
+                (i, _), = shard
+                handle((i, None, f"{tracks[i].path}: worker process crashed on this track"))
+                continue
+            for res in results:
+                handle(res)
 
 
 def _published_fingerprint(out: Path) -> str | None:

@@ -25,7 +25,7 @@ with the front end or calibration of another model.
 Every export is checked before it is kept: the graphs and torch must give the same head outputs
 (and a unified model's calibrated P(positive valence), P(high arousal)) within :data:`TOLERANCE`,
 on inputs drawn around the training statistics (the unified heads) and end to end on
-:func:`~merkit.predict.reference_signal` (its track window and timeline windows).
+:func:`~merkit.reference.reference_signal` (its track window and timeline windows).
 
 Where the graphs come from at predict time (:func:`load_onnx_model`): a `merkit export` file
 (``--model model.onnx``: the sidecar names the torch model it needs for the front end and
@@ -43,14 +43,10 @@ import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import torch
 from torch import nn
-
-if TYPE_CHECKING:
-    from .predict import Predictor
 
 # The largest |onnxruntime - torch| an export may give on any head output or calibrated
 # probability. (The shipped model's head is sensitive to one-ulp changes in musicnn's pooled
@@ -170,7 +166,7 @@ class OnnxRunner:
         return f"OnnxRunner({self.kind}, graphs={sorted(self.graphs)})"
 
     @classmethod
-    def open(cls, path: str | os.PathLike, model: "Predictor | None" = None) -> "OnnxRunner":
+    def open(cls, path: str | os.PathLike, model=None) -> "OnnxRunner":
         """The export ``path`` (a `merkit export` file, its sidecar beside it); with ``model``,
         refused unless it was exported from that model's weights and settings."""
         path = Path(path)
@@ -217,22 +213,9 @@ def read_sidecar(path: str | os.PathLike) -> dict:
 
 # -- what is exported --------------------------------------------------------------------------
 def _modules(model) -> list[tuple[str, nn.Module]]:
-    """``(name, module)`` of every torch network the export covers, in graph order."""
-    from .encoders.musicnn import MusicnnEncoder, torch_module_of
-    from .predict import EmotionModel
-    from .predict_unified import UnifiedModel
-
-    if isinstance(model, UnifiedModel):
-        out = [(HEADS_GRAPH, model.net)]
-        for name, enc in model._front(model.config.audio).encoders.items():
-            if not isinstance(enc, MusicnnEncoder):
-                raise ValueError(f"encoder {name!r} has no ONNX export (musicnn encoders do); use --backend torch")
-            out.append((name, torch_module_of(enc.model)))
-        return out
-    if isinstance(model, EmotionModel):
-        return list(model.networks.items())
-    raise ValueError(f"ONNX export covers the unified model (the shipped model, `merkit train --model "
-                     f"unified`) and DAMER-style networks (`merkit train` best.pt), not {type(model).__name__}")
+    """``(name, module)`` of every torch network the export covers, in graph order: each
+    predictor says which (:meth:`merkit.predictors.base.Predictor.onnx_modules`)."""
+    return model.onnx_modules()
 
 
 def _settings(model) -> dict:
@@ -258,7 +241,7 @@ def weights_key(model) -> str:
     return h.hexdigest()
 
 
-class _HeadsGraph(nn.Module):
+class HeadsGraph(nn.Module):
     """x (B, D) → each head's output, in ``heads`` order (UnifiedMER.predict)."""
 
     def __init__(self, net, heads):
@@ -270,7 +253,7 @@ class _HeadsGraph(nn.Module):
         return tuple(o[h] for h in self.heads)
 
 
-class _FramesGraph(nn.Module):
+class FramesGraph(nn.Module):
     """log-Mel (B, T, 96) → musicnn's mid-end frames (B, 753, T)."""
 
     def __init__(self, m):
@@ -281,7 +264,7 @@ class _FramesGraph(nn.Module):
         return self.m.frames(x)
 
 
-class _BackEndGraph(nn.Module):
+class BackEndGraph(nn.Module):
     """frames (B, 753, T) → :data:`MUSICNN_OUTPUTS` of musicnn's back end."""
 
     def __init__(self, m):
@@ -293,7 +276,7 @@ class _BackEndGraph(nn.Module):
         return tuple(getattr(o, k) for k in MUSICNN_OUTPUTS)
 
 
-class _NetworksGraph(nn.Module):
+class NetworksGraph(nn.Module):
     """mel (B, n_mels, T), coch (B, n_coch, T) → every (task, head) probability, ``outputs`` order."""
 
     def __init__(self, networks: dict, outputs: list[tuple[str, str]]):
@@ -307,7 +290,7 @@ class _NetworksGraph(nn.Module):
 
 
 @dataclass
-class _Graph:
+class Graph:
     name: str
     module: nn.Module
     example: tuple  # example inputs for tracing (batch 2: no batch-1 special cases get traced)
@@ -315,55 +298,13 @@ class _Graph:
     outputs: dict[str, dict[int, str]]
 
 
-def _graphs(model) -> tuple[list[_Graph], dict]:
-    """The graphs to export and the kind-specific part of the sidecar."""
-    from .predict import REFERENCE_SR, EmotionModel, reference_signal
-
-    b = {0: "batch"}
-    if isinstance(model, EmotionModel):
-        feats = model.features(reference_signal(), REFERENCE_SR)
-        mel = torch.from_numpy(np.repeat(feats["mel"][:1], 2, axis=0))
-        coch = torch.from_numpy(np.repeat(feats["coch"][:1], 2, axis=0))
-        with torch.inference_mode():
-            outputs = [(t, h) for t, net in model.networks.items() for h in sorted(net.predict_proba(mel, coch))]
-        g = _Graph(NETWORKS_GRAPH, _NetworksGraph(dict(model.networks), outputs), (mel, coch),
-                   {"mel": b, "coch": b}, {f"{t}.{h}": b for t, h in outputs})
-        side = {"kind": "networks", "tasks": {t: [h for tt, h in outputs if tt == t] for t in model.networks},
-                "outputs": [f"{t}.{h}" for t, h in outputs],
-                "fields": "per task, the probabilities of each head (mel, coch, fused) and their mean "
-                          "(ensemble); merkit.predict.combine turns the ensembles into arousal, valence and "
-                          "the quadrant, exp(-JS(mel, coch)) is the view agreement"}
-        return [g], side
-    modules = _modules(model)  # raises for other predictors
-    net = model.net
-    heads = sorted(net.cfg.heads)
-    g = torch.Generator().manual_seed(0)
-    x = (net.mean[None] + net.std[None] * torch.randn(2, net.cfg.input_dim, generator=g)).float()
-    graphs = [_Graph(HEADS_GRAPH, _HeadsGraph(net, heads), (x,), {"x": b}, {h: b for h in heads})]
-    encoders = {}
-    front = model._front(model.config.audio)
-    bt = {0: "batch", 1: "time"}
-    bf = {0: "batch", 2: "time"}
-    for name, m in modules[1:]:
-        enc = front.encoders[name]
-        spec = torch.rand(2, enc.patch_frames, m.dims.n_mels, generator=g) * 3
-        with torch.inference_mode():
-            mid = m.frames(spec)
-        graphs.append(_Graph(f"{name}.{FRAMES}", _FramesGraph(m), (spec,), {"log_mel": bt}, {"frames": bf}))
-        graphs.append(_Graph(f"{name}.{BACK_END}", _BackEndGraph(m), (mid.clone(),), {"frames": bf},
-                             {k: b for k in MUSICNN_OUTPUTS}))
-        encoders[name] = {**enc.info(), "graphs": [f"{name}.{FRAMES}", f"{name}.{BACK_END}"],
-                          "pooled": "[mean, std] over a window's patches of penultimate, then of mean_pool "
-                                    f"({enc.dim} values; merkit.encoders.musicnn.MusicnnEncoder.embed)"}
-    side = {"kind": "unified", "inputs": list(net.cfg.inputs), "input_dim": net.cfg.input_dim, "outputs": heads,
-            "encoders": encoders,
-            "fields": "P(positive valence) = sigmoid(a_v * va[:, 0] + b_v), P(high arousal) likewise with "
-                      "va[:, 1]; quadrant probabilities = products of the two; valence_score = "
-                      "tanh(va[:, 0] + b_v / a_v) (merkit.predict_unified)"}
-    return graphs, side
+def _graphs(model) -> tuple[list[Graph], dict]:
+    """The graphs to export and the kind-specific part of the sidecar
+    (:meth:`merkit.predictors.base.Predictor.onnx_graphs`)."""
+    return model.onnx_graphs()
 
 
-def _export_graph(graph: _Graph, path: Path) -> None:
+def _export_graph(graph: Graph, path: Path) -> None:
     module = graph.module.eval()  # a wrapper left in train mode would put the networks in train mode after export
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
@@ -412,12 +353,12 @@ def _check(model, runner: OnnxRunner) -> dict[str, float]:
             for name, (a, b) in pairs.items()}
 
 
-def export_model(model: "Predictor", out: str | os.PathLike) -> dict:
+def export_model(model, out: str | os.PathLike) -> dict:
     """Write ``out`` and its companion graphs and sidecar (see the module docstring); returns
     the sidecar. Refused (nothing written) when onnxruntime and torch differ by more than
     :data:`TOLERANCE` on any head output."""
     from . import __version__
-    from .predict import DEFAULT_MODEL_FILE
+    from .config import DEFAULT_MODEL_FILE
 
     _require_export_tools()
     import onnx
@@ -479,7 +420,7 @@ def export_model(model: "Predictor", out: str | os.PathLike) -> dict:
             model.use_onnx(previous)
 
 
-def cached_export(model: "Predictor") -> Path:
+def cached_export(model) -> Path:
     """The export of ``model`` in ``<cache>/onnx/<weights_key[:16]>/model.onnx``, made now if missing."""
     from .data.paths import cache_dir
 
@@ -494,33 +435,5 @@ def cached_export(model: "Predictor") -> Path:
     return out
 
 
-def load_onnx_model(paths: str | os.PathLike | Iterable[str | os.PathLike] | None = None) -> "Predictor":
-    """The predictor of ``merkit predict --backend onnx``: ``paths`` is one `merkit export` file
-    (``model.onnx``; the torch model its sidecar names gives the front end and calibration), or
-    torch model files as :func:`merkit.predict.load_model` takes them (None: the shipped model),
-    run through their cached export (:func:`cached_export`)."""
-    from .predict import load_model
-
-    _onnxruntime()  # before any work
-    paths = [] if paths is None else [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    exports = [p for p in paths if str(p).endswith(".onnx")]
-    if not exports:
-        return load_model(paths or None).use_onnx()
-    if len(paths) > 1:
-        raise ValueError("give one exported .onnx file, or torch model files (one per task)")
-    path = Path(exports[0])
-    source = read_sidecar(path).get("source", {})
-    if not source:
-        raise ValueError(f"{path} was exported from a model built in memory; load that model and call "
-                         f"use_onnx({str(path)!r})")
-    files = None if source.get("shipped") else source["files"]
-    try:
-        model = load_model(files)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"{path}: its torch model is gone ({e}); the ONNX backend takes the front end and "
-                                "calibration from it: export again from the model file") from None
-    return model.use_onnx(path)
-
-
 __all__ = ["EXPORT_FORMAT", "TOLERANCE", "OnnxGraph", "OnnxMusicnn", "OnnxRunner", "cached_export",
-           "export_model", "load_onnx_model", "read_sidecar", "weights_key"]
+           "export_model", "read_sidecar", "weights_key"]

@@ -26,6 +26,9 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .data.manifest import QUADRANT_WORDS
+from .results import FileResult, Prediction, quadrant_point
+
 # Screen-and-print size: 150 dpi keeps 7-inch-wide panels sharp in a PDF and small on disk.
 DPI = 150
 PANEL_SIZE = (5.0, 3.6)  # inches per panel
@@ -309,7 +312,59 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     return path
 
 
+# -- the timeline of one prediction (merkit predict --timeline --plot) -----------------------------
+def _level(p: Prediction, dim: str) -> float:
+    """A dimension on [0, 1] for plotting: the probability, or (score + 1) / 2 without one."""
+    prob, score = getattr(p, dim), getattr(p, f"{dim}_score")
+    return prob if prob is not None else (score + 1) / 2 if score is not None else float("nan")
+
+
+def plot_timeline(result: FileResult, path: str | os.PathLike | None = None, *, title: str | None = None):
+    """Two panels: P(positive valence) and P(high arousal) over time, and the path of the
+    timeline on the valence-arousal plane. Saves a PNG atomically when ``path`` is given;
+    returns the matplotlib figure."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    tl = result.timeline or []
+    if not tl:
+        raise ValueError(f"{result.path}: no timeline to plot (run with timeline=True)")
+    t = np.array([(p.start + p.end) / 2 for p in tl])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.8, 1]})
+    probs = any(p.valence is not None or p.arousal is not None for p in tl)
+    ms = 3 if len(tl) < 200 else 0
+    ax1.plot(t, [_level(p, "valence") for p in tl], "-o", ms=ms, label="valence " + ("P(positive)" if probs else "(score + 1) / 2"), color="tab:green")
+    ax1.plot(t, [_level(p, "arousal") for p in tl], "-o", ms=ms, label="arousal " + ("P(high)" if probs else "(score + 1) / 2"), color="tab:red")
+    ax1.axhline(0.5, color="0.6", lw=0.8, ls="--")
+    ax1.set(xlabel="time (s, window centre)", ylabel="probability" if probs else "score, mapped to [0, 1]", ylim=(0, 1))
+    ax1.legend(loc="upper right", fontsize=8)
+    xy = np.array([quadrant_point(p) for p in tl])
+    ax2.add_patch(plt.Circle((0, 0), 1, fill=False, color="0.7"))
+    ax2.axhline(0, color="0.7", lw=0.8)
+    ax2.axvline(0, color="0.7", lw=0.8)
+    for q, (x, y) in {1: (0.5, 0.5), 2: (-0.5, 0.5), 3: (-0.5, -0.5), 4: (0.5, -0.5)}.items():
+        ax2.text(x, y, f"Q{q}\n{QUADRANT_WORDS[q]}", ha="center", va="center", fontsize=7, color="0.5")
+    ax2.plot(xy[:, 0], xy[:, 1], "-", color="tab:blue", lw=1, alpha=0.6)
+    sc = ax2.scatter(xy[:, 0], xy[:, 1], c=t, cmap="viridis", s=18, zorder=3)
+    fig.colorbar(sc, ax=ax2, label="time (s)", fraction=0.046)
+    ax2.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), xlabel="valence", ylabel="arousal", aspect="equal")
+    fig.suptitle(title or Path(result.path).name, fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        from .outputs import atomic_path, check_figure, png_metadata
+
+        check_figure(path)  # never over an image merkit did not make
+        try:
+            with atomic_path(path, suffix=".png") as tmp:
+                fig.savefig(tmp, dpi=110, format="png", metadata=png_metadata())
+        finally:
+            plt.close(fig)
+    return fig
+
+
 __all__ = ["class_names", "plot_lines", "plot_losses", "plot_metrics", "plot_band", "plot_pcl_confidence",
            "plot_pcl_selection", "plot_pcl_schedule", "plot_queue_trace", "plot_queue_entropy",
            "plot_queue_coverage", "plot_centroid_distances", "plot_embedding", "plot_ablation",
-           "figure_training", "figure_pcl", "figure_saml", "figure_tsne", "figure_ablation", "save_figure"]
+           "figure_training", "figure_pcl", "figure_saml", "figure_tsne", "figure_ablation", "save_figure", "plot_timeline"]

@@ -75,7 +75,7 @@ def run(args) -> int:
     import torch
 
     from ..predict import load_model
-    from ..predict_unified import UnifiedModel
+    from ..predictors.unified import UnifiedModel
 
     from ..outputs import check_file
 

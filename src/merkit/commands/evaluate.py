@@ -173,7 +173,7 @@ def evaluate_dynamic(ckpt_path: Path, data: str, *, subset: str = "test") -> dic
     import numpy as np
 
     from ..dynamic_features import load_dynamic
-    from ..predict_dynamic import DynamicModel
+    from ..predictors.dynamic import DynamicModel
     from ..training.dynamic_fit import predict, song_metrics, targets
 
     import torch

@@ -2,7 +2,7 @@
 
 For the unified model (the shipped one, ``merkit train --model unified``) ``model.onnx`` is the
 head network, as before: input (B, D) (musicnn's pooled embedding and the tonal summary, as
-:meth:`merkit.predict_unified.UnifiedModel._inputs` assembles them) to every head's raw output,
+:meth:`merkit.predictors.unified.UnifiedModel._inputs` assembles them) to every head's raw output,
 ``va`` (scores), ``quadrant``, ``mirex``, ``gems`` (probabilities). Beside it are the encoder's
 two graphs: ``model.musicnn.frames.onnx`` (log-Mel (B, T, 96) → mid-end frames (B, 753, T)) and
 ``model.musicnn.head.onnx`` (frames → penultimate, mean_pool, max_pool, logits); batch and time

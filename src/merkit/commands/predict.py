@@ -75,11 +75,9 @@ def add_backend_args(p) -> None:
 
 def load_predictor(model_files, backend: str = "torch", device: str = "cpu"):
     """The predictor of ``--model`` files (None: the shipped model) on ``--backend`` / ``--device``."""
-    from ..predict import load_model
+    from ..predict import load_model, load_onnx_model
 
     if backend == "onnx":
-        from ..onnx_backend import load_onnx_model
-
         model = load_onnx_model(model_files)
     else:
         model = load_model(model_files or None)
@@ -178,7 +176,8 @@ def plot_paths(files: list[Path], folder: Path) -> dict[str, Path]:
 def run(args) -> int:
     from tqdm.auto import tqdm
 
-    from ..predict import find_inputs, plot_timeline
+    from ..plots import plot_timeline
+    from ..predict import find_inputs
 
     if args.plot and not args.timeline:
         raise ValueError("--plot needs --timeline")
@@ -245,14 +244,16 @@ def run(args) -> int:
 
 def _on_cluster(model, files, args):
     """``model.analyse_files`` on the cluster of ``--cluster``: each worker rebuilds ``model`` from
-    the same file(s) and settings (:class:`merkit.cluster.ModelSpec`)."""
-    from ..cluster import ModelSpec, analyse_files, check_shard_size
+    the same file(s) and settings (:class:`merkit.predict.ModelSpec`)."""
+    from ..cluster import check_shard_size
+    from ..predict import ModelSpec, analyse_files_on_cluster
 
     if args.shard_size is not None:
         check_shard_size(args.shard_size)  # before any cluster is started
     spec = ModelSpec(paths=tuple(os.path.abspath(m) for m in args.model) if args.model else None,
                      timeline_max_seconds=model.timeline_max_seconds, content_check=model.content_check)
-    return analyse_files(spec, files, timeline=args.timeline, cluster=args.cluster, shard_size=args.shard_size)
+    return analyse_files_on_cluster(spec, files, timeline=args.timeline, cluster=args.cluster,
+                                    shard_size=args.shard_size)
 
 
 def _emit(results, args, description: str) -> str:

@@ -57,14 +57,14 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
               "torch", "merkit.models.damer:DAMER", "merkit.training.damer_objective:DamerObjective"),
     ModelSpec("musefuse", "MuseFuse: Mel / cochleagram / fused branches with ProtoAlign, "
                           "ReliaPseudo and TriDistill",
-              "torch", "merkit.models.musefuse:MuseFuse", "merkit.models.musefuse:MuseFuseObjective"),
+              "torch", "merkit.models.musefuse:MuseFuse", "merkit.training.musefuse_objective:MuseFuseObjective"),
     ModelSpec("resnet", "residual CNN on the Mel spectrogram (7x7 stem, 4 stages 64-512), "
                         "SpecAugment-style augmentation",
-              "torch", "merkit.models.resnet:ResNetMER", "merkit.models.resnet:CNNObjective",
+              "torch", "merkit.models.resnet:ResNetMER", "merkit.training.cnn_objective:CNNObjective",
               _CNN_DEFAULTS),
     ModelSpec("shortchunk", "short-chunk ResNet (EMOPIA's audio baseline): random chunks in "
                             "training, chunk average at inference",
-              "torch", "merkit.models.resnet:ShortChunkResNet", "merkit.models.resnet:CNNObjective",
+              "torch", "merkit.models.resnet:ShortChunkResNet", "merkit.training.cnn_objective:CNNObjective",
               _CNN_DEFAULTS, {"dropout": 0.5}),  # Won et al. 2020's dropout before the output
     ModelSpec("svm", "SVM (RBF) on handcrafted descriptors: MFCC, chroma, spectral statistics "
                      "(the paper's Table II baseline)", "classical", "merkit.models.classical:ClassicalModel"),

@@ -24,8 +24,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from ..training.augment import augment
-from ..training.objective import Batch, Objective, supervised_loss
 from .blocks import BandNormalisation
 
 # --- ResNetMER: He et al. 2016 ("Deep residual learning", Table 1), one BasicBlock per stage --
@@ -272,19 +270,3 @@ class ShortChunkResNet(_MelCNN):
             lg, zz = self.encode_chunks(x[:, :, s:s + c])
             logits, z = logits + lg, z + zz
         return CNNOutput(logits / len(starts), z / len(starts))
-
-
-class CNNObjective(Objective):
-    """Supervised loss (:func:`supervised_loss`: CE, or MSE for one output) on batches
-    augmented by :func:`merkit.training.augment.augment` (a circular time shift, a time mask and
-    a frequency mask) when ``cfg.augment`` and the model is in training mode."""
-
-    terms = ("loss",)
-
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        mel, coch = batch.mel, batch.coch
-        if self.cfg.augment and self.model.training:
-            mel, coch = augment(mel, coch, self.model.norm)
-        logits = self.forward(mel, coch).head_logits()
-        total = sum(supervised_loss(z, batch.y) for z in logits.values())
-        return total, total.detach().float().reshape(1), logits

@@ -90,7 +90,7 @@ def _error(status: int, message: str) -> JSONResponse:
 def create_app(model=None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
                max_concurrent: int = DEFAULT_MAX_CONCURRENT, max_minutes: float = DEFAULT_MAX_MINUTES,
                token: str | None = None):
-    """The ASGI app. ``model``: any :class:`~merkit.predict.Predictor` (default: the shipped one)."""
+    """The ASGI app. ``model``: any :class:`~merkit.predictors.base.Predictor` (default: the shipped one)."""
     import hmac
 
     from ..audio import MIDI_EXTENSIONS, AudioError, open_info

@@ -20,8 +20,9 @@ import os
 
 import numpy as np
 
-from .data.manifest import QUADRANT_WORDS
-from .predict import Prediction, Predictor, PredictorConfig
+from ..data.manifest import QUADRANT_WORDS
+from ..results import Prediction
+from .base import Predictor, PredictorConfig
 
 KIND = "dsaml"
 
@@ -31,8 +32,8 @@ class DynamicModel(Predictor):
                  info: dict | None = None, encoder: str = "musicnn"):
         import torch
 
-        from .encoders import get_encoder
-        from .features.extractor import FeatureExtractor
+        from ..encoders import get_encoder
+        from ..features.extractor import FeatureExtractor
 
         self.net = net.eval()
         self.config = config or PredictorConfig()
@@ -47,7 +48,7 @@ class DynamicModel(Predictor):
 
     @classmethod
     def from_blob(cls, blob: dict, *, path: str | os.PathLike | None = None) -> "DynamicModel":
-        from .models.dsaml import DSAML, DSAMLConfig
+        from ..models.dsaml import DSAML, DSAMLConfig
 
         if blob.get("kind") != KIND:
             raise ValueError(f"{path}: not a DSAML model file")
@@ -60,7 +61,7 @@ class DynamicModel(Predictor):
 
     # -- features ----------------------------------------------------------------------------
     def _encoder_input(self, y: np.ndarray, gain: float) -> np.ndarray:
-        from .audio import resample
+        from ..audio import resample
 
         level = getattr(self.encoder, "target_lufs", None)
         a = self.config.audio
@@ -69,7 +70,7 @@ class DynamicModel(Predictor):
 
     def _curve(self, y_enc: np.ndarray, duration: float) -> tuple[np.ndarray, np.ndarray]:
         """(times (T,), (T, 2) valence/arousal) of an encoder-ready signal ``duration`` s long."""
-        from .dynamic_features import frame_features
+        from ..dynamic_features import frame_features
 
         times = self.hop / 2 + self.hop * np.arange(max(1, int(duration / self.hop)))
         frames = self.encoder.frame_sequence(y_enc)

@@ -6,7 +6,7 @@ mood words.
     window (44.1 kHz, −23 LUFS) ──FrontEnd──> musicnn pooled (1906) + cochleagram → tonal (31)
         └──UnifiedMER──> va scores (s_v, s_a), MIREX cluster probabilities, GEMS shares
 
-Outputs (:class:`~merkit.predict.Prediction`), one consistent story:
+Outputs (:class:`~merkit.results.Prediction`), one consistent story:
 
 * ``valence_score`` / ``arousal_score`` = tanh(s - s½): the regression head's scores, centred
   where the calibrated probability is 1/2 and squashed into [-1, 1] (training targets were each
@@ -27,14 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import AudioConfig
-from .data.manifest import QUADRANT_WORDS
-from .data.mirex_mood import CLUSTERS
-from .data.multi_corpus import GEMS_ORDER, assemble_inputs
-from .predict import (FP16_TOLERANCE, PREDICTOR_KEY, Prediction, Predictor, PredictorConfig,
-                      quadrant_probs, reference_signal)
-
-REFERENCE_SR = 44_100
+from ..config import AudioConfig
+from ..data.manifest import QUADRANT_WORDS
+from ..data.mirex_mood import CLUSTERS
+from ..data.multi_corpus import GEMS_ORDER, assemble_inputs
+from ..reference import REFERENCE_SR, reference_signal
+from ..results import Prediction, quadrant_probs
+from .base import FP16_TOLERANCE, PREDICTOR_KEY, Predictor, PredictorConfig
 
 
 def _sigmoid(x):
@@ -75,7 +74,7 @@ class UnifiedModel(Predictor):
     # -- files -------------------------------------------------------------------------------
     @classmethod
     def from_blob(cls, blob: dict, *, path: str | os.PathLike | None = None) -> "UnifiedModel":
-        from .models.unified import load_unified
+        from ..models.unified import load_unified
 
         net = load_unified(blob)
         pred = blob.get(PREDICTOR_KEY)
@@ -90,7 +89,7 @@ class UnifiedModel(Predictor):
         return model
 
     def to_blob(self) -> dict:
-        from .models.unified import unified_checkpoint
+        from ..models.unified import unified_checkpoint
 
         pred = {**self.config.to_dict(), "info": self.info, "reference": self.reference}
         return unified_checkpoint(self.net, calibration={k: list(v) for k, v in self.calibration.items()},
@@ -98,7 +97,7 @@ class UnifiedModel(Predictor):
 
     def save(self, path: str | os.PathLike, *, half: bool = True) -> Path:
         """Write the model file atomically (float16 weights by default, float32 buffers)."""
-        from .checkpoint import save_checkpoint
+        from ..checkpoint import save_checkpoint
 
         blob = self.to_blob()
         if half:
@@ -108,7 +107,7 @@ class UnifiedModel(Predictor):
 
     # -- features ----------------------------------------------------------------------------
     def _front(self, audio: AudioConfig):
-        from .frontend import FrontEnd
+        from ..frontend import FrontEnd
 
         key = audio.window_seconds
         if key not in self._fronts:
@@ -122,7 +121,7 @@ class UnifiedModel(Predictor):
         """Each encoder's network (shared by the track and timeline front ends) runs in
         ``runner``'s graphs (an :class:`~merkit.onnx_backend.OnnxMusicnn` stands in for the
         torch module), or in torch again (None); the head network is :meth:`outputs`'s call."""
-        from .encoders.musicnn import torch_module_of
+        from ..encoders.musicnn import torch_module_of
 
         for name, enc in self._front(self.config.audio).encoders.items():
             if runner is None and not hasattr(enc, "model"):
@@ -131,7 +130,7 @@ class UnifiedModel(Predictor):
             enc.model = torch_net if runner is None else runner.musicnn(name, torch_net)
 
     def _place(self, device) -> None:
-        from .encoders.musicnn import OnDevice, torch_module_of
+        from ..encoders.musicnn import OnDevice, torch_module_of
 
         self.net.to(device)
         for enc in self._front(self.config.audio).encoders.values():  # shared with the timeline's
@@ -141,7 +140,7 @@ class UnifiedModel(Predictor):
 
     def _inputs(self, front, views: dict[str, np.ndarray]) -> np.ndarray:
         """(B, D) network input of B windows' stacked views (``front`` made their cochleagrams)."""
-        from .features.tonal import hop_seconds_from_info
+        from ..features.tonal import hop_seconds_from_info
 
         info = front.fx.info()
         return assemble_inputs(views.__getitem__, self.net.cfg.inputs, hop_seconds=hop_seconds_from_info(info),
@@ -263,6 +262,56 @@ class UnifiedModel(Predictor):
         if diff > tolerance:
             raise ValueError(f"predictions differ from the stored reference by {diff:.4f} > {tolerance}")
         return diff
+
+    # -- ONNX (merkit export, --backend onnx) ------------------------------------------------------
+    def onnx_modules(self) -> list:
+        """The heads network, then each musicnn encoder's network."""
+        from ..encoders.musicnn import MusicnnEncoder, torch_module_of
+        from ..onnx_backend import HEADS_GRAPH
+
+        out = [(HEADS_GRAPH, self.net)]
+        for name, enc in self._front(self.config.audio).encoders.items():
+            if not isinstance(enc, MusicnnEncoder):
+                raise ValueError(f"encoder {name!r} has no ONNX export (musicnn encoders do); use --backend torch")
+            out.append((name, torch_module_of(enc.model)))
+        return out
+
+    def onnx_graphs(self) -> tuple[list, dict]:
+        """The heads graph (x → each head), and per encoder its frames and back-end graphs."""
+        import torch
+
+        from ..onnx_backend import (BACK_END, FRAMES, HEADS_GRAPH, MUSICNN_OUTPUTS, BackEndGraph, FramesGraph, Graph,
+                                    HeadsGraph)
+
+        b = {0: "batch"}
+        modules = self.onnx_modules()
+        net = self.net
+        heads = sorted(net.cfg.heads)
+        g = torch.Generator().manual_seed(0)
+        x = (net.mean[None] + net.std[None] * torch.randn(2, net.cfg.input_dim, generator=g)).float()
+        graphs = [Graph(HEADS_GRAPH, HeadsGraph(net, heads), (x,), {"x": b}, {h: b for h in heads})]
+        encoders = {}
+        front = self._front(self.config.audio)
+        bt = {0: "batch", 1: "time"}
+        bf = {0: "batch", 2: "time"}
+        for name, m in modules[1:]:
+            enc = front.encoders[name]
+            spec = torch.rand(2, enc.patch_frames, m.dims.n_mels, generator=g) * 3
+            with torch.inference_mode():
+                mid = m.frames(spec)
+            graphs.append(Graph(f"{name}.{FRAMES}", FramesGraph(m), (spec,), {"log_mel": bt}, {"frames": bf}))
+            graphs.append(Graph(f"{name}.{BACK_END}", BackEndGraph(m), (mid.clone(),), {"frames": bf},
+                                 {k: b for k in MUSICNN_OUTPUTS}))
+            encoders[name] = {**enc.info(), "graphs": [f"{name}.{FRAMES}", f"{name}.{BACK_END}"],
+                              "pooled": "[mean, std] over a window's patches of penultimate, then of mean_pool "
+                                        f"({enc.dim} values; merkit.encoders.musicnn.MusicnnEncoder.embed)"}
+        side = {"kind": "unified", "inputs": list(net.cfg.inputs), "input_dim": net.cfg.input_dim, "outputs": heads,
+                "encoders": encoders,
+                "fields": "P(positive valence) = sigmoid(a_v * va[:, 0] + b_v), P(high arousal) likewise with "
+                          "va[:, 1]; quadrant probabilities = products of the two; valence_score = "
+                          "tanh(va[:, 0] + b_v / a_v) (merkit.predictors.unified)"}
+        return graphs, side
+
 
 
 def fit_calibration(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
