@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from merkit.evaluation.metrics import accuracy, r2
+from merkit.metrics import accuracy, r2
 from merkit.features.descriptors import (PITCH_CLASSES, SPECTRAL_STATS, DescriptorSettings,
                                          chroma_from_cochleagram, descriptor_names,
                                          handcrafted_descriptors, mean_mfcc, mel_band_frequencies,

@@ -1,11 +1,11 @@
-"""Known answers for merkit.evaluation.metrics."""
+"""Known answers for merkit.metrics."""
 import math
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from merkit.evaluation.metrics import (accuracy, ccc, classification_metrics, f1_positive, macro_f1,
+from merkit.metrics import (accuracy, ccc, classification_metrics, f1_positive, macro_f1,
                                        pearson_r, r2, regression_metrics, rmse, roc_auc)
 
 

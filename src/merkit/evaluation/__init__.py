@@ -1,8 +1,6 @@
-"""Metrics (numpy in, float out) and the evaluation protocol (predictions, seed tables); the
-splits are :mod:`merkit.data.splits`."""
-from .metrics import (accuracy, ccc, classification_metrics, f1_positive, macro_f1, pearson_r, r2,
-                      regression_metrics, rmse, roc_auc)
+"""The evaluation protocol (predictions, per-head metrics, seed tables), model comparisons and
+ablations. The metrics themselves (numpy in, float out) are :mod:`merkit.metrics`; the splits
+:mod:`merkit.data.splits`."""
 from .protocol import format_table, head_metrics, predict, summarise_seeds
 
-__all__ = ["accuracy", "ccc", "classification_metrics", "f1_positive", "macro_f1", "pearson_r", "r2",
-           "regression_metrics", "rmse", "roc_auc", "format_table", "head_metrics", "predict", "summarise_seeds"]
+__all__ = ["format_table", "head_metrics", "predict", "summarise_seeds"]

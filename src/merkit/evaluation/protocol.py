@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..models.blocks import head_outputs
-from .metrics import classification_metrics, regression_metrics
+from ..metrics import classification_metrics, regression_metrics
 
 HEADS = ("mel", "coch", "fused", "ensemble")
 METRICS = ("acc", "f1", "auc")

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..data.mirex_mood import CONFIDENT_AROUSAL
 from ..data.multi_corpus import Corpus
-from . import metrics
+from .. import metrics
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float:

@@ -43,7 +43,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, SVR
 from threadpoolctl import threadpool_limits
 
-from ..evaluation.metrics import accuracy, ccc
+from ..metrics import accuracy, ccc
 from ..features.descriptors import N_MFCC, handcrafted_descriptors, mean_mfcc
 
 KINDS = ("svm", "logreg")
