@@ -215,7 +215,7 @@ def committed_cell(committed: dict, split: str, model: str, task: str, head: str
     return node
 
 
-def report(runs: Path, out_dir: Path, readme: Path = ROOT / "README.md") -> None:
+def report(runs: Path, out_dir: Path, readme: Path = ROOT / "bench" / "README.md") -> None:
     from merkit.training.run_files import write_json, write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -308,7 +308,7 @@ def variant_table(rows: dict) -> list[str]:
     return lines
 
 
-def update_readme(official: list[str], protocol: list[str], readme: Path = ROOT / "README.md") -> None:
+def update_readme(official: list[str], protocol: list[str], readme: Path = ROOT / "bench" / "README.md") -> None:
     """Replace README's tables between the ``<!-- emopia-table -->`` and
     ``<!-- emopia-protocol-table -->`` markers (if present) with the current ones."""
     if not readme.is_file():

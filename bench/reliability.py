@@ -6,7 +6,7 @@ what merkit did, whether a traceback or a confident answer leaked out, and the p
     python bench/reliability.py --quick         # without the 10-hour files
 
 Each case runs ``python -m merkit ...`` in its own process; its peak RSS comes from
-``os.wait4``. A case passes when merkit did what the README's reliability section promises
+``os.wait4``. A case passes when merkit did what docs/reliability.md promises
 (the ``expect`` column). The CI suite runs a fast subset of these as tests (tests/test_content.py,
 test_serve.py, test_extract.py, test_classical.py, test_memo2496.py, test_predict.py).
 """
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SHARED = Path(os.environ.get("MERKIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
 SR = 44_100
-MEMORY_BOUND_MB = 1300  # the bound README states for any input (predict, extract, serve)
+MEMORY_BOUND_MB = 1300  # the bound docs/reliability.md states for any input (predict, extract, serve)
 
 
 def run(argv: list[str], cwd: Path, timeout: float = 1800, env: dict | None = None) -> dict:
@@ -395,7 +395,7 @@ def full_disk_cases(d: Path) -> list[dict]:
 
 
 def judge(case: dict, r: dict, d: Path) -> tuple[str, bool]:
-    """(what merkit did, in one line; whether that is what README promises)."""
+    """(what merkit did, in one line; whether that is what docs/reliability.md promises)."""
     if callable(case.get("check")):
         what, ok = case["check"](r)
         if case.get("expect_before_work"):
@@ -648,7 +648,7 @@ def write_tables(rows: list[dict], updated: bool = False) -> int:
     lines = ["# Reliability (`python bench/reliability.py`)", "",
              f"{meta['machine']}; {meta['date']}{' (' + meta['note'] + ')' if updated else ''}. "
              "Each case: `python -m merkit ...` in a fresh process; "
-             "peak RSS of that process (os.wait4). ✓: merkit did what README's Reliability section promises.", "",
+             "peak RSS of that process (os.wait4). ✓: merkit did what docs/reliability.md promises.", "",
              "| case | expected | exit | what merkit did | peak RSS (MB) | traceback | |",
              "|---|---|--:|---|--:|---|---|"]
     for r in rows:

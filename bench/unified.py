@@ -164,7 +164,7 @@ def damer_row(feature_sets: dict, corpora: dict, seed: int, work_dir: Path) -> d
 
     from merkit.config import ModelConfig, TrainConfig
     from merkit.data.multi_corpus import corpus_splits
-    from merkit.evaluation.protocol import predict
+    from merkit.models.inference import predict_heads as predict
     from merkit.evaluation.unified_eval import corpus_metrics
     from merkit.models import get_spec, load_model
     from merkit.training.loop import fit

@@ -311,7 +311,7 @@ def _malloc_env() -> dict:
 
 
 def test_local_workers_start_with_fast_malloc_settings(client):
-    """local:N workers: one malloc arena, and not dask's MALLOC_TRIM_THRESHOLD_ (README: Malloc)."""
+    """local:N workers: one malloc arena, and not dask's MALLOC_TRIM_THRESHOLD_ (docs/scale.md: Malloc)."""
     envs = list(client.run(_malloc_env).values())
     assert envs and all(e == {"MALLOC_ARENA_MAX": "1", "MALLOC_TRIM_THRESHOLD_": None} for e in envs)
 

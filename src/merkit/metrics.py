@@ -9,8 +9,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn import metrics as skm
 
+
+
+def _skm():
+    """scikit-learn's metrics, imported on first use: sklearn takes about a second to import,
+    which `merkit ... --help` and the commands that never score should not pay."""
+    from sklearn import metrics
+
+    return metrics
 
 def _labels(y_true) -> np.ndarray:
     y = np.asarray(y_true)
@@ -29,18 +36,18 @@ def _proba(proba, n: int) -> np.ndarray:
 
 
 def accuracy(y_true, y_pred) -> float:
-    return float(skm.accuracy_score(_labels(y_true), _labels(y_pred)))
+    return float(_skm().accuracy_score(_labels(y_true), _labels(y_pred)))
 
 
 def f1_positive(y_true, y_pred, *, positive: int = 1) -> float:
     """F1 of the positive class (high arousal / positive valence) of a binary task."""
-    return float(skm.f1_score(_labels(y_true), _labels(y_pred), pos_label=positive,
+    return float(_skm().f1_score(_labels(y_true), _labels(y_pred), pos_label=positive,
                               average="binary", zero_division=0))
 
 
 def macro_f1(y_true, y_pred, *, n_classes: int | None = None) -> float:
     labels = None if n_classes is None else list(range(n_classes))
-    return float(skm.f1_score(_labels(y_true), _labels(y_pred), labels=labels, average="macro",
+    return float(_skm().f1_score(_labels(y_true), _labels(y_pred), labels=labels, average="macro",
                               zero_division=0))
 
 
@@ -53,9 +60,9 @@ def roc_auc(y_true, proba) -> float:
     if len(np.unique(y)) < n_classes:
         return math.nan
     if n_classes == 2:
-        return float(skm.roc_auc_score(y, p[:, 1]))
+        return float(_skm().roc_auc_score(y, p[:, 1]))
     p = p / p.sum(axis=1, keepdims=True)  # sklearn requires rows summing to 1 for multi-class
-    return float(skm.roc_auc_score(y, p, multi_class="ovr", average="macro",
+    return float(_skm().roc_auc_score(y, p, multi_class="ovr", average="macro",
                                    labels=list(range(n_classes))))
 
 

@@ -2,7 +2,7 @@
 a file merkit did not write.
 
 People point merkit at their music collection; it must never damage it. Every command that
-writes goes through this module (issue 20; README "Reliability"):
+writes goes through this module (issue 20; docs/reliability.md):
 
 * :func:`check_file` and :func:`check_folder` run before any work and refuse, in one message
   style (``FLAG PATH: reason``), an output that is one of the command's inputs, an existing file

@@ -7,7 +7,7 @@ a handful of examples moves the model without overwriting it; the trunk, the cal
 other heads are kept. The result is a normal model file (``merkit predict --model my_model.pt``)
 that records what it was adapted on. Refused: fewer than ``MIN_EXAMPLES`` usable tracks, a track
 listed twice with different labels, labels out of range. Measured on Emotify listener groups (bench/personal.py),
-few-shot adaptation of this kind did not beat the population model; README says so.
+few-shot adaptation of this kind did not beat the population model; docs/adapt.md says so.
 """
 from __future__ import annotations
 

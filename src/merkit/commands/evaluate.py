@@ -81,7 +81,8 @@ def evaluate_checkpoint(ckpt_path, data: str, *, subset: str = "test", batch_siz
     import numpy as np
 
     from ..data.splits import drop_nonfinite, task_labels
-    from ..evaluation.protocol import head_metrics, predict
+    from ..evaluation.protocol import head_metrics
+    from ..models.inference import predict_heads
     from ..feature_cache import load_features
 
     ckpt_path = _find_checkpoint(Path(ckpt_path))
@@ -113,7 +114,7 @@ def evaluate_checkpoint(ckpt_path, data: str, *, subset: str = "test", batch_siz
     if len(idx) == 0:
         raise ValueError(f"{data}: no track with a known {task!r} label")
     try:
-        probs = predict(model, fs.mel[idx], fs.coch[idx], batch_size=batch_size)
+        probs = predict_heads(model, fs.mel[idx], fs.coch[idx], batch_size=batch_size)
     except ValueError as e:
         raise ValueError(f"{data}: features do not fit {ckpt_path}: {e}") from None
     return {"checkpoint": str(ckpt_path), "data": str(data), "subset": subset, "task": task,

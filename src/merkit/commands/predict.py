@@ -47,8 +47,7 @@ def register(sub) -> None:
                    help="the timeline covers at most the first MIN minutes of a file (default "
                         "10; memory and time grow with it, the track result does not)")
     p.add_argument("--no-content-check", dest="content_check", action="store_false",
-                   help="give an emotion even for silence, steady tones and noise (see README: "
-                        "Reliability)")
+                   help="give an emotion even for silence, steady tones and noise (see docs/reliability.md)")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write the output here (default: stdout); an existing file is replaced only when "

@@ -83,7 +83,7 @@ def _check_resumable(run_dir: Path) -> None:
 def run(args) -> int:
     from ..training import distributed as dist
 
-    # under torchrun: join the other processes (merkit.training.distributed; README: Scale)
+    # under torchrun: join the other processes (merkit.training.distributed; docs/scale.md)
     dist.init_from_env()
     try:
         return _run(args)

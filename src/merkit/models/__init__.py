@@ -12,11 +12,24 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass, field
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ..config import ModelConfig, from_dict
-from .damer import DAMER, DamerOutput, head_probabilities
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# Re-exported, imported on first use: listing the models (``merkit train --help``, ``compare
+# --list``) needs no torch.
+_LAZY = {"DAMER": ".damer", "DamerOutput": ".damer", "head_probabilities": ".damer"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -79,7 +92,7 @@ def get_spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def build_model(name: str, cfg: ModelConfig) -> nn.Module:
+def build_model(name: str, cfg: ModelConfig) -> "nn.Module":
     """A freshly initialised torch model ``name`` of architecture ``cfg``."""
     spec = get_spec(name)
     if spec.kind != "torch":
@@ -95,7 +108,7 @@ def resolve_head(cfg: ModelConfig) -> str:
     return getattr(get_spec(cfg.name).model_class(), "default_head", "ensemble")
 
 
-def load_model(path: str | os.PathLike, *, map_location="cpu") -> nn.Module:
+def load_model(path: str | os.PathLike, *, map_location="cpu") -> "nn.Module":
     """Rebuild a trained torch model (with its feature normalisation) from a checkpoint, in
     eval mode."""
     from ..checkpoint import load_checkpoint

@@ -206,10 +206,10 @@ def barrier() -> None:
 
 
 def sharded_predict(model: torch.nn.Module, mel, coch, *, batch_size: int, device) -> dict[str, np.ndarray]:
-    """:func:`merkit.evaluation.protocol.predict` over the whole split: each rank predicts a
+    """:func:`merkit.models.inference.predict_heads` over the whole split: each rank predicts a
     contiguous shard and the outputs are gathered in order, so every rank gets the outputs of
     all samples (the same as one process)."""
-    from ..evaluation.protocol import predict
+    from ..models.inference import predict_heads as predict
 
     if not active():
         return predict(model, mel, coch, batch_size=batch_size, device=device)
