@@ -34,7 +34,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_JSON = ROOT / "bench" / "results" / "default_model.json"
@@ -59,8 +58,7 @@ def main(argv=None) -> int:
     from merkit.data.multi_corpus import corpus_from_features, corpus_splits
     from merkit.evaluation.unified_eval import corpus_metrics
     from merkit.models.unified import UnifiedConfig
-    from merkit.predictors.base import PredictorConfig
-    from merkit.predictors.unified import UnifiedModel, fit_calibration
+    from merkit.recipes import FP16_LIMIT, calibrated_model, fp16_change
     from merkit.training.unified_fit import UnifiedTrainConfig, fit_teachers, fit_unified, predict_corpus
 
     torch.set_num_threads(1)  # determinism and speed for a small MLP
@@ -82,52 +80,32 @@ def main(argv=None) -> int:
           f"KD {kd.val_score:.4f} (epoch {kd.best_epoch}) -> {'KD' if chosen is kd else 'plain'}")
     net = chosen.model
 
-    # calibration on the validation parts of every corpus
-    calib = {}
-    for j, dim in ((0, "valence"), (1, "arousal")):
-        scores, labels = [], []
-        for c in corpora:
-            va = splits[c.name].val
-            s = predict_corpus(net, c.x[va])["va"][:, j]
-            t = c.va[va, j].copy()
-            if dim == "arousal" and (c.mirex >= 0).any():
-                from merkit.data.mirex_mood import CONFIDENT_AROUSAL
-
-                t[~np.isin(c.mirex[va] + 1, CONFIDENT_AROUSAL)] = np.nan
-            scores.append(s)
-            labels.append(t)
-        calib[dim] = fit_calibration(np.concatenate(scores), np.concatenate(labels))
-
     test = {}
     for c in corpora:
         te = splits[c.name].test
         test[c.name] = {"n": int(len(te)), **corpus_metrics(c, te, predict_corpus(net, c.x[te]))}
 
-    config = PredictorConfig.from_feature_info(fss["emopia"].feature_info)
     info = {"model": "unified (musicnn MSD + tonal features)", "inputs": list(inputs),
             "trained_on": {n: str(folders[n]) for n in CORPORA}, "seed": args.seed,
             "distillation": chosen is kd, "best_epoch": chosen.best_epoch, "test": test,
             "licences": {"musicnn weights": "ISC", "EMOPIA": "CC BY-NC-SA 4.0",
                          "Emotify": "Magnatune, CC non-commercial", "MIREX-like": "research use only"}}
-    model = UnifiedModel(net, config, calibration=calib, info=info)
-    model.reference = model.reference_probabilities()
+    # calibration on the validation parts of every corpus, reference outputs (merkit.recipes)
+    model = calibrated_model(net, corpora, splits, feature_info=fss["emopia"].feature_info, info=info)
+    calib = model.calibration
 
-    # float16 export, checked against float32 on every test input
-    out = Path(args.out)
-    model.save(out)
+    # float16 export, checked against float32 on every test input before it replaces the old file
+    from merkit.outputs import atomic_path
     from merkit.predict import load_model
 
-    half = load_model(out)
-    worst = 0.0
-    for c in corpora:
-        x = c.x[splits[c.name].test]
-        a, b = model.outputs(x), half.outputs(x)
-        for k in a:
-            worst = max(worst, float(np.abs(a[k] - b[k]).max()) if k != "va" else
-                        float(np.abs(np.tanh(a[k]) - np.tanh(b[k])).max()))
-    if worst > 0.02:
-        raise SystemExit(f"float16 export moves test outputs by {worst:.4f} > 0.02; not exported")
-    half.check()
+    out = Path(args.out)
+    with atomic_path(out, suffix=".pt") as tmp:
+        model.save(tmp)
+        half = load_model(tmp)
+        worst = fp16_change(model, half, [c.x[splits[c.name].test] for c in corpora])
+        if worst > FP16_LIMIT:
+            raise SystemExit(f"float16 export moves test outputs by {worst:.4f} > {FP16_LIMIT}; not exported")
+        half.check()
     record = {"date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - t0, 1),
               "validation": {"plain": plain.val_score, "kd": kd.val_score},
               "calibration": {k: list(v) for k, v in calib.items()}, "test": test,

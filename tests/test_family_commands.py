@@ -135,3 +135,23 @@ def test_export(runs, family, capsys, tmp_path):
         assert rc == 0 and (tmp_path / "m.onnx").is_file() and "largest difference to torch" in out, err
     else:
         assert rc == 1 and len(err) == 1 and "error:" in err[0] and not (tmp_path / "m.onnx").exists(), err
+
+
+def test_a_trained_unified_model_is_calibrated_on_validation_and_checks_itself(runs):
+    """`merkit train --model unified` calibrates as the shipped model does (merkit.recipes): the
+    slopes fitted on the validation parts (not the default 1.7), and reference outputs that a
+    loaded copy verifies."""
+    from merkit.data.multi_corpus import corpus_from_features, corpus_splits
+    from merkit.feature_cache import load_features
+    from merkit.predict import load_model
+    from merkit.recipes import calibrate
+
+    model = load_model(runs["unified"]["run"] / "seed_0" / "model.pt")
+    assert model.calibration["valence"] != (1.7, 0.0) and model.calibration["arousal"] != (1.7, 0.0)
+    assert model.reference is not None and model.check() < 1e-6  # float32 weights: the same outputs
+    corpora = [corpus_from_features(load_features(p, views=("mel", "coch", "musicnn")), ("musicnn", "tonal"))
+               for p in runs["unified"]["data"].split(",")]
+    splits = {c.name: corpus_splits(c, 0) for c in corpora}
+    again = calibrate(model.net, corpora, splits)
+    for dim in ("valence", "arousal"):
+        np.testing.assert_allclose(model.calibration[dim], again[dim], rtol=1e-6)

@@ -36,7 +36,8 @@ def parse_inputs(spec: str | None) -> tuple[str, ...]:
 def run_unified(args) -> int:
     from ..data.multi_corpus import corpus_from_features, corpus_splits
     from ..evaluation.unified_eval import corpus_metrics
-    from ..models.unified import UnifiedConfig, unified_checkpoint
+    from ..models.unified import UnifiedConfig
+    from ..recipes import calibrated_model
     from ..checkpoint import save_checkpoint
     from ..training.unified_fit import UnifiedTrainConfig, fit_teachers, fit_unified, predict_corpus
     from ..feature_cache import load_features
@@ -76,10 +77,12 @@ def run_unified(args) -> int:
                 for c in corpora}
         out = run_dir / f"seed_{seed}"
         out.mkdir(parents=True, exist_ok=True)
-        blob = unified_checkpoint(res.model, train=cfg.to_dict(), va_scales=res.va_scales,
-                                  data=[str(s) for s in specs], val=res.val_metrics, test=test,
-                                  best_epoch=res.best_epoch,
-                                  feature_info=corpora[0].feature_info)
+        # calibrated on the validation parts and self-checking, as the shipped model (merkit.recipes)
+        model = calibrated_model(res.model, corpora, splits, feature_info=corpora[0].feature_info,
+                                 info={"test": test, "seed": seed, "data": [str(s) for s in specs]})
+        blob = {**model.to_blob(), "train": cfg.to_dict(), "va_scales": res.va_scales,
+                "data": [str(s) for s in specs], "val": res.val_metrics, "test": test,
+                "best_epoch": res.best_epoch, "feature_info": corpora[0].feature_info}
         save_checkpoint(out / "model.pt", blob)
         per_seed.append(test)
         print(f"seed {seed}: best epoch {res.best_epoch}, validation {res.val_score:.4f}")
