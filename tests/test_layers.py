@@ -22,7 +22,7 @@ LAYERS = [
     ("training and evaluation", ["merkit.training", "merkit.evaluation"]),
     ("pipelines", ["merkit.results", "merkit.extract", "merkit.dynamic_features", "merkit.onnx_backend",
                    "merkit.feature_cache", "merkit.cluster", "merkit.predictors", "merkit.predict", "merkit.plots",
-                   "merkit.personal"]),
+                   "merkit.personal", "merkit.recipes"]),
     ("interface", ["merkit.cli", "merkit.commands", "merkit.web", "merkit.__main__"]),
 ]
 
