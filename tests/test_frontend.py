@@ -123,3 +123,35 @@ def test_cli_extract_views(tmp_path, capsys):
     assert rc == 0
     assert load_memo2496(tmp_path / "out").view("musicnn").shape == (2, 1906)
     assert main(["extract", str(tmp_path / "audio"), "-o", str(tmp_path / "o2"), "--views", "mert"]) != 0
+
+
+def test_one_encoder_level_rule_for_every_caller():
+    """merkit.frontend.encoder_level_gain: the encoder's level (musicnn: -14 LUFS) over the
+    front end's (-23), except below the silence gate, where loudness left the audio unscaled."""
+    from types import SimpleNamespace
+
+    from merkit.config import AudioConfig
+    from merkit.frontend import encoder_level_gain
+
+    enc, audio = SimpleNamespace(target_lufs=-14.0), AudioConfig()
+    assert encoder_level_gain(enc, audio, -30.0) == pytest.approx(10 ** (9 / 20))
+    assert encoder_level_gain(enc, audio, None) == pytest.approx(10 ** (9 / 20))  # level unknown
+    assert encoder_level_gain(enc, audio, -80.0) == 1.0 and encoder_level_gain(enc, audio, float("-inf")) == 1.0
+    assert encoder_level_gain(SimpleNamespace(), audio, -30.0) == 1.0  # an encoder without a level
+    assert encoder_level_gain(enc, AudioConfig(target_lufs=None), -30.0) == 1.0  # no loudness step
+
+
+def test_dynamic_predictor_leaves_silence_at_its_level():
+    """The DSAML predictor used to raise audio below the silence gate by the encoder's +9 dB;
+    now it follows the rule of extract-dynamic and the front end."""
+    import numpy as np
+
+    from merkit.models.dsaml import DSAML, DSAMLConfig
+    from merkit.predictors.dynamic import DynamicModel
+
+    m = DynamicModel(DSAML(DSAMLConfig()))
+    y = np.full(44_100, 1e-6, dtype=np.float32)
+    quiet = m._encoder_input(y, 1.0, -90.0)
+    loud = m._encoder_input(y, 1.0, -30.0)
+    assert np.abs(loud).max() == pytest.approx(10 ** (9 / 20) * np.abs(quiet).max(), rel=1e-5)
+    assert np.median(np.abs(quiet)) == pytest.approx(1e-6, rel=1e-3)  # only resampled (44.1 -> 16 kHz)

@@ -76,6 +76,8 @@ def track_features(path: str, grid: DynamicGrid, enc, *, sample_rate: int = 44_1
                    target_lufs: float = -23.0, silence_lufs: float = -70.0) -> tuple[np.ndarray, np.ndarray, int]:
     """(frames (T, 953) NaN past the track's end, global (1906,), frames that exist) of one file."""
     from .audio import normalize_loudness, read_mono, resample
+    from .config import AudioConfig
+    from .frontend import encoder_level_gain
 
     end = grid.start + grid.hop * (grid.n_frames - 1) + 1.5
     y = read_mono(path, sample_rate, seconds=end)
@@ -87,8 +89,8 @@ def track_features(path: str, grid: DynamicGrid, enc, *, sample_rate: int = 44_1
     lo = int(max(0.0, grid.start - 1.5) * sample_rate)
     span = y[lo:]
     span, lufs, _ = normalize_loudness(span, sample_rate, target_lufs=target_lufs, silence_lufs=silence_lufs)
-    level = getattr(enc, "target_lufs", None)
-    gain = 10.0 ** ((level - target_lufs) / 20.0) if level is not None and np.isfinite(lufs) and lufs >= silence_lufs else 1.0
+    gain = encoder_level_gain(enc, AudioConfig(sample_rate=sample_rate, target_lufs=target_lufs,
+                                               silence_lufs=silence_lufs), lufs)
     y_enc = (resample(span, sample_rate, enc.sample_rate) * np.float32(gain)).astype(np.float32)
     frames = enc.frame_sequence(y_enc)  # one encoder pass serves the frames and the global embedding
     feats = frame_features(enc, y_enc, times[:n_ok] - lo / sample_rate, frames=frames)

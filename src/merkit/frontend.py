@@ -47,6 +47,20 @@ class WindowViews:
     info: AudioInfo | None = None
 
 
+def encoder_level_gain(enc, audio: AudioConfig, loudness_lufs: float | None = None) -> float:
+    """The one rule for an encoder's input level: the linear gain that takes audio normalised to
+    ``audio.target_lufs`` to the level ``enc`` was trained at (``enc.target_lufs``; musicnn
+    hears -14 LUFS). 1 when either level is unset, and for audio below the silence gate
+    (``loudness_lufs`` under ``audio.silence_lufs``): the loudness step left it unscaled, so it
+    is left so here. ``loudness_lufs=None``: the level is not known, the gain applies."""
+    target = getattr(enc, "target_lufs", None)
+    if target is None or audio.target_lufs is None:
+        return 1.0
+    if loudness_lufs is not None and not (np.isfinite(loudness_lufs) and loudness_lufs >= audio.silence_lufs):
+        return 1.0
+    return float(10.0 ** ((target - audio.target_lufs) / 20.0))
+
+
 class FrontEnd:
     """Turns audio into the views ``views`` (see :func:`parse_views`).
 
@@ -91,12 +105,7 @@ class FrontEnd:
         ``gain``: a linear gain the window has not had yet (the timeline passes the raw track
         and the track window's gain), applied after resampling, in the same multiply."""
         y = resample(win, self.audio.sample_rate, enc.sample_rate)
-        target = getattr(enc, "target_lufs", None)
-        # audio below the silence gate was left unscaled by the loudness step: leave it so here
-        silent = info is not None and not (np.isfinite(info.loudness_lufs)
-                                           and info.loudness_lufs >= self.audio.silence_lufs)
-        if target is not None and self.audio.target_lufs is not None and not silent:
-            gain *= 10.0 ** ((target - self.audio.target_lufs) / 20.0)
+        gain *= encoder_level_gain(enc, self.audio, None if info is None else info.loudness_lufs)
         if gain != 1.0:
             y = y * np.float32(gain)
         return np.ascontiguousarray(y, dtype=np.float32)

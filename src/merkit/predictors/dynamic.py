@@ -60,12 +60,14 @@ class DynamicModel(Predictor):
                    info={"checkpoint": str(path), "test": blob.get("test"), "best_epoch": blob.get("best_epoch")})
 
     # -- features ----------------------------------------------------------------------------
-    def _encoder_input(self, y: np.ndarray, gain: float) -> np.ndarray:
+    def _encoder_input(self, y: np.ndarray, gain: float, loudness_lufs: float) -> np.ndarray:
+        """``y`` (already at ``gain`` x its level) as the encoder takes it: its rate and its level
+        (:func:`merkit.frontend.encoder_level_gain`, the rule every caller shares)."""
         from ..audio import resample
+        from ..frontend import encoder_level_gain
 
-        level = getattr(self.encoder, "target_lufs", None)
         a = self.config.audio
-        g = gain * (10.0 ** ((level - a.target_lufs) / 20.0) if level is not None and a.target_lufs is not None else 1.0)
+        g = gain * encoder_level_gain(self.encoder, a, loudness_lufs)
         return (resample(y, a.sample_rate, self.encoder.sample_rate) * np.float32(g)).astype(np.float32)
 
     def _curve(self, y_enc: np.ndarray, duration: float) -> tuple[np.ndarray, np.ndarray]:
@@ -87,11 +89,12 @@ class DynamicModel(Predictor):
         feats = {"times": [times], "duration": info.duration, "content": content, "window_flags": []}
         if content[0]:
             return feats
-        _, curve = self._curve(self._encoder_input(win, 1.0), self.config.audio.window_seconds)
+        _, curve = self._curve(self._encoder_input(win, 1.0, info.loudness_lufs), self.config.audio.window_seconds)
         feats["track"] = curve.mean(0)
         if y_timeline is not None:
             gain = float(10.0 ** (info.gain_db / 20.0))
-            t, c = self._curve(self._encoder_input(y_timeline, gain), len(y_timeline) / self.config.audio.sample_rate)
+            t, c = self._curve(self._encoder_input(y_timeline, gain, info.loudness_lufs),
+                               len(y_timeline) / self.config.audio.sample_rate)
             feats["curve"], feats["curve_times"] = c, t
         return feats
 
