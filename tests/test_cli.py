@@ -51,3 +51,15 @@ def test_command_of_skips_global_options():
     assert command_of(["-v", "predict", "x.mp3"]) == "predict"
     assert command_of(["--version"]) is None
     assert command_of([]) is None
+
+
+def test_help_texts_have_no_rest_markup():
+    from merkit.cli import plain_text
+
+    assert plain_text("see :func:`~merkit.predict.load_model` and ``-o``") == "see `load_model` and `-o`"
+    full = build_parser("*")
+    sub = next(a for a in full._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        text = parser.format_help()
+        for mark in ("``", ":func:", ":class:", ":meth:", ":mod:", ":data:"):
+            assert mark not in text, (name, mark)

@@ -81,7 +81,8 @@ def test_evaluate_a_model_file_and_a_run_folder(runs, family, capsys, tmp_path):
 @pytest.mark.parametrize("command,why", [
     (["plot", "{run}"], "which this family does not log"),
     (["train", "--resume", "{run}"], "--resume continues runs of the DAMER training loop"),
-    (["compare", "--models", "{family}", "--data", "{data}"], "merkit compare trains"),
+    (["compare", "--arch", "{family}", "--data", "{data}"], "merkit compare trains"),
+    (["compare", "--models", "{family}", "--data", "{data}"], "merkit compare trains"),  # the old spelling
 ])
 def test_commands_a_family_cannot_serve_refuse_in_one_line(runs, family, command, why, capsys):
     r = runs[family]
@@ -93,11 +94,11 @@ def test_commands_a_family_cannot_serve_refuse_in_one_line(runs, family, command
 @pytest.mark.parametrize("family,flags,unused", [
     ("unified", ["--label", "v", "--batch-size", "3", "--kd-temperature", "9", "--no-amp"], "--amp, --batch-size, --label"),
     ("dsaml", ["--kd-weight", "1", "--use-pcl"], "--kd-weight, --use-pcl"),
-    ("damer", ["--kd-weight", "1"], "--kd-weight is an option of --model unified"),
+    ("damer", ["--kd-weight", "1"], "--kd-weight is an option of --arch unified"),
 ])
 def test_train_refuses_flags_the_family_does_not_use(runs, family, flags, unused, capsys, tmp_path):
     data = runs["unified" if family == "damer" else family]["data"]
-    rc, out, err = _cli(capsys, ["train", "--model", family, "--data", data, *flags, "--run-dir", tmp_path / "r"])
+    rc, out, err = _cli(capsys, ["train", "--arch", family, "--data", data, *flags, "--run-dir", tmp_path / "r"])
     assert rc == 1 and len(err) == 1 and unused in err[0], err
     assert not (tmp_path / "r").exists()  # refused before any work
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 
 from .commands import COMMANDS, module_name
@@ -26,9 +27,35 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, summary in COMMANDS.items():
         if command in (name, "*"):
             importlib.import_module(module_name(name)).register(sub)
+            plain_help(sub.choices[name])
         else:
             sub.add_parser(name, help=summary)
     return p
+
+
+_ROLE = re.compile(r":(?:func|class|meth|mod|data|attr):`~?([^`]+)`")
+
+
+def plain_text(text: str | None) -> str | None:
+    """Help text without reST markup: the command modules' docstrings double as their
+    ``--help`` descriptions, and ``:func:`~merkit.x.f``` or ````code```` reads badly in a
+    terminal. A role keeps its last name (``f``), double backquotes become single ones."""
+    if not text:
+        return text
+    text = _ROLE.sub(lambda m: "`" + m.group(1).rsplit(".", 1)[-1] + "`", text)
+    return text.replace("``", "`")
+
+
+def plain_help(parser: argparse.ArgumentParser) -> None:
+    """:func:`plain_text` on a parser's description, epilog and every option's help, and on
+    its sub-commands' parsers."""
+    parser.description, parser.epilog = plain_text(parser.description), plain_text(parser.epilog)
+    for action in parser._actions:
+        if isinstance(action.help, str):
+            action.help = plain_text(action.help)
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                plain_help(child)
 
 
 def command_of(argv: list[str]) -> str | None:

@@ -48,7 +48,7 @@ def find_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 def load_model(path: str | os.PathLike | Iterable[str | os.PathLike] | None = None) -> Predictor:
     """The shipped default model (``path=None``), or a model file: a unified-model file
-    (:class:`~merkit.predictors.unified.UnifiedModel`: the shipped model, ``merkit train --model
+    (:class:`~merkit.predictors.unified.UnifiedModel`: the shipped model, ``merkit train --arch
     unified`` runs), or DAMER checkpoints, one per task (:class:`EmotionModel`)."""
     if path is None:
         if not DEFAULT_MODEL_FILE.is_file():

@@ -1,5 +1,5 @@
 """Turning a trained unified network into a model file `merkit predict` can use: the steps the
-shipped model and every `merkit train --model unified` run share.
+shipped model and every `merkit train --arch unified` run share.
 
 1. **Calibration** on the validation parts of every corpus (never the test parts): a logistic
    map per dimension from the head's raw valence / arousal score to P(positive) / P(high)
@@ -11,7 +11,7 @@ shipped model and every `merkit train --model unified` run share.
    on the given inputs; the shipped model is refused beyond :data:`FP16_LIMIT`.
 
 Without step 1 a model fell back to a default slope (1.7), so its probabilities were not
-calibrated; ``bench/train_default.py`` (the shipped model) and ``merkit train --model unified``
+calibrated; ``bench/train_default.py`` (the shipped model) and ``merkit train --arch unified``
 now both call :func:`calibrated_model`.
 """
 from __future__ import annotations

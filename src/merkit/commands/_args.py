@@ -53,3 +53,9 @@ def add_cluster_args(p, items: str, note: str = "") -> None:
                         f"LocalCluster of N processes (needs merkit[dask]){note}")
     p.add_argument("--shard-size", type=int, default=None, metavar="N",
                    help=f"with --cluster: {items} per task (default: 32, fewer for a small input)")
+
+
+def add_old_spelling(p, flag: str, dest: str, **kw) -> None:
+    """Accept ``flag``, an earlier spelling of an option, as a hidden alias of ``dest`` (one
+    spelling per concept in the help; scripts written for the old one keep working)."""
+    p.add_argument(flag, dest=dest, help=argparse.SUPPRESS, **kw)

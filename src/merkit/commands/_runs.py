@@ -71,20 +71,20 @@ def _config_dests() -> set[str]:
 
 
 def family_overrides(args) -> dict:
-    """The config fields ``--model unified`` / ``dsaml`` take from the flags the user set; a
+    """The config fields ``--arch unified`` / ``dsaml`` take from the flags the user set; a
     flag the family does not use is a :class:`ValueError` naming it."""
     known = FAMILY_FLAGS.get(args.model)
     if known is None:  # the DAMER loop's families: every ModelConfig / TrainConfig flag applies
         for flag in ("kd_weight", "inputs"):
             if getattr(args, flag, None) is not None:
-                raise ValueError(f"--{flag.replace('_', '-')} is an option of --model unified, not of "
-                                 f"--model {args.model}")
+                raise ValueError(f"--{flag.replace('_', '-')} is an option of --arch unified, not of "
+                                 f"--arch {args.model}")
         return {}
     unused = sorted(k for k, v in vars(args).items() if v is not None and k in _config_dests() and k not in known)
     if unused:
         flags = ", ".join("--" + k.replace("_", "-") for k in unused)
         takes = ", ".join("--" + k.replace("_", "-") for k in known)
-        raise ValueError(f"--model {args.model} does not use {flags}; it takes {takes} (and --data, --seeds, "
+        raise ValueError(f"--arch {args.model} does not use {flags}; it takes {takes} (and --data, --seeds, "
                          "--run-dir)")
     return {field: getattr(args, k) for k, field in known.items() if field and getattr(args, k) is not None}
 

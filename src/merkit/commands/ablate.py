@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from ..config import ModelConfig, TrainConfig, from_dict
-from ._args import add_config_args
+from ._args import add_config_args, add_old_spelling
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,8 @@ def register(sub) -> None:
                        description=__doc__.split("\n", 1)[1].strip())
     p.add_argument("--data", metavar="DIR|DATASET",
                    help="feature folder (Memo2496 layout), or emopia | emotify | synthetic (cached features)")
-    p.add_argument("--model", default="damer", help="model name (default: damer)")
+    p.add_argument("--arch", dest="model", default="damer", help="architecture (default: damer)")
+    add_old_spelling(p, "--model", "model")
     p.add_argument("--combos", nargs="+", metavar="COMBO",
                    help=f"combinations: modules joined by '+', 'full' or 'none' (default: the Table V "
                         f"rows {' '.join(TABLE_V_COMBOS)}; all: {' '.join(ALL_COMBOS)})")

@@ -12,6 +12,7 @@ few-shot adaptation of this kind did not beat the population model; docs/adapt.m
 from __future__ import annotations
 
 from . import COMMANDS
+from ._args import add_old_spelling
 
 import csv
 import sys
@@ -29,7 +30,8 @@ def register(sub) -> None:
                        description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="unified model file (default: the shipped model)")
     p.add_argument("--examples", required=True, help="CSV: path, valence, arousal (or path, quadrant)")
-    p.add_argument("-o", "--out", required=True, help="the adapted model file")
+    p.add_argument("-o", "--output", required=True, help="the adapted model file")
+    add_old_spelling(p, "--out", "output")
     p.add_argument("--force", action="store_true",
                    help="let -o replace another kind of merkit output (never anything merkit did not write)")
     p.set_defaults(func=run)
@@ -81,10 +83,10 @@ def run(args) -> int:
 
     examples = read_examples(args.examples)
     inputs = [args.examples, *([args.model] if args.model else []), *(e[0] for e in examples)]
-    check_file(args.out, flag="-o", kind="model", inputs=inputs, force=args.force)
+    check_file(args.output, flag="-o", kind="model", inputs=inputs, force=args.force)
     model = load_model(args.model)
     if not isinstance(model, UnifiedModel):
-        raise ValueError("merkit adapt works on unified model files (the shipped model, `merkit train --model unified`)")
+        raise ValueError("merkit adapt works on unified model files (the shipped model, `merkit train --arch unified`)")
     xs, ys, used = [], [], []
     for path, v, a in examples:
         try:
@@ -124,6 +126,6 @@ def run(args) -> int:
                                             "steps": STEPS, "lr": LR, "pull": PULL, "tracks": [Path(u).name for u in used],
                                             "rmse_before": err(before), "rmse_after": err(after)}}
     model.reference = model.reference_probabilities()
-    model.save(args.out)
-    print(f"adapted on {len(xs)} tracks: RMSE on them {err(before):.3f} -> {err(after):.3f}; wrote {args.out}")
+    model.save(args.output)
+    print(f"adapted on {len(xs)} tracks: RMSE on them {err(before):.3f} -> {err(after):.3f}; wrote {args.output}")
     return 0

@@ -1,4 +1,4 @@
-"""merkit compare --data DIR --models damer musefuse svm ... --tasks a v [--seeds 0 1 2 3 4]:
+"""merkit compare --data DIR --arch damer musefuse svm ... --tasks a v [--seeds 0 1 2 3 4]:
 every model on the same splits, seeds and metrics, one table (the paper's Table II layout).
 
 Each model trains with its registered defaults (``merkit compare --list``); any ModelConfig /
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ..config import ModelConfig, TrainConfig
-from ._args import add_config_args
+from ._args import add_config_args, add_old_spelling
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,9 @@ def register(sub) -> None:
                        description=__doc__.split("\n", 2)[2].strip())
     p.add_argument("--data", "--data-root", metavar="DIR|DATASET",
                    help="feature folder (Memo2496 layout), or emopia | emotify | synthetic (cached features)")
-    p.add_argument("--models", nargs="+", choices=[*MODELS, *OTHER_FAMILIES], default=list(MODELS), metavar="MODEL",
-                   help=f"models to compare (default: all: {' '.join(MODELS)})")
+    p.add_argument("--arch", dest="models", nargs="+", choices=[*MODELS, *OTHER_FAMILIES], default=list(MODELS),
+                   metavar="ARCH", help=f"architectures to compare (default: all: {' '.join(MODELS)})")
+    add_old_spelling(p, "--models", "models", nargs="+", choices=[*MODELS, *OTHER_FAMILIES])
     p.add_argument("--tasks", nargs="+", choices=("a", "v", "quadrant"), default=["a", "v"], metavar="TASK",
                    help="a (arousal), v (valence), quadrant (default: a v)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED", help="seeds (default: 0)")
@@ -49,9 +50,9 @@ def register(sub) -> None:
 # Families trained outside the one-folder loop that compare runs: named here so that asking for
 # them gets the reason, not argparse's list of choices.
 OTHER_FAMILIES = {
-    "unified": "it trains across several corpora at once (merkit train --model unified --data A,B,C), "
+    "unified": "it trains across several corpora at once (merkit train --arch unified --data A,B,C), "
                "each with its own protocol",
-    "dsaml": "it learns 2 Hz curves from a `merkit extract-dynamic` folder (merkit train --model dsaml)",
+    "dsaml": "it learns 2 Hz curves from a `merkit extract-dynamic` folder (merkit train --arch dsaml)",
 }
 
 
@@ -76,7 +77,7 @@ def run(args) -> int:
         return 0
     other = [m for m in args.models if m in OTHER_FAMILIES]
     if other:
-        raise ValueError(f"--models {other[0]}: merkit compare trains the single-corpus families on one feature "
+        raise ValueError(f"--arch {other[0]}: merkit compare trains the single-corpus families on one feature "
                          f"folder's splits, and {other[0]} is not one: {OTHER_FAMILIES[other[0]]}")
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from . import COMMANDS
+from ._args import add_old_spelling
 
 from collections import Counter
 
@@ -20,7 +21,8 @@ def register(sub) -> None:
                            description="NAME is a dataset name (see `merkit datasets`), a folder of audio "
                                        "or a CSV (manifest or labels).")
     m.add_argument("name", metavar="NAME", help="dataset name, folder or CSV")
-    m.add_argument("-o", "--out", required=True, help="manifest to write (CSV)")
+    m.add_argument("-o", "--output", required=True, help="manifest to write (CSV)")
+    add_old_spelling(m, "--out", "output")
     m.add_argument("--force", action="store_true",
                    help="let -o replace another kind of merkit output (never anything merkit did not write)")
     m.add_argument("--root", default=None,
@@ -77,7 +79,7 @@ def run_manifest(args) -> int:
 
     from ..outputs import check_file
 
-    check_file(args.out, flag="-o", kind="manifest", inputs=[args.name, *(p for p in (args.labels_csv,) if p)],
+    check_file(args.output, flag="-o", kind="manifest", inputs=[args.name, *(p for p in (args.labels_csv,) if p)],
                force=args.force)
     options = {k: getattr(args, k) for k in _FLAG_OPTIONS}
     if args.name in DATASETS:
@@ -86,7 +88,7 @@ def run_manifest(args) -> int:
         tracks = resolve_input(args.name, strict=True, **options)
     if not tracks:
         raise ValueError(f"{args.name}: no tracks")
-    out = write_manifest(tracks, args.out)
+    out = write_manifest(tracks, args.output)
     print(f"wrote {len(tracks)} tracks to {out}")
     for line in summarize(tracks):
         print("  " + line)

@@ -8,6 +8,7 @@ all`` for another dataset) and the metrics of every head are printed. With a run
 from __future__ import annotations
 
 from . import COMMANDS
+from ._args import add_old_spelling
 
 import json
 import logging
@@ -30,7 +31,8 @@ def register(sub) -> None:
                    help="tracks to evaluate: the checkpoint's test/val/train tracks, or all labelled "
                         "tracks of --data (default: test)")
     p.add_argument("--batch-size", type=int, default=512, help="prediction batch size")
-    p.add_argument("--out", metavar="JSON", help="also write the metrics here")
+    p.add_argument("-o", "--output", metavar="JSON", help="also write the metrics here")
+    add_old_spelling(p, "--out", "output")
     p.add_argument("--force", action="store_true",
                    help="let --out replace another kind of merkit output (never anything merkit did not write)")
     p.set_defaults(func=run)
@@ -229,12 +231,12 @@ def run(args) -> int:
             print(run_table(path))
             return 0
         raise ValueError(f"{path}: --data is required (only a finished run folder prints without it)")
-    if args.out:
+    if args.output:
         from ..outputs import check_file
 
-        check_file(args.out, flag="--out", kind="metrics", inputs=[path, args.data], force=args.force)
+        check_file(args.output, flag="-o", kind="metrics", inputs=[path, args.data], force=args.force)
     res = evaluate_checkpoint(path, args.data, subset=args.subset, batch_size=args.batch_size)
     print(format_result(res))
-    if args.out:
-        write_json(Path(args.out), res)
+    if args.output:
+        write_json(Path(args.output), res)
     return 0

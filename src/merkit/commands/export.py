@@ -1,6 +1,6 @@
 """merkit export [MODEL ...] -o model.onnx: a model's networks as ONNX graphs (dynamic batch).
 
-For the unified model (the shipped one, ``merkit train --model unified``) ``model.onnx`` is the
+For the unified model (the shipped one, ``merkit train --arch unified``) ``model.onnx`` is the
 head network, as before: input (B, D) (musicnn's pooled embedding and the tonal summary, as
 :meth:`merkit.predictors.unified.UnifiedModel._inputs` assembles them) to every head's raw output,
 ``va`` (scores), ``quadrant``, ``mirex``, ``gems`` (probabilities). Beside it are the encoder's
@@ -19,6 +19,7 @@ to end) and refused beyond 1e-4 on any output (:mod:`merkit.onnx_backend`).
 from __future__ import annotations
 
 from . import COMMANDS
+from ._args import add_old_spelling
 
 import argparse
 
@@ -29,7 +30,8 @@ def register(sub) -> None:
     p.add_argument("model", nargs="*", default=None,
                    help="model file(s): a unified model, or `merkit train` best.pt files, one per task "
                         "(default: the shipped model)")
-    p.add_argument("-o", "--out", required=True, help="the .onnx file to write (companion graphs beside it)")
+    p.add_argument("-o", "--output", required=True, help="the .onnx file to write (companion graphs beside it)")
+    add_old_spelling(p, "--out", "output")
     p.add_argument("--force", action="store_true",
                    help="let -o replace another kind of merkit output (never anything merkit did not write)")
     p.set_defaults(func=run)
@@ -43,12 +45,12 @@ def run(args) -> int:
     from ..outputs import check_file
 
     inputs = list(args.model or [])
-    check_file(args.out, flag="-o", kind="onnx", inputs=inputs, force=args.force)
-    check_file(sidecar_path(args.out), flag="-o", kind="export", inputs=inputs, force=args.force)
+    check_file(args.output, flag="-o", kind="onnx", inputs=inputs, force=args.force)
+    check_file(sidecar_path(args.output), flag="-o", kind="export", inputs=inputs, force=args.force)
     _require_export_tools()  # before loading anything
     model = load_model(args.model or None)
-    side = export_model(model, args.out)
+    side = export_model(model, args.output)
     checks = ", ".join(f"{k.replace('_', ' ')} {v:.1e}" for k, v in side["check"].items() if k != "tolerance")
-    print(f"wrote {', '.join(side['graphs'].values())} (+ {args.out}.json) in the folder of {args.out}; "
+    print(f"wrote {', '.join(side['graphs'].values())} (+ {args.output}.json) in the folder of {args.output}; "
           f"largest difference to torch {side['max_abs_difference_to_torch']:.1e} ({checks})")
     return 0

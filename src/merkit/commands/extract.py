@@ -6,7 +6,7 @@ from . import COMMANDS
 import sys
 
 from ..config import PRESETS, AudioConfig, FeatureConfig
-from ._args import add_cluster_args, add_config_args, config_from_args
+from ._args import add_cluster_args, add_config_args, add_old_spelling, config_from_args
 
 
 def register(sub) -> None:
@@ -15,7 +15,8 @@ def register(sub) -> None:
                                    "or a folder of audio. Resumable: rerun the same command after an "
                                    "interruption. Failed tracks are listed in OUT/failures.csv.")
     p.add_argument("input", help="dataset name, manifest CSV, or folder of audio")
-    p.add_argument("-o", "--out", required=True, help="output folder (Memo2496 layout)")
+    p.add_argument("-o", "--output", required=True, help="output folder (Memo2496 layout)")
+    add_old_spelling(p, "--out", "output")
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
                    help="feature preset (default: paper = 60 s at 44.1 kHz, T = 87)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores; 0 = in-process)")
@@ -48,7 +49,7 @@ def run(args) -> int:
     if args.shard_size is not None and args.cluster is None:
         raise ValueError("--shard-size needs --cluster")
     names = [view_file(v) for v in views] + [view_file(f"{v}_seq") for v in views if v not in ("mel", "coch")]
-    check_folder(args.out, flag="-o", inputs=[args.input], writes=[
+    check_folder(args.output, flag="-o", inputs=[args.input], writes=[
         *names, LABEL_A_FILE, LABEL_V_FILE, MANIFEST_FILE, FEATURES_FILE, FAILURES_FILE, WORK_DIR])
 
     preset = PRESETS[args.preset]
@@ -57,7 +58,7 @@ def run(args) -> int:
     # options a kind of input does not take are ignored by resolve_input
     tracks = resolve_input(args.input, audio_dir=args.audio_dir, workers=args.workers or None,
                            progress=not args.no_progress)
-    report = extract(tracks, args.out, audio=audio, features=feats, workers=args.workers,
+    report = extract(tracks, args.output, audio=audio, features=feats, workers=args.workers,
                      progress=not args.no_progress, min_duration=args.min_duration,
                      max_duration=args.max_duration, overwrite=args.overwrite, views=views,
                      cluster=args.cluster, shard_size=args.shard_size)

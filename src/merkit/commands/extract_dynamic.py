@@ -8,13 +8,15 @@ the annotation start).
 from __future__ import annotations
 
 from . import COMMANDS
+from ._args import add_old_spelling
 
 
 def register(sub) -> None:
     p = sub.add_parser("extract-dynamic", help=COMMANDS['extract-dynamic'],
                        description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("input", help="a `merkit medleys` folder, or pmemo | deam | emomusic")
-    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    add_old_spelling(p, "--out", "output")
     p.add_argument("--audio-dir", help="the corpus's audio (pmemo, deam, emomusic)")
     p.add_argument("--labels", metavar="DIR", help="deam / emomusic: the dataset's annotation folder")
     p.add_argument("--frames", type=int, default=None, help="frames per track (default: the longest curve)")
@@ -32,7 +34,7 @@ def run(args) -> int:
     from ..dynamic_features import FILES, WORK_DIR, DynamicGrid, extract_dynamic
     from ..outputs import check_folder
 
-    check_folder(args.out, flag="-o", inputs=[args.input], writes=[
+    check_folder(args.output, flag="-o", inputs=[args.input], writes=[
         *FILES.values(), "times.npy", "labels", "tracks.csv", "features.json", "failures.csv", WORK_DIR])
 
     src = Path(args.input)
@@ -57,7 +59,7 @@ def run(args) -> int:
         grid = DynamicGrid(start=START_SECONDS, n_frames=la.shape[1])
     else:
         raise ValueError(f"{args.input}: not a `merkit medleys` folder, nor pmemo | deam | emomusic")
-    rep = extract_dynamic(tracks, args.out, grid, labels=(la, lv), progress=args.progress)
-    print(f"{rep['done']} of {rep['n']} tracks in {args.out} ({grid.n_frames} frames at {1 / grid.hop:g} Hz from "
-          f"{grid.start:g} s); {rep['failed']} failed" + (f" (see {args.out}/failures.csv)" if rep["failed"] else ""))
+    rep = extract_dynamic(tracks, args.output, grid, labels=(la, lv), progress=args.progress)
+    print(f"{rep['done']} of {rep['n']} tracks in {args.output} ({grid.n_frames} frames at {1 / grid.hop:g} Hz from "
+          f"{grid.start:g} s); {rep['failed']} failed" + (f" (see {args.output}/failures.csv)" if rep["failed"] else ""))
     return 1 if rep["failed"] else 0

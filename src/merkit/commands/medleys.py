@@ -3,6 +3,7 @@ targets (merkit.data.medley), the stand-in for DEAM / PMEmo's dynamic labels."""
 from __future__ import annotations
 
 from . import COMMANDS
+from ._args import add_old_spelling
 
 
 def register(sub) -> None:
@@ -16,7 +17,8 @@ def register(sub) -> None:
                                    "train/val/test by song first; a medley uses clips of one split.")
     p.add_argument("--from", dest="sources", required=True, metavar="A,B,...",
                    help="dataset names or manifest CSVs / feature folders with labels and audio paths")
-    p.add_argument("-o", "--out", required=True, help="output folder (audio/, tracks.csv, labels/dyn_[av].npy)")
+    p.add_argument("-o", "--output", required=True, help="output folder (audio/, tracks.csv, labels/dyn_[av].npy)")
+    add_old_spelling(p, "--out", "output")
     p.add_argument("-n", "--n-medleys", type=int, default=d.n_medleys, help=f"(default {d.n_medleys})")
     p.add_argument("--seconds", type=float, default=d.seconds, help=f"medley length (default {d.seconds:g})")
     p.add_argument("--min-segment", type=float, default=d.min_segment)
@@ -39,7 +41,7 @@ def run(args) -> int:
     from ..data.registry import resolve_input
     from ..outputs import check_folder
 
-    check_folder(args.out, flag="-o", inputs=[s.strip() for s in args.sources.split(",") if s.strip()],
+    check_folder(args.output, flag="-o", inputs=[s.strip() for s in args.sources.split(",") if s.strip()],
                  writes=["audio", "labels", MANIFEST, INFO])
 
     tracks = []
@@ -54,8 +56,8 @@ def run(args) -> int:
     test_ids = None
     if args.test_ids:
         test_ids = {ln.strip() for ln in Path(args.test_ids).read_text(encoding="utf-8").splitlines() if ln.strip()}
-    rows = make_medleys(tracks, args.out, cfg, test_ids=test_ids)
+    rows = make_medleys(tracks, args.output, cfg, test_ids=test_ids)
     by = {s: sum(r.split == s for r in rows) for s in ("train", "val", "test")}
-    print(f"{len(rows)} medleys of {cfg.seconds:g} s in {args.out} (train {by['train']}, val {by['val']}, "
+    print(f"{len(rows)} medleys of {cfg.seconds:g} s in {args.output} (train {by['train']}, val {by['val']}, "
           f"test {by['test']}) from {len(tracks)} clips")
     return 0

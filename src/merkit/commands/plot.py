@@ -9,6 +9,7 @@ adds ``ablation.png``. Figures of modules a run had switched off are left out.
 from __future__ import annotations
 
 from . import COMMANDS
+from ._args import add_old_spelling
 
 import csv
 import json
@@ -32,7 +33,8 @@ PLOTS_DIR = "plots"
 def register(sub) -> None:
     p = sub.add_parser("plot", help=COMMANDS['plot'], description=__doc__.split("\n", 2)[2].strip())
     p.add_argument("run_dir", metavar="RUN_DIR", help="a seed folder, a `merkit train` run or a `merkit ablate` run")
-    p.add_argument("-o", "--out", metavar="DIR", help=f"output folder (default: RUN_DIR/{PLOTS_DIR})")
+    p.add_argument("-o", "--output", metavar="DIR", help=f"output folder (default: RUN_DIR/{PLOTS_DIR})")
+    add_old_spelling(p, "--out", "output")
     p.add_argument("--data", metavar="DIR", help="feature folder of the run (default: the one it was trained on)")
     p.add_argument("--subset", choices=SUBSETS, default="test",
                    help="tracks shown in the t-SNE (default: the run's test tracks)")
@@ -76,7 +78,7 @@ def find_seed_dirs(run_dir: Path) -> list[Path]:
         models = [run_dir / "model.pt"] if (run_dir / "model.pt").is_file() else sorted(run_dir.glob("seed_*/model.pt"))
         kinds = sorted({_model_kind(p) for p in models} - {None})
         if kinds:
-            raise ValueError(f"{run_dir}: a --model {'/'.join(kinds)} run; merkit plot draws the figures of the "
+            raise ValueError(f"{run_dir}: a --arch {'/'.join(kinds)} run; merkit plot draws the figures of the "
                              "DAMER training loop (per-epoch losses, PCL, SAML, t-SNE), which this family does "
                              f"not log: `merkit evaluate {run_dir}` prints its test table")
         raise FileNotFoundError(f"{run_dir}: no last.pt in it or below it, so it is not a merkit run folder")
@@ -364,8 +366,8 @@ def check_plot_outputs(run_dir: Path, out_dir: Path | None) -> None:
 def run(args) -> int:
     if args.max_points < TSNE_MIN_POINTS:
         raise ValueError(f"--max-points must be at least {TSNE_MIN_POINTS}, got {args.max_points}")
-    check_plot_outputs(Path(args.run_dir), args.out)
-    out = plot_run(args.run_dir, args.out, data=args.data, tsne=args.tsne, subset=args.subset,
+    check_plot_outputs(Path(args.run_dir), args.output)
+    out = plot_run(args.run_dir, args.output, data=args.data, tsne=args.tsne, subset=args.subset,
                    max_points=args.max_points)
     for p in out["written"]:
         print(p)

@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from ._args import add_cluster_args
+from ._args import add_cluster_args, add_old_spelling
 
 FORMATS = ("table", "json", "csv")
 CSV_FIELDS = ("path", "status", "window_start", "window_end", "quadrant", "quadrant_word", "arousal",
@@ -54,7 +54,8 @@ def register(sub) -> None:
                         "merkit wrote it (a rerun), never one of the inputs or another program's file")
     p.add_argument("--force", action="store_true",
                    help="let -o replace another kind of merkit output (never anything merkit did not write)")
-    p.add_argument("--workers", type=int, default=None, help="decoding threads (default: up to 4)")
+    p.add_argument("--threads", dest="workers", type=int, default=None, help="decoding threads (default: up to 4)")
+    add_old_spelling(p, "--workers", "workers", type=int)
     add_cluster_args(p, "files", "; each worker loads the model once")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=run)

@@ -9,6 +9,7 @@ construction, so a score on it says nothing about real music.
 from __future__ import annotations
 
 from . import COMMANDS
+from ._args import add_old_spelling
 
 import time
 import shutil
@@ -18,7 +19,8 @@ from pathlib import Path
 def register(sub) -> None:
     p = sub.add_parser("quickstart", help=COMMANDS['quickstart'],
                        description=__doc__.split("\n\n")[0] + " " + __doc__.split("\n\n")[2])
-    p.add_argument("-o", "--out", default=None,
+    add_old_spelling(p, "--out", "output")
+    p.add_argument("-o", "--output", default=None,
                    help="working folder, ~300 MB (default: <cache>/quickstart, i.e. $MERKIT_CACHE/quickstart "
                         "or ~/.cache/merkit/quickstart)")
     p.add_argument("--tracks", type=int, default=240, help="synthetic tracks (default: %(default)s)")
@@ -82,7 +84,7 @@ def run(args) -> int:
 
     from ..outputs import check_folder
 
-    out = args.out if args.out else cache_dir("quickstart")
+    out = args.output if args.output else cache_dir("quickstart")
     # it deletes and rewrites runs/ on a rerun: never in a folder that is not a quickstart's
     check_folder(out, flag="-o", writes=["corpus", "features", "runs", "quickstart.json"])
     print(f"merkit quickstart: working folder {out}", flush=True)

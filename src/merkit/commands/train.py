@@ -1,4 +1,4 @@
-"""merkit train --data DIR --label a|v|quadrant [--model damer] [--seeds 0 1 2 3 4]: train a
+"""merkit train --data DIR --label a|v|quadrant [--arch damer] [--seeds 0 1 2 3 4]: train a
 model and print the table.
 
 Every field of :class:`~merkit.config.ModelConfig` and :class:`~merkit.config.TrainConfig` is a
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from ..config import ModelConfig, TrainConfig, from_dict
-from ._args import add_config_args
+from ._args import add_config_args, add_old_spelling
 from ..feature_cache import load_features
 from ._runs import _model_kind, family_overrides, new_run
 
@@ -40,10 +40,11 @@ def register(sub) -> None:
     p.add_argument("--data", "--data-root", metavar="DIR|DATASET",
                    help="feature folder (Memo2496 layout), or emopia | emotify | synthetic (features "
                         "extracted into the cache on first use)")
-    p.add_argument("--model", default="damer", choices=[*MODELS, "unified", "dsaml"],
-                   help="model (default: damer; `merkit compare --list` describes them). unified: the "
+    p.add_argument("--arch", dest="model", default="damer", choices=[*MODELS, "unified", "dsaml"],
+                   help="architecture (default: damer; `merkit compare --list` describes them). unified: the "
                         "multi-corpus model on musicnn embeddings; --data takes a comma-separated list. "
                         "dsaml: the dynamic (2 Hz) model on a `merkit extract-dynamic` folder")
+    add_old_spelling(p, "--model", "model", choices=[*MODELS, "unified", "dsaml"])
     p.add_argument("--kd-weight", type=float, default=None,
                    help="unified: weight of distillation from per-corpus teachers (default 0: off)")
     p.add_argument("--inputs", default=None, metavar="VIEWS",
@@ -75,7 +76,7 @@ def _check_resumable(run_dir: Path) -> None:
         return
     kinds = {_model_kind(p) for p in run_dir.glob("seed_*/model.pt")} - {None}
     if kinds:
-        raise ValueError(f"{run_dir}: a --model {'/'.join(sorted(kinds))} run; --resume continues runs of the "
+        raise ValueError(f"{run_dir}: a --arch {'/'.join(sorted(kinds))} run; --resume continues runs of the "
                          "DAMER training loop (which keep last.pt every epoch), and this family trains in seconds "
                          "to minutes without one: run the same command again with a new --run-dir")
 
@@ -101,7 +102,7 @@ def _run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if dist.world() > 1 and (args.model in ("dsaml", "unified") and not args.resume):
-        raise ValueError(f"--model {args.model} trains a small network on stored embeddings in "
+        raise ValueError(f"--arch {args.model} trains a small network on stored embeddings in "
                          "seconds: run it in one process, without torchrun")
     if args.resume:
         _check_resumable(Path(args.resume))

@@ -1,4 +1,4 @@
-"""``merkit train --model dsaml --data FOLDER``: the dynamic (2 Hz) model on a ``merkit
+"""``merkit train --arch dsaml --data FOLDER``: the dynamic (2 Hz) model on a ``merkit
 extract-dynamic`` folder. Splits come from the folder's tracks (``merkit medleys`` assigns them
 by source song); per seed, the epoch is chosen on the validation part and the test part is
 predicted once. ``RUN_DIR/seed_<k>/model.pt`` is a self-describing checkpoint (kind ``dsaml``:

@@ -1,4 +1,4 @@
-"""``merkit train --model unified --data emopia,mirex_mood,emotify``: the multi-corpus model.
+"""``merkit train --arch unified --data emopia,mirex_mood,emotify``: the multi-corpus model.
 
 Each ``--data`` entry is a feature folder with the musicnn view (``merkit extract ... --views
 mel,coch,musicnn``) or a dataset name (extracted into the cache with that view on first use).

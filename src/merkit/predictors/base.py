@@ -173,7 +173,7 @@ class Predictor:
     def onnx_modules(self) -> list:
         """``(name, torch module)`` of every network an export covers, in graph order."""
         raise ValueError(f"no ONNX export for {type(self).__name__}: `merkit export` covers the unified model "
-                         "(the shipped model, `merkit train --model unified`) and DAMER-style networks "
+                         "(the shipped model, `merkit train --arch unified`) and DAMER-style networks "
                          "(`merkit train` best.pt)")
 
     def onnx_graphs(self) -> tuple[list, dict]:

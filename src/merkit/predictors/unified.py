@@ -81,7 +81,7 @@ class UnifiedModel(Predictor):
         if pred is not None:
             config = PredictorConfig.from_dict(pred)
             info = pred.get("info", {})
-        else:  # a `merkit train --model unified` run: the front end of its feature folders
+        else:  # a `merkit train --arch unified` run: the front end of its feature folders
             config = PredictorConfig.from_feature_info(blob.get("feature_info"))
             info = {"checkpoint": str(path) if path else None, "test": blob.get("test")}
         model = cls(net, config, calibration=blob.get("calibration"), info=info)
