@@ -128,3 +128,15 @@ def test_the_checker_sees_imports_inside_functions():
     edges = import_edges()
     assert ("merkit.commands.predict", "merkit.predict", ) in {(a, b) for a, b, _ in edges}
     assert len(edges) > 300
+
+
+def test_long_modules_say_why():
+    """No module over ~400 lines without a reason stated in its docstring ("Size: ...")."""
+    long = []
+    for p in ROOT.rglob("*.py"):
+        text = p.read_text(encoding="utf-8")
+        if text.count("\n") > 410:
+            doc = ast.get_docstring(ast.parse(text)) or ""
+            if "Size:" not in doc:
+                long.append(f"{p.relative_to(ROOT)} ({text.count(chr(10))} lines)")
+    assert not long, "long modules without a stated reason: " + ", ".join(long)

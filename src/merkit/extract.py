@@ -14,6 +14,9 @@ Parallel over processes, resumable, memory-bounded and atomic:
 The same holds on a ``dask.distributed`` cluster (``cluster=``, :mod:`merkit.cluster`): only the
 runner differs, shards of tracks go to the cluster's workers and their results come back into
 the same store.
+
+Size: just over ~400 lines: the store, the worker and the local and cluster runners share the
+resumable-state contract described above.
 """
 from __future__ import annotations
 

@@ -31,6 +31,10 @@ Where the graphs come from at predict time (:func:`load_onnx_model`): a `merkit 
 (``--model model.onnx``: the sidecar names the torch model it needs for the front end and
 calibration), or, given a torch model file (or none: the shipped model), its export in
 ``<cache>/onnx/<weights_key[:16]>/``, made on first use.
+
+Size: just over ~400 lines: the runner, the musicnn stand-in, the graph wrappers and the export
+with its check are one contract (what the graphs take and give); each predictor contributes
+its own graphs (``onnx_graphs``).
 """
 from __future__ import annotations
 

@@ -40,6 +40,10 @@ Reproducibility: every random draw comes from a ``numpy.random.Generator`` seede
 ``SeedSequence(seed, spawn_key=(stream, index))``, so track ``i`` (audio, cues, labels) is the
 same whatever the worker count and whatever ``n_tracks``: a larger corpus extends a smaller one
 (only the split, drawn over the whole corpus, may differ).
+
+Size: one module over ~400 lines on purpose: the cue model, the synthesiser and the labels it
+implies are one definition of the corpus; splitting them would let the labels drift from the
+audio that is supposed to carry them.
 """
 from __future__ import annotations
 

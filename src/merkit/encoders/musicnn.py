@@ -32,6 +32,9 @@ Two things differ from musicnn's own code on purpose: the log is taken in float3
 casts to float16 first; under NumPy ≥ 2 ``10000 * float16`` stays float16 and overflows to inf
 in 0.2-4 % of bins), and its ``extractor.py`` bug that appends the first batch's mid-end
 features again for every later batch is not reproduced (each patch gets its own).
+
+Size: one module over ~400 lines on purpose: the port (network, front end, weight loading)
+reads side by side with musicnn's own ``models.py``; the encoder wrapper is its only user.
 """
 from __future__ import annotations
 

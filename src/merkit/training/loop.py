@@ -12,6 +12,11 @@
 ``RUN/results.json``. Both continue a killed run with ``resume=True`` and then produce exactly
 the weights an uninterrupted run would have (on CPU): the batch order is drawn from a generator
 seeded by ``(seed, epoch)``, and the global torch RNG (dropout) is saved with each epoch.
+
+Size: one module over ~400 lines on purpose: the Trainer's step, AMP, compile, DDP and resume
+interact (what a resumed, compiled, mixed-precision DDP step must restore), and reading them
+together is how they are kept consistent; the run folder's files are :mod:`.run_files`, the
+seed runner :mod:`.runner`.
 """
 from __future__ import annotations
 
