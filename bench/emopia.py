@@ -1,8 +1,8 @@
 """EMOPIA benchmark: every merkit model on FluidSynth renders of EMOPIA, beside published numbers.
 
-    python bench/emopia.py --feats /work/feats/emopia --jobs damer          # one worker's queue
-    python bench/emopia.py --feats /work/feats/emopia --jobs baselines      # the other worker's
-    python bench/emopia.py --feats /work/feats/emopia --jobs variants       # DAMER variants
+    python bench/emopia.py --feats feats/emopia --jobs damer          # one worker's queue
+    python bench/emopia.py --feats feats/emopia --jobs baselines      # the other worker's
+    python bench/emopia.py --feats feats/emopia --jobs variants       # DAMER variants
     python bench/emopia.py --report                                         # tables from finished runs
 
 Two queues so that two processes (one torch thread each) keep both cores of a laptop busy,
@@ -325,8 +325,10 @@ def update_readme(official: list[str], protocol: list[str], readme: Path = ROOT 
 
 
 def main(argv=None) -> int:
+    from merkit.feature_cache import dataset_features_dir
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--feats", default="/work/feats/emopia", help="EMOPIA feature folder (merkit extract emopia)")
+    ap.add_argument("--feats", default=str(dataset_features_dir("emopia")), help="EMOPIA feature folder (merkit extract emopia)")
     ap.add_argument("--runs", default=str(ROOT / "runs" / "bench_emopia"), help="run folders (resumable)")
     ap.add_argument("--jobs", choices=sorted(QUEUES), help="train this queue")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))

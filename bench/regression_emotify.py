@@ -1,7 +1,7 @@
 """Regression of continuous arousal and valence on Emotify (400 real recordings), every model
 that regresses, the same splits and seeds: R², Pearson r, CCC and RMSE.
 
-    python bench/regression_emotify.py --feats /work/feats/emotify      # trains (resumable), then reports
+    python bench/regression_emotify.py --feats feats/emotify      # trains (resumable), then reports
     python bench/regression_emotify.py --report                         # tables from the finished runs
 
 Emotify's labels are merkit's heuristic mapping of the GEMS vote shares to valence and arousal
@@ -32,8 +32,10 @@ GROUPS = [
 
 
 def main(argv=None) -> int:
+    from merkit.feature_cache import dataset_features_dir
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--feats", default="/work/feats/emotify", help="Emotify feature folder (merkit extract emotify)")
+    ap.add_argument("--feats", default=str(dataset_features_dir("emotify")), help="Emotify feature folder (merkit extract emotify)")
     ap.add_argument("--runs", default=str(ROOT / "runs"), help="parent of the run folders")
     ap.add_argument("--report", action="store_true", help="only write the tables from finished runs")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
