@@ -156,3 +156,12 @@ def test_a_trained_unified_model_is_calibrated_on_validation_and_checks_itself(r
     again = calibrate(model.net, corpora, splits)
     for dim in ("valence", "arousal"):
         np.testing.assert_allclose(model.calibration[dim], again[dim], rtol=1e-6)
+
+
+@pytest.mark.parametrize("family,shown,hidden", [("unified", ["--kd-temperature", "200"], ["--label", "--batch-size"]),
+                                                  ("dsaml", ["--batch-size", "150"], ["--label", "--kd-weight"])])
+def test_train_help_of_one_family_shows_its_own_options_and_defaults(family, shown, hidden, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--arch", family, "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and all(s in out for s in shown) and not any(h in out for h in hidden), out

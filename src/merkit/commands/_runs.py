@@ -70,6 +70,40 @@ def _config_dests() -> set[str]:
             | {"kd_weight", "inputs", "unlabelled"})
 
 
+def family_config(arch: str):
+    """The training config class of a family trained outside the DAMER loop (its defaults are
+    the ones ``merkit train --arch ARCH`` uses)."""
+    if arch == "unified":
+        from ..training.unified_fit import UnifiedTrainConfig
+
+        return UnifiedTrainConfig
+    from ..training.dynamic_fit import DynamicTrainConfig
+
+    return DynamicTrainConfig
+
+
+def family_help(arch: str) -> str:
+    """``merkit train --arch unified|dsaml --help``: only the options that family takes, with its
+    own defaults (the full help lists the DAMER loop's, e.g. --epochs 80)."""
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(family_config(arch))}
+    if arch == "unified":
+        from .train_unified import DEFAULT_INPUTS
+
+        defaults["inputs"] = ",".join(DEFAULT_INPUTS)
+    what = {"unified": "the multi-corpus model on encoder embeddings (+ key/chord features); --data takes a "
+                       "comma-separated list of feature folders (with the musicnn view) or dataset names",
+            "dsaml": "the dynamic (2 Hz) model; --data is a `merkit extract-dynamic` folder"}[arch]
+    lines = [f"usage: merkit train --arch {arch} --data DATA [options]", "", f"{arch}: {what}.", "",
+             "options of this family (default):"]
+    for dest in FAMILY_FLAGS[arch]:
+        lines.append(f"  --{dest.replace('_', '-'):<18} {defaults.get(dest)}")
+    lines += ["", "and for every family: --data, --seeds SEED ... (default 0), --run-dir DIR, --threads N, "
+              "--no-progress.", "Any other training option is refused for this family."]
+    return "\n".join(lines) + "\n"
+
+
 def family_overrides(args) -> dict:
     """The config fields ``--arch unified`` / ``dsaml`` take from the flags the user set; a
     flag the family does not use is a :class:`ValueError` naming it."""

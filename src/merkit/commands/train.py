@@ -16,6 +16,7 @@ from . import COMMANDS
 import argparse
 import logging
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -30,13 +31,26 @@ log = logging.getLogger(__name__)
 _DATA_FIELDS = ("name", "n_mels", "n_coch", "n_frames", "n_classes")
 
 
+class _FamilyHelp(argparse.Action):
+    """``-h``: the full help, or, after ``--arch unified`` / ``dsaml``, that family's own."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ._runs import FAMILY_FLAGS, family_help
+
+        arch = getattr(namespace, "model", None)
+        sys.stdout.write(family_help(arch) if arch in FAMILY_FLAGS else parser.format_help())
+        parser.exit()
+
+
 def register(sub) -> None:
-    p = sub.add_parser("train", help=COMMANDS['train'],
+    p = sub.add_parser("train", help=COMMANDS['train'], add_help=False,
                        description="Train on a Memo2496-layout feature folder with the paper's protocol "
                                    "(stratified, song-grouped 70/30 split; model selection on a validation "
                                    "part of the training data) and print mean ± std over the seeds.")
     from ..models import MODELS
 
+    p.add_argument("-h", "--help", action=_FamilyHelp, nargs=0, help="show this help (with --arch unified or "
+                                                                      "dsaml first: only that family's options)")
     p.add_argument("--data", "--data-root", metavar="DIR|DATASET",
                    help="feature folder (Memo2496 layout), or emopia | emotify | synthetic (features "
                         "extracted into the cache on first use)")
