@@ -25,14 +25,22 @@ def test_underscore_flags_become_hyphens_but_values_do_not():
 
 
 def test_every_registered_model_is_importable():
-    assert {spec.kind for spec in MODELS.values()} == {"torch", "classical"}
+    # one registry: every family, the loop's and the two trained by their own runners
+    assert {spec.kind for spec in MODELS.values()} == {"torch", "classical", "unified", "dynamic"}
+    assert set(MODELS) >= {"damer", "musefuse", "resnet", "shortchunk", "svm", "logreg", "unified", "dsaml"}
     for spec in MODELS.values():
         cls = spec.model_class()
-        assert hasattr(cls, "default_head"), spec.name
         if spec.kind == "torch":
-            assert hasattr(cls, "predict_proba") and spec.objective_class() is not None, spec.name
-        else:
-            assert hasattr(cls, "fit") and hasattr(cls, "save"), spec.name
+            assert hasattr(cls, "default_head") and hasattr(cls, "predict_proba"), spec.name
+            assert spec.objective_class() is not None and spec.in_loop, spec.name
+        elif spec.kind == "classical":
+            assert hasattr(cls, "fit") and hasattr(cls, "save") and spec.in_loop, spec.name
+        else:  # trained outside the loop: a network, its runner's config, the flags it takes
+            import dataclasses
+
+            fields = {f.name for f in dataclasses.fields(spec.train_config_class())}
+            assert issubclass(cls, torch.nn.Module) and not spec.in_loop, spec.name
+            assert set(spec.cli_flags) - {"inputs"} <= fields, spec.name
 
 
 def test_cli_compare_trains_every_model_on_the_same_split_and_resumes(tmp_path, capsys):

@@ -53,16 +53,13 @@ def _model_kind(path: Path) -> str | None:
     return blob.get("kind") if isinstance(blob, dict) else None
 
 
-# What the two families trained outside the DAMER loop take from the command line (flag dest ->
-# their config field); any other option set for them is an error, never silently ignored.
-FAMILY_FLAGS = {
-    "unified": {"epochs": "epochs", "lr": "lr", "weight_decay": "weight_decay", "patience": "patience",
-                "kd_weight": "kd_weight", "kd_temperature": "kd_temperature", "inputs": None},
-    "dsaml": {"epochs": "epochs", "lr": "lr", "weight_decay": "weight_decay", "patience": "patience",
-              "batch_size": "batch_size"},
-}
-# Options of the DAMER loop's configs and of the other commands' flags; the rest (--data,
-# --seeds, --run-dir, --threads, --no-progress) every family takes.
+def _outside_loop() -> dict[str, tuple[str, ...]]:
+    """Families trained outside the DAMER loop and the flags each takes (merkit.models.MODELS)."""
+    from ..models import MODELS
+
+    return {n: s.cli_flags for n, s in MODELS.items() if not s.in_loop}
+
+
 def _config_dests() -> set[str]:
     import dataclasses
 
@@ -73,13 +70,9 @@ def _config_dests() -> set[str]:
 def family_config(arch: str):
     """The training config class of a family trained outside the DAMER loop (its defaults are
     the ones ``merkit train --arch ARCH`` uses)."""
-    if arch == "unified":
-        from ..training.unified_fit import UnifiedTrainConfig
+    from ..models import get_spec
 
-        return UnifiedTrainConfig
-    from ..training.dynamic_fit import DynamicTrainConfig
-
-    return DynamicTrainConfig
+    return get_spec(arch).train_config_class()
 
 
 def family_help(arch: str) -> str:
@@ -97,7 +90,7 @@ def family_help(arch: str) -> str:
             "dsaml": "the dynamic (2 Hz) model; --data is a `merkit extract-dynamic` folder"}[arch]
     lines = [f"usage: merkit train --arch {arch} --data DATA [options]", "", f"{arch}: {what}.", "",
              "options of this family (default):"]
-    for dest in FAMILY_FLAGS[arch]:
+    for dest in _outside_loop()[arch]:
         lines.append(f"  --{dest.replace('_', '-'):<18} {defaults.get(dest)}")
     lines += ["", "and for every family: --data, --seeds SEED ... (default 0), --run-dir DIR, --threads N, "
               "--no-progress.", "Any other training option is refused for this family."]
@@ -107,20 +100,23 @@ def family_help(arch: str) -> str:
 def family_overrides(args) -> dict:
     """The config fields ``--arch unified`` / ``dsaml`` take from the flags the user set; a
     flag the family does not use is a :class:`ValueError` naming it."""
-    known = FAMILY_FLAGS.get(args.model)
-    if known is None:  # the DAMER loop's families: every ModelConfig / TrainConfig flag applies
+    import dataclasses
+
+    flags = _outside_loop().get(args.model)
+    if flags is None:  # the DAMER loop's families: every ModelConfig / TrainConfig flag applies
         for flag in ("kd_weight", "inputs"):
             if getattr(args, flag, None) is not None:
                 raise ValueError(f"--{flag.replace('_', '-')} is an option of --arch unified, not of "
                                  f"--arch {args.model}")
         return {}
-    unused = sorted(k for k, v in vars(args).items() if v is not None and k in _config_dests() and k not in known)
+    unused = sorted(k for k, v in vars(args).items() if v is not None and k in _config_dests() and k not in flags)
     if unused:
-        flags = ", ".join("--" + k.replace("_", "-") for k in unused)
-        takes = ", ".join("--" + k.replace("_", "-") for k in known)
-        raise ValueError(f"--arch {args.model} does not use {flags}; it takes {takes} (and --data, --seeds, "
+        names = ", ".join("--" + k.replace("_", "-") for k in unused)
+        takes = ", ".join("--" + k.replace("_", "-") for k in flags)
+        raise ValueError(f"--arch {args.model} does not use {names}; it takes {takes} (and --data, --seeds, "
                          "--run-dir)")
-    return {field: getattr(args, k) for k, field in known.items() if field and getattr(args, k) is not None}
+    fields = {f.name for f in dataclasses.fields(family_config(args.model))}
+    return {k: getattr(args, k) for k in flags if k in fields and getattr(args, k) is not None}
 
 
 def unified_table(per_seed: list[dict[str, dict[str, float]]]) -> str:

@@ -31,9 +31,10 @@ def register(sub) -> None:
                        description=__doc__.split("\n", 2)[2].strip())
     p.add_argument("--data", "--data-root", metavar="DIR|DATASET",
                    help="feature folder (Memo2496 layout), or emopia | emotify | synthetic (cached features)")
-    p.add_argument("--arch", dest="models", nargs="+", choices=[*MODELS, *OTHER_FAMILIES], default=list(MODELS),
-                   metavar="ARCH", help=f"architectures to compare (default: all: {' '.join(MODELS)})")
-    add_old_spelling(p, "--models", "models", nargs="+", choices=[*MODELS, *OTHER_FAMILIES])
+    loop = [n for n, s in MODELS.items() if s.in_loop]
+    p.add_argument("--arch", dest="models", nargs="+", choices=list(MODELS), default=loop,
+                   metavar="ARCH", help=f"architectures to compare (default: all that train on one folder: {' '.join(loop)})")
+    add_old_spelling(p, "--models", "models", nargs="+", choices=list(MODELS))
     p.add_argument("--tasks", nargs="+", choices=("a", "v", "quadrant"), default=["a", "v"], metavar="TASK",
                    help="a (arousal), v (valence), quadrant (default: a v)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED", help="seeds (default: 0)")
@@ -47,12 +48,11 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-# Families trained outside the one-folder loop that compare runs: named here so that asking for
-# them gets the reason, not argparse's list of choices.
-OTHER_FAMILIES = {
+# Why compare does not take a family trained outside the one-folder loop, by its kind.
+OUTSIDE_LOOP = {
     "unified": "it trains across several corpora at once (merkit train --arch unified --data A,B,C), "
                "each with its own protocol",
-    "dsaml": "it learns 2 Hz curves from a `merkit extract-dynamic` folder (merkit train --arch dsaml)",
+    "dynamic": "it learns 2 Hz curves from a `merkit extract-dynamic` folder (merkit train --arch dsaml)",
 }
 
 
@@ -70,15 +70,18 @@ def run(args) -> int:
 
     if args.list:
         for spec in MODELS.values():
-            defaults = (", ".join(f"{k}={v}" for k, v in {**spec.model_defaults, **spec.train_defaults}.items()) or
-                        ("hyper-parameter chosen on the validation part" if spec.kind == "classical"
-                         else "TrainConfig's (the paper's)"))
+            if spec.in_loop:
+                defaults = (", ".join(f"{k}={v}" for k, v in {**spec.model_defaults, **spec.train_defaults}.items())
+                            or ("hyper-parameter chosen on the validation part" if spec.kind == "classical"
+                                else "TrainConfig's (the paper's)"))
+            else:
+                defaults = f"its own (merkit train --arch {spec.name} --help); not in compare"
             print(f"{spec.name:<11} {spec.kind:<9} {spec.summary}\n{'':<21} defaults: {defaults}")
         return 0
-    other = [m for m in args.models if m in OTHER_FAMILIES]
+    other = [m for m in args.models if not MODELS[m].in_loop]
     if other:
         raise ValueError(f"--arch {other[0]}: merkit compare trains the single-corpus families on one feature "
-                         f"folder's splits, and {other[0]} is not one: {OTHER_FAMILIES[other[0]]}")
+                         f"folder's splits, and {other[0]} is not one: {OUTSIDE_LOOP[MODELS[other[0]].kind]}")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.resume:

@@ -23,7 +23,7 @@ from pathlib import Path
 from ..config import ModelConfig, TrainConfig, from_dict
 from ._args import add_config_args, add_old_spelling
 from ..feature_cache import load_features
-from ._runs import _model_kind, family_overrides, new_run
+from ._runs import _model_kind, _outside_loop, family_overrides, new_run
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,10 @@ class _FamilyHelp(argparse.Action):
     """``-h``: the full help, or, after ``--arch unified`` / ``dsaml``, that family's own."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from ._runs import FAMILY_FLAGS, family_help
+        from ._runs import _outside_loop, family_help
 
         arch = getattr(namespace, "model", None)
-        sys.stdout.write(family_help(arch) if arch in FAMILY_FLAGS else parser.format_help())
+        sys.stdout.write(family_help(arch) if arch in _outside_loop() else parser.format_help())
         parser.exit()
 
 
@@ -54,11 +54,11 @@ def register(sub) -> None:
     p.add_argument("--data", "--data-root", metavar="DIR|DATASET",
                    help="feature folder (Memo2496 layout), or emopia | emotify | synthetic (features "
                         "extracted into the cache on first use)")
-    p.add_argument("--arch", dest="model", default="damer", choices=[*MODELS, "unified", "dsaml"],
+    p.add_argument("--arch", dest="model", default="damer", choices=list(MODELS),
                    help="architecture (default: damer; `merkit compare --list` describes them). unified: the "
                         "multi-corpus model on musicnn embeddings; --data takes a comma-separated list. "
                         "dsaml: the dynamic (2 Hz) model on a `merkit extract-dynamic` folder")
-    add_old_spelling(p, "--model", "model", choices=[*MODELS, "unified", "dsaml"])
+    add_old_spelling(p, "--model", "model", choices=list(MODELS))
     p.add_argument("--kd-weight", type=float, default=None,
                    help="unified: weight of distillation from per-corpus teachers (default 0: off)")
     p.add_argument("--inputs", default=None, metavar="VIEWS",
@@ -115,7 +115,7 @@ def _run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if dist.world() > 1 and (args.model in ("dsaml", "unified") and not args.resume):
+    if dist.world() > 1 and (args.model in _outside_loop() and not args.resume):
         raise ValueError(f"--arch {args.model} trains a small network on stored embeddings in "
                          "seconds: run it in one process, without torchrun")
     if args.resume:

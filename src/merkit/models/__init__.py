@@ -3,9 +3,12 @@
 >>> model = load_model("runs/memo_a/seed_0/best.pt")     # eval mode, takes raw features
 >>> probs = model.predict_proba(mel, coch)["ensemble"]    # (B, C)
 
-Every model is a :class:`ModelSpec` in :data:`MODELS`. A torch model names its ``nn.Module``
-class and the :class:`~merkit.training.objective.Objective` it trains with; a classical model
-names its scikit-learn wrapper. Adding a model is one module plus one entry here.
+Every model family is a :class:`ModelSpec` in :data:`MODELS`, the one registry. A torch model
+of the one-folder training loop names its ``nn.Module`` class and the
+:class:`~merkit.training.objective.Objective` it trains with; a classical model names its
+scikit-learn wrapper; the unified (multi-corpus) and DSAML (2 Hz) families name their network
+and the training config of their own runner (``merkit train --arch unified|dsaml``). Adding a
+model is one module plus one entry here.
 """
 from __future__ import annotations
 
@@ -38,13 +41,27 @@ class ModelSpec:
 
     name: str
     summary: str
-    kind: str  # "torch": trained by merkit.training.loop; "classical": scikit-learn
+    # "torch": trained by merkit.training.loop; "classical": scikit-learn; "unified" / "dynamic":
+    # trained by their own runners (merkit.training.unified_fit / dynamic_fit) on stored embeddings
+    kind: str
     model: str  # "module:Class" (lazy, so that listing models imports nothing heavy)
     objective: str = "merkit.training.objective:Objective"
     # TrainConfig values this model trains with unless the command line says otherwise
     train_defaults: dict = field(default_factory=dict)
     # ModelConfig values likewise
     model_defaults: dict = field(default_factory=dict)
+    # families outside the loop: their training config ("module:Class") and the command-line
+    # options they take (flag names as config fields; any other training flag is refused)
+    train_config: str = ""
+    cli_flags: tuple[str, ...] = ()
+
+    @property
+    def in_loop(self) -> bool:
+        """Trained by the one-folder loop (so compare, ablate, --resume and plot serve it)."""
+        return self.kind in LOOP_KINDS
+
+    def train_config_class(self):
+        return _load(self.train_config)
 
     def model_class(self):
         return _load(self.model)
@@ -57,6 +74,8 @@ def _load(ref: str):
     module, name = ref.split(":")
     return getattr(importlib.import_module(module), name)
 
+
+LOOP_KINDS = ("torch", "classical")
 
 # The CNN defaults follow the usual recipe for small Mel-spectrogram corpora (and the issue's
 # "early stopping and learning-rate reduction on a validation plateau"): batch 32 so that a
@@ -83,6 +102,15 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
                      "(the paper's Table II baseline)", "classical", "merkit.models.classical:ClassicalModel"),
     ModelSpec("logreg", "logistic regression on mean MFCCs (EMOPIA's baseline)", "classical",
               "merkit.models.classical:ClassicalModel"),
+    ModelSpec("unified", "unified model across corpora (Music2Emo): an MLP on encoder embeddings and key/chord "
+                         "features with dimensional and per-corpus categorical heads, optional distillation; "
+                         "the shipped model's family", "unified", "merkit.models.unified:UnifiedMER", objective="",
+              train_config="merkit.training.unified_fit:UnifiedTrainConfig",
+              cli_flags=("epochs", "lr", "weight_decay", "patience", "kd_weight", "kd_temperature", "inputs")),
+    ModelSpec("dsaml", "DSAML: 2 Hz valence/arousal curves from encoder frames (local and global attention, "
+                       "BiLSTM) on a `merkit extract-dynamic` folder", "dynamic", "merkit.models.dsaml:DSAML",
+              objective="", train_config="merkit.training.dynamic_fit:DynamicTrainConfig",
+              cli_flags=("epochs", "lr", "weight_decay", "patience", "batch_size")),
 )}
 
 
@@ -123,5 +151,5 @@ def load_model(path: str | os.PathLike, *, map_location="cpu") -> "nn.Module":
     return model.eval()
 
 
-__all__ = ["MODELS", "ModelSpec", "DAMER", "DamerOutput", "build_model", "get_spec", "resolve_head",
+__all__ = ["LOOP_KINDS", "MODELS", "ModelSpec", "DAMER", "DamerOutput", "build_model", "get_spec", "resolve_head",
            "head_probabilities", "load_model"]
