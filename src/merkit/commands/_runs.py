@@ -81,10 +81,10 @@ def family_help(arch: str) -> str:
     import dataclasses
 
     defaults = {f.name: f.default for f in dataclasses.fields(family_config(arch))}
-    if arch == "unified":
-        from .train_unified import DEFAULT_INPUTS
+    if arch == "unified":  # the network's inputs: a field of the model's own config
+        from ..models.unified import UnifiedConfig
 
-        defaults["inputs"] = ",".join(DEFAULT_INPUTS)
+        defaults["inputs"] = ",".join(next(f.default for f in dataclasses.fields(UnifiedConfig) if f.name == "inputs"))
     what = {"unified": "the multi-corpus model on encoder embeddings (+ key/chord features); --data takes a "
                        "comma-separated list of feature folders (with the musicnn view) or dataset names",
             "dsaml": "the dynamic (2 Hz) model; --data is a `merkit extract-dynamic` folder"}[arch]
