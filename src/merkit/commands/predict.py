@@ -176,7 +176,6 @@ def plot_paths(files: list[Path], folder: Path) -> dict[str, Path]:
 def run(args) -> int:
     from tqdm.auto import tqdm
 
-    from ..plots import plot_timeline
     from ..predict import find_inputs
 
     if args.plot and not args.timeline:
@@ -209,6 +208,8 @@ def run(args) -> int:
         for res in results_in_order:
             results.append(res)
             if res.ok and args.plot:
+                from ..plots import plot_timeline  # matplotlib (~25 MB) only when plots are asked for
+
                 try:
                     plot_timeline(res, pngs[res.path])
                 except (OSError, ValueError) as e:  # a plot that cannot be written costs only itself
