@@ -46,7 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from merkit.evaluation.compare import comparison_configs  # noqa: E402
+from merkit.training.compare import comparison_configs  # noqa: E402
 from merkit.evaluation.protocol import summarise_seeds  # noqa: E402
 
 log = logging.getLogger("bench.emopia")

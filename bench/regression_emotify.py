@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = ap.parse_args(argv)
 
-    from merkit.evaluation.compare import format_comparison
+    from merkit.training.compare import format_comparison
     from merkit.training.run_files import write_json
 
     runs = Path(args.runs)
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
         import torch
 
         from merkit.feature_cache import load_features
-        from merkit.evaluation.compare import run_comparison
+        from merkit.training.compare import run_comparison
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s: %(message)s")
         torch.set_num_threads(1)

@@ -9,7 +9,7 @@ from merkit.cli import main
 from merkit.config import ModelConfig, TrainConfig
 from merkit.data.manifest import Track
 from merkit.data.memo2496 import FeatureSet, save_memo2496
-from merkit.evaluation.ablation import (ALL_COMBOS, TABLE_V_COMBOS, combo_configs, combo_flags, format_ablation,
+from merkit.training.ablation import (ALL_COMBOS, TABLE_V_COMBOS, combo_configs, combo_flags, format_ablation,
                                         parse_combo)
 from merkit.checkpoint import load_checkpoint
 

@@ -218,7 +218,7 @@ def plot_embedding(points, labels, ax: Axes | None = None, *, names: Sequence[st
 # -- ablation --------------------------------------------------------------------------------------
 def plot_ablation(results: Mapping, ax: Axes | None = None, *, metrics: Sequence[str] = ("acc", "f1", "auc")) -> Axes:
     """Grouped bars of mean ± std per combination (``results`` as written by
-    :func:`merkit.evaluation.ablation.run_ablation`)."""
+    :func:`merkit.training.ablation.run_ablation`)."""
     ax = _ax(ax)
     rows = results["rows"]
     x = np.arange(len(rows), dtype=np.float64)

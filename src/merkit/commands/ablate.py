@@ -24,7 +24,7 @@ _TRAIN_FIXED = ("seed", "use_pcl", "use_saml")
 
 
 def register(sub) -> None:
-    from ..evaluation.ablation import ALL_COMBOS, TABLE_V_COMBOS
+    from ..training.ablation import ALL_COMBOS, TABLE_V_COMBOS
 
     p = sub.add_parser("ablate", help=COMMANDS['ablate'],
                        description=__doc__.split("\n", 1)[1].strip())
@@ -51,7 +51,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import torch
 
-    from ..evaluation.ablation import RESULTS_JSON, TABLE_MD, load_ablation_meta, parse_combo, run_ablation
+    from ..training.ablation import RESULTS_JSON, TABLE_MD, load_ablation_meta, parse_combo, run_ablation
     from ..feature_cache import load_features
     from ._runs import new_run
 

@@ -64,7 +64,7 @@ def _set_fields(cls, args) -> dict:
 def run(args) -> int:
     import torch
 
-    from ..evaluation.compare import RESULTS_JSON, TABLE_MD, run_comparison
+    from ..training.compare import RESULTS_JSON, TABLE_MD, run_comparison
     from ..models import MODELS
     from ..feature_cache import load_features
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..config import ModelConfig, TrainConfig
 from ..data.memo2496 import FeatureSet
-from .protocol import METRICS, format_cell
+from ..evaluation.protocol import METRICS, format_cell
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,8 @@ def run_ablation(fs: FeatureSet, model_cfg: ModelConfig, train_cfg: TrainConfig,
     "per_seed": [...]}], "table", "markdown"}``.
     """
     from ..checkpoint import versions
-    from ..training.run_files import write_json
-    from ..training.runner import train
+    from .run_files import write_json
+    from .runner import train
 
     run_dir = Path(run_dir)
     combos = [parse_combo(c) for c in (combos or TABLE_V_COMBOS)]
@@ -160,7 +160,7 @@ def run_ablation(fs: FeatureSet, model_cfg: ModelConfig, train_cfg: TrainConfig,
 
 
 def _write_results(run_dir: Path, meta: dict, head: str, rows: list[dict]) -> dict:
-    from ..training.run_files import write_json, write_text
+    from .run_files import write_json, write_text
 
     title = (f"{meta['data'] or 'data'}  task={meta['train']['label']}  model={meta['model']['name']}  "
              f"head={head}  test metrics over {len(meta['seeds'])} seed(s), mean ± std")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..config import ModelConfig, TrainConfig
 from ..data.memo2496 import FeatureSet
-from .protocol import format_cell
+from ..evaluation.protocol import format_cell
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,8 @@ def run_comparison(fs: FeatureSet, run_dir: str | os.PathLike, *, models: list[s
     settings must match.
     """
     from ..checkpoint import versions
-    from ..training.run_files import write_json
-    from ..training.runner import train
+    from .run_files import write_json
+    from .runner import train
 
     run_dir = Path(run_dir)
     model_overrides, train_overrides = dict(model_overrides or {}), dict(train_overrides or {})
@@ -106,7 +106,7 @@ def run_comparison(fs: FeatureSet, run_dir: str | os.PathLike, *, models: list[s
 
 
 def _write_results(run_dir: Path, meta: dict, rows: list[dict], regression: bool) -> dict:
-    from ..training.run_files import write_json, write_text
+    from .run_files import write_json, write_text
 
     split = meta["train_overrides"].get("split", TrainConfig.split)
     title = (f"{meta['data'] or 'data'}  split={split}  test metrics of each model's inference head "
