@@ -69,3 +69,17 @@ def load_features(spec: str, views=None):
         return load_memo2496(dataset_features(spec, views=views))
     raise ValueError(f"{spec}: no such folder, and not one of the dataset names {', '.join(NAMED)} "
                      "(other corpora: `merkit extract NAME -o DIR`, then --data DIR)")
+
+
+def load_corpus(spec: str, inputs: tuple[str, ...]):
+    """The :class:`~merkit.data.multi_corpus.Corpus` of ``--data`` entry ``spec`` for a unified
+    model taking ``inputs`` (encoder views and/or ``tonal``): its feature folder (or cached
+    dataset) with those views, refused in one line when a view is missing."""
+    from .data.multi_corpus import corpus_from_features
+
+    views = ("mel", "coch", *(n for n in inputs if n != "tonal"))
+    fs = load_features(spec, views=views)
+    missing = [n for n in views[2:] if n not in fs.embeddings]
+    if missing:
+        raise ValueError(f"{spec}: no {missing[0]!r} view; extract it with `merkit extract ... --views {','.join(views)}`")
+    return corpus_from_features(fs, inputs)

@@ -138,26 +138,19 @@ def evaluate_unified(ckpt_path: Path, data: str, *, subset: str = "test") -> dic
     training used: :func:`merkit.data.multi_corpus.corpus_splits`), or ``all`` its tracks."""
     import numpy as np
 
-    from ..data.multi_corpus import corpus_from_features, corpus_splits
+    from ..data.multi_corpus import corpus_splits
     from ..evaluation.unified_eval import corpus_metrics
     from ..models.unified import load_unified
     from ..checkpoint import load_checkpoint
     from ..training.unified_fit import predict_corpus
-    from ..feature_cache import load_features
+    from ..feature_cache import load_corpus
 
     ckpt = load_checkpoint(ckpt_path)
     net = load_unified(ckpt)
-    inputs = tuple(net.cfg.inputs)
-    views = ("mel", "coch", *(n for n in inputs if n != "tonal"))
     seed = int((ckpt.get("train") or {}).get("seed", 0))
     metrics, n = {}, 0
     for spec in (s.strip() for s in str(data).split(",") if s.strip()):
-        fs = load_features(spec, views=views)
-        missing = [v for v in views[2:] if v not in fs.embeddings]
-        if missing:
-            raise ValueError(f"{spec}: no {missing[0]!r} view, which {ckpt_path} takes; extract it with "
-                             f"`merkit extract ... --views {','.join(views)}`")
-        c = corpus_from_features(fs, inputs)
+        c = load_corpus(spec, tuple(net.cfg.inputs))
         if c.x.shape[1] != net.cfg.input_dim:
             raise ValueError(f"{spec}: {c.x.shape[1]} input values per track, but {ckpt_path} takes "
                              f"{net.cfg.input_dim}")

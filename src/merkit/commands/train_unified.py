@@ -34,13 +34,13 @@ def parse_inputs(spec: str | None) -> tuple[str, ...]:
 
 
 def run_unified(args) -> int:
-    from ..data.multi_corpus import corpus_from_features, corpus_splits
+    from ..data.multi_corpus import corpus_splits
     from ..evaluation.unified_eval import corpus_metrics
     from ..models.unified import UnifiedConfig
     from ..recipes import calibrated_model
     from ..checkpoint import save_checkpoint
     from ..training.unified_fit import UnifiedTrainConfig, fit_teachers, fit_unified, predict_corpus
-    from ..feature_cache import load_features
+    from ..feature_cache import load_corpus
 
     if not args.data:
         raise ValueError("--data is required: a comma-separated list of feature folders or dataset names")
@@ -50,15 +50,9 @@ def run_unified(args) -> int:
 
     check_folder(run_dir, flag="--run-dir", inputs=specs, empty=True)  # before any data is loaded
     inputs = parse_inputs(getattr(args, "inputs", None))
-    views = ("mel", "coch", *(n for n in inputs if n != "tonal"))
     corpora = []
     for spec in specs:
-        fs = load_features(spec, views=views)
-        missing = [n for n in views[2:] if n not in fs.embeddings]
-        if missing:
-            raise ValueError(f"{spec}: no {missing[0]!r} view; extract it with "
-                             f"`merkit extract ... --views {','.join(views)}`")
-        c = corpus_from_features(fs, inputs)
+        c = load_corpus(spec, inputs)
         if c.name in {x.name for x in corpora}:
             c.name = f"{c.name}_{len(corpora)}"
         corpora.append(c)

@@ -118,6 +118,13 @@ class Predictor:
     onnx = None
     device = "cpu"  # where the torch networks run (to_device)
 
+    def _front_end_repr(self) -> str:
+        """The window, timeline and backend part of a predictor's repr (and of the model
+        description in `merkit predict`'s JSON)."""
+        a = self.config.audio
+        return (f"window={a.window_seconds:g} s from {a.window_start:g} s, timeline={self.config.timeline_window:g} s "
+                f"every {self.config.timeline_hop:g} s, backend={self.backend}")
+
     @property
     def backend(self) -> str:
         return "torch" if self.onnx is None else "onnx"

@@ -76,10 +76,7 @@ class EmotionModel(Predictor):
                                  f"makes {self.config.features.n_frames}")
 
     def __repr__(self) -> str:
-        a = self.config.audio
-        return (f"EmotionModel(tasks={list(self.networks)}, window={a.window_seconds:g} s from "
-                f"{a.window_start:g} s, timeline={self.config.timeline_window:g} s every "
-                f"{self.config.timeline_hop:g} s, backend={self.backend})")
+        return f"EmotionModel(tasks={list(self.networks)}, {self._front_end_repr()})"
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod

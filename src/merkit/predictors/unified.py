@@ -66,10 +66,7 @@ class UnifiedModel(Predictor):
         self.encoders = tuple(encoders)
 
     def __repr__(self) -> str:
-        a = self.config.audio
-        return (f"UnifiedModel(inputs={self.net.cfg.inputs}, heads={self.net.cfg.heads}, window="
-                f"{a.window_seconds:g} s from {a.window_start:g} s, timeline={self.config.timeline_window:g} s "
-                f"every {self.config.timeline_hop:g} s, backend={self.backend})")
+        return f"UnifiedModel(inputs={self.net.cfg.inputs}, heads={self.net.cfg.heads}, {self._front_end_repr()})"
 
     # -- files -------------------------------------------------------------------------------
     @classmethod
