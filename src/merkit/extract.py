@@ -261,9 +261,8 @@ def extract(tracks: list[Track], out_dir: str | os.PathLike, *, audio: AudioConf
         return _extract(tracks, out, fe, fingerprint, t0, workers, progress, min_duration, max_duration,
                         cluster, shard_size)
     except (OSError, OutputError) as e:  # a full disk: one line; finished tracks stay in OUT/.partial
-        err = e if getattr(e, "errno", None) and isinstance(e, OutputError) else (
-            space_error(e, e.filename or out) if isinstance(e, OSError) else None)
-        if err is None:
+        err = space_error(e, e.filename or out) if isinstance(e, OSError) else e
+        if err is None or not getattr(err, "errno", None):  # not a full disk: the caller's error
             raise
         raise OutputError(f"{err}; the finished tracks are kept in {out / WORK_DIR}: free some space and "
                           "rerun the same command to resume") from None

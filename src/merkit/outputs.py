@@ -162,10 +162,6 @@ def folder_is_merkits(folder: str | os.PathLike) -> bool:
 
 
 # --- checks before any work --------------------------------------------------------------------
-def _show(path: str | os.PathLike) -> str:
-    return str(path)
-
-
 def _same(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -201,6 +197,8 @@ def _refuse_existing(path: Path, flag: str, shown: str, kind: str, force: bool,
                      also: Iterable[str] = ()) -> None:
     """``path`` exists as a file: allow only merkit's own file of ``kind`` (or ``also``), or
     any merkit file with ``force``."""
+    if path.is_symlink() and not path.exists():
+        raise OutputError(f"{flag} {shown}: is a dangling symbolic link; choose another name")
     st = path.stat()
     if not stat.S_ISREG(st.st_mode):
         raise OutputError(f"{flag} {shown}: exists and is not a regular file")
@@ -208,7 +206,7 @@ def _refuse_existing(path: Path, flag: str, shown: str, kind: str, force: bool,
     if found is None:
         raise OutputError(f"{flag} {shown}: exists and was not written by merkit; merkit never overwrites "
                           "such a file: choose another name")
-    if not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+    if not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or not os.access(path, os.W_OK):
         raise OutputError(f"{flag} {shown}: is read-only (mode {stat.filemode(st.st_mode)}); merkit does not "
                           "overwrite read-only files")
     if found != kind and found not in also and not force:
@@ -221,7 +219,7 @@ def check_file(path: str | os.PathLike, *, flag: str, kind: str, inputs: Iterabl
     write: see the module docstring. ``kind``: what merkit will write there (``own_kind``'s
     names); ``also``: other kinds that a rerun may replace; ``inputs``: the command's input
     files. Returns ``path`` as a Path."""
-    shown = _show(path)
+    shown = str(path)
     text = os.fspath(path)
     p = Path(path)
     if text.endswith(("/", os.sep)) or p.is_dir():
@@ -230,9 +228,7 @@ def check_file(path: str | os.PathLike, *, flag: str, kind: str, inputs: Iterabl
         if _same(p, Path(i)):
             raise OutputError(f"{flag} {shown}: is one of the inputs; merkit never writes over its input")
     _writable_place(p, flag, shown)
-    if p.is_symlink() and not p.exists():
-        raise OutputError(f"{flag} {shown}: is a dangling symbolic link; choose another name")
-    if p.exists():
+    if p.exists() or p.is_symlink():
         _refuse_existing(p, flag, shown, kind, force, also)
     return p
 
@@ -249,7 +245,7 @@ def check_folder(path: str | os.PathLike, *, flag: str, writes: Iterable[str] = 
     ``writes``: the names (relative paths) the command will write inside it. In a folder that is
     not merkit's (:func:`folder_is_merkits`) none of them may exist. ``empty``: the command needs
     a new or empty folder (a new training run). Returns ``path`` as a Path."""
-    shown = _show(path)
+    shown = str(path)
     p = Path(path)
     for i in inputs:
         if _same(p, Path(i)):
@@ -273,15 +269,12 @@ def check_folder(path: str | os.PathLike, *, flag: str, writes: Iterable[str] = 
     return p
 
 
-def check_figure(path: str | os.PathLike, *, flag: str = "") -> Path:
-    """A PNG merkit is about to write: absent, or a figure merkit wrote (never a user's image)."""
+def check_figure(path: str | os.PathLike, *, flag: str = "figure") -> Path:
+    """A PNG merkit is about to write: absent, or a figure merkit wrote (never a user's image),
+    by the rules of :func:`check_file`."""
     p = Path(path)
     if p.exists() or p.is_symlink():
-        if p.is_dir() or own_kind(p) != "figure":
-            raise OutputError(f"{(flag + ' ') if flag else ''}{p}: exists and was not written by merkit; "
-                              "merkit never overwrites it")
-        if not os.access(p, os.W_OK) or not p.stat().st_mode & 0o222:
-            raise OutputError(f"{(flag + ' ') if flag else ''}{p}: is read-only; merkit does not overwrite it")
+        _refuse_existing(p, flag, str(p), "figure", force=False)
     return p
 
 
