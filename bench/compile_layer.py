@@ -16,7 +16,6 @@ Writes bench/results/compile_layer.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys

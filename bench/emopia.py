@@ -1,8 +1,8 @@
 """EMOPIA benchmark: every merkit model on FluidSynth renders of EMOPIA, beside published numbers.
 
-    python bench/emopia.py --feats feats/emopia --jobs damer          # one worker's queue
-    python bench/emopia.py --feats feats/emopia --jobs baselines      # the other worker's
-    python bench/emopia.py --feats feats/emopia --jobs variants       # DAMER variants
+    python bench/emopia.py --emopia feats/emopia --jobs damer          # one worker's queue
+    python bench/emopia.py --emopia feats/emopia --jobs baselines      # the other worker's
+    python bench/emopia.py --emopia feats/emopia --jobs variants       # DAMER variants
     python bench/emopia.py --report                                         # tables from finished runs
 
 Two queues so that two processes (one torch thread each) keep both cores of a laptop busy,
@@ -235,7 +235,7 @@ def report(runs: Path, out_dir: Path, readme: Path = ROOT / "bench" / "README.md
     emopia = {
         "what": "EMOPIA (FluidSynth renders of the MIDI, merkit extract emopia): test metrics of the "
                 "model selected on validation, mean ± std over finished seeds",
-        "rerun": "python bench/emopia.py --feats FEATS --jobs damer & python bench/emopia.py --feats FEATS "
+        "rerun": "python bench/emopia.py --emopia FEATS --jobs damer & python bench/emopia.py --emopia FEATS "
                  "--jobs baselines; python bench/emopia.py --report",
         "budget": {"train_overrides": TRAIN_OVERRIDES, "model_overrides": MODEL_OVERRIDES},
         "published": PUBLISHED,
@@ -328,7 +328,8 @@ def main(argv=None) -> int:
     from merkit.feature_cache import dataset_features_dir
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--feats", default=str(dataset_features_dir("emopia")), help="EMOPIA feature folder (merkit extract emopia)")
+    ap.add_argument("--emopia", dest="feats", metavar="DIR", default=str(dataset_features_dir("emopia")), help="EMOPIA feature folder (merkit extract emopia)")
+    ap.add_argument("--feats", dest="feats", help=argparse.SUPPRESS)  # the old spelling
     ap.add_argument("--runs", default=str(ROOT / "runs" / "bench_emopia"), help="run folders (resumable)")
     ap.add_argument("--jobs", choices=sorted(QUEUES), help="train this queue")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))

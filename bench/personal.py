@@ -40,7 +40,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from merkit.data.emotify import GEMS, gems_to_va, read_annotations
+    from merkit.data.emotify import gems_to_va, read_annotations
     from merkit.data.memo2496 import load_memo2496
     from merkit.personal import MetaConfig, adapt, fit_population, fomaml, listener_groups
 

@@ -89,7 +89,7 @@ def stages(model, path: Path) -> dict[str, float]:
     if not hasattr(model, "predict_features"):
         return unified_stages(model, path)
     t, win, _ = _window_stages(model, path)
-    fx = model._extractor(model.config.audio)
+    fx = model.front_end().spectral
     t0 = time.perf_counter()
     f = fx(win)
     t["features"] = time.perf_counter() - t0
@@ -102,7 +102,7 @@ def stages(model, path: Path) -> dict[str, float]:
 def unified_stages(model, path: Path) -> dict[str, float]:
     """:func:`stages` of the unified model: the spectral views and the encoder apart."""
     t, win, info = _window_stages(model, path)
-    front = model._front(model.config.audio)
+    front = model.front_end()
     t0 = time.perf_counter()
     front.fx(win)
     t["mel_cochleagram"] = time.perf_counter() - t0

@@ -1,7 +1,7 @@
 """Regression of continuous arousal and valence on Emotify (400 real recordings), every model
 that regresses, the same splits and seeds: R², Pearson r, CCC and RMSE.
 
-    python bench/regression_emotify.py --feats feats/emotify      # trains (resumable), then reports
+    python bench/regression_emotify.py --emotify feats/emotify      # trains (resumable), then reports
     python bench/regression_emotify.py --report                         # tables from the finished runs
 
 Emotify's labels are merkit's heuristic mapping of the GEMS vote shares to valence and arousal
@@ -35,7 +35,8 @@ def main(argv=None) -> int:
     from merkit.feature_cache import dataset_features_dir
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--feats", default=str(dataset_features_dir("emotify")), help="Emotify feature folder (merkit extract emotify)")
+    ap.add_argument("--emotify", dest="feats", metavar="DIR", default=str(dataset_features_dir("emotify")), help="Emotify feature folder (merkit extract emotify)")
+    ap.add_argument("--feats", dest="feats", help=argparse.SUPPRESS)  # the old spelling
     ap.add_argument("--runs", default=str(ROOT / "runs"), help="parent of the run folders")
     ap.add_argument("--report", action="store_true", help="only write the tables from finished runs")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
@@ -71,11 +72,11 @@ def main(argv=None) -> int:
         settings[name] = {"model_overrides": res["model_overrides"], "train_overrides": res["train_overrides"]}
     title = "Emotify, continuous arousal / valence (protocol split), test metrics, mean ± std over seeds"
     out = {"what": title, "seeds": SEEDS, "settings": settings, "rows": rows,
-           "rerun": "python bench/regression_emotify.py --feats FEATS"}
+           "rerun": "python bench/regression_emotify.py --emotify FEATS"}
     out_dir = Path(args.out)
     write_json(out_dir / "regression_emotify.json", out)
     md = format_comparison(rows, markdown=True, title=f"# {title}", regression=True)
-    (out_dir / "regression_emotify.md").write_text(md + "\n\nRerun: `python bench/regression_emotify.py --feats FEATS`.\n")
+    (out_dir / "regression_emotify.md").write_text(md + "\n\nRerun: `python bench/regression_emotify.py --emotify FEATS`.\n")
     print(md)
     return 0
 

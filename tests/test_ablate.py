@@ -83,10 +83,9 @@ def test_cli_ablate_two_combinations_table_and_resume(tmp_path, capsys):
         assert {m: row["summary"][m]["mean"] for m in ("acc", "f1", "auc")} == test
         ckpt = load_checkpoint(run / row["combo"] / "seed_3" / "best.pt")
         flags = combo_flags(row["combo"])
-        cfg = ckpt["config"]
-        assert (cfg["model"]["use_dsaf"], cfg["train"]["use_pcl"], cfg["train"]["use_saml"]) == (
-            flags["dsaf"], flags["pcl"], flags["saml"])
-        assert cfg["model"]["dim"] == 16 and cfg["train"]["epochs"] == 3  # the shared flags reached it
+        mcfg, tcfg = ckpt["model_config"], ckpt["train_config"]
+        assert (mcfg["use_dsaf"], tcfg["use_pcl"], tcfg["use_saml"]) == (flags["dsaf"], flags["pcl"], flags["saml"])
+        assert mcfg["dim"] == 16 and tcfg["epochs"] == 3  # the shared flags reached it
     # same seed, same split for every combination
     ids = [load_checkpoint(run / c / "seed_3" / "best.pt")["data_info"]["track_ids"] for c in res["combos"]]
     assert ids[0] == ids[1]

@@ -107,7 +107,7 @@ def test_rerun_after_interruption_submits_only_unfinished_shards(client, tmp_pat
         submitted.extend(i for i, _ in items)
         return real_run(client, fn, items, *a, **kw)
 
-    monkeypatch.setattr(mc, "run_shards", spy)
+    monkeypatch.setattr(ex, "run_shards", spy)  # the name extract calls
     rep = extract(tracks, tmp_path / "out", audio=AUDIO, features=FEATS, cluster=client, shard_size=size,
                   progress=False)
     assert rep.n_skipped_resumed == 2 * size and rep.n_done == 12

@@ -101,7 +101,8 @@ def test_musefuse_accepts_its_readme_command_line(tmp_path):
     model = load_model(ckpts[0])
     assert model.cfg.name == "musefuse"
     stored = torch.load(ckpts[0], map_location="cpu", weights_only=False)
-    assert stored["config"]["train"]["amp"] is True and stored["config"]["train"]["label"] == "v"
+    assert stored["kind"] == "musefuse" and stored["format"] == 2
+    assert stored["train_config"]["amp"] is True and stored["train_config"]["label"] == "v"
     assert "val" in stored["metrics"] and "acc" in stored["metrics"]["val"]["fused"]
 
 

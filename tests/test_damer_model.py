@@ -10,7 +10,7 @@ from merkit.config import ConfigError, ModelConfig
 from merkit.models import build_model, head_probabilities, load_model
 from merkit.models.blocks import (Dropout, DualViewLayer, attention, dropout_keep_mask, merge_heads,
                                    split_heads)
-from merkit.checkpoint import save_checkpoint
+from merkit.checkpoint import make_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -160,8 +160,7 @@ def test_bad_configs_and_names_are_rejected():
 def test_load_model_rebuilds_the_model_from_its_checkpoint(tmp_path):
     model = model_of(TINY)
     model.set_normalisation(torch.full((12,), 0.5), torch.full((12,), 2.0), torch.zeros(10), torch.ones(10))
-    path = save_checkpoint(tmp_path / "m.pt", {"config": {"model": asdict(TINY)},
-                                              "state_dict": model.state_dict(), "data_info": {}})
+    path = save_checkpoint(tmp_path / "m.pt", make_checkpoint("damer", asdict(TINY), model.state_dict()))
     loaded = load_model(path)
     assert not loaded.training and loaded.cfg == TINY
     mel, coch = inputs(TINY)

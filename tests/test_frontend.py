@@ -144,6 +144,8 @@ def test_one_encoder_level_rule_for_every_caller():
 def test_dynamic_predictor_leaves_silence_at_its_level():
     """The DSAML predictor used to raise audio below the silence gate by the encoder's +9 dB;
     now it follows the rule of extract-dynamic and the front end."""
+    from types import SimpleNamespace
+
     import numpy as np
 
     from merkit.models.dsaml import DSAML, DSAMLConfig
@@ -151,7 +153,8 @@ def test_dynamic_predictor_leaves_silence_at_its_level():
 
     m = DynamicModel(DSAML(DSAMLConfig()))
     y = np.full(44_100, 1e-6, dtype=np.float32)
-    quiet = m._encoder_input(y, 1.0, -90.0)
-    loud = m._encoder_input(y, 1.0, -30.0)
+    front = m.front_end()
+    quiet = front.encoder_input(y, SimpleNamespace(loudness_lufs=-90.0), m.encoder)
+    loud = front.encoder_input(y, SimpleNamespace(loudness_lufs=-30.0), m.encoder)
     assert np.abs(loud).max() == pytest.approx(10 ** (9 / 20) * np.abs(quiet).max(), rel=1e-5)
     assert np.median(np.abs(quiet)) == pytest.approx(1e-6, rel=1e-3)  # only resampled (44.1 -> 16 kHz)

@@ -165,3 +165,59 @@ def test_long_modules_say_why():
             if "Size:" not in doc:
                 long.append(f"{p.relative_to(ROOT)} ({text.count(chr(10))} lines)")
     assert not long, "long modules without a stated reason: " + ", ".join(long)
+
+
+# What a function-level import may defer: the libraries whose import costs time or memory that a
+# caller may not need (`merkit --help` loads none of them; numpy included: the help path has none)
+HEAVY = {"numpy", "torch", "scipy", "sklearn", "matplotlib", "soundfile", "soxr", "madmom", "onnx", "onnxruntime",
+         "dask", "distributed", "uvicorn", "starlette", "skops", "multipart"}
+
+
+def _module_level_imports() -> tuple[dict[str, set[str]], dict[str, set[str]], list[tuple[str, str, int]]]:
+    """Per module: the merkit modules and outside top-level packages it imports when it is
+    imported (not inside functions, not under TYPE_CHECKING), and the function-level merkit imports."""
+    modules = {module_name(p): p for p in ROOT.rglob("*.py")}
+    inner, outside = defaultdict(set), defaultdict(set)
+    deferred = []
+    in_function = set()
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        parents = {c: n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
+        for fn in ast.walk(tree):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                in_function.update((name, n.lineno) for n in ast.walk(fn) if isinstance(n, (ast.Import, ast.ImportFrom)))
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)) or _type_checking_only(node, parents):
+                continue
+            if (name, node.lineno) in in_function or (isinstance(node, ast.ImportFrom) and node.level) or \
+                    (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("merkit")):
+                continue
+            for mod in ([a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]):
+                outside[name].add(mod.split(".")[0])
+        parts = name.split(".")
+        inner[name].update(".".join(parts[:i]) for i in range(1, len(parts)))  # parent packages run first
+    for importer, imported, line in import_edges():
+        (deferred.append((importer, imported, line)) if (importer, line) in in_function
+         else inner[importer].add(imported))
+    return inner, outside, deferred
+
+
+def test_imports_inside_functions_defer_a_heavy_library():
+    """An import inside a function is there to defer a heavy library (HEAVY) that the importing
+    module does not load already; any other import belongs at the top of the module (the layer
+    tests above already rule out the cycles that used to be dodged this way)."""
+    inner, outside, deferred = _module_level_imports()
+    memo: dict[str, set[str]] = {}
+
+    def loads(m: str, seen=frozenset()) -> set[str]:
+        if m not in memo:
+            got = set(outside[m]) & HEAVY
+            for d in inner[m] - seen - {m}:
+                got |= loads(d, seen | {m})
+            memo[m] = got
+        return memo[m]
+
+    assert deferred, "the checker found no import inside a function: it is broken"
+    pointless = sorted({f"{a}:{line} imports {b} (defers nothing: {b} loads {sorted(loads(b)) or 'no heavy library'})"
+                        for a, b, line in deferred if not loads(b) - loads(a)})
+    assert not pointless, "\n".join(pointless)

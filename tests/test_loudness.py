@@ -207,7 +207,7 @@ def test_timeline_windows_features_and_predictions_unchanged(tiny_model, rng, se
     # same windows to float32 rounding (a gain may differ in its last bit; in practice none does)
     np.testing.assert_allclose(new, old, rtol=2 * np.finfo(np.float32).eps, atol=0)
     feats = tiny_model.features(y, SR, timeline=True)
-    fx = tiny_model._extractor(tiny_model.config.timeline_audio())
+    fx = tiny_model.front_end(timeline=True).spectral
     f_old = fx(old)
     np.testing.assert_allclose(feats["mel"][1:], f_old.mel, atol=1e-5)
     np.testing.assert_allclose(feats["coch"][1:], f_old.coch, atol=1e-5)

@@ -59,7 +59,7 @@ def test_own_kind_recognises_merkit_outputs_and_nothing_else(tmp_path):
     from merkit.commands.predict import render
     from merkit.data.manifest import Track, write_manifest
     from merkit.results import FileResult
-    from merkit.checkpoint import save_checkpoint
+    from merkit.checkpoint import make_checkpoint, save_checkpoint
 
     res = [FileResult(path="a.wav", error="x")]
     for fmt in ("csv", "json", "table"):
@@ -67,7 +67,7 @@ def test_own_kind_recognises_merkit_outputs_and_nothing_else(tmp_path):
         assert own_kind(tmp_path / f"p.{fmt}") == "predictions", fmt
     write_manifest([Track("t1", "a.wav")], tmp_path / "tracks.csv")
     assert own_kind(tmp_path / "tracks.csv") == "manifest"
-    save_checkpoint(tmp_path / "m.pt", {"config": {}, "state_dict": {}})
+    save_checkpoint(tmp_path / "m.pt", make_checkpoint("damer", {}, {}))
     assert own_kind(tmp_path / "m.pt") == "model"
 
     import matplotlib
@@ -331,10 +331,12 @@ def test_every_command_checks_its_outputs_before_any_work(tmp_path, capsys, monk
     ex.write_text(f"path,quadrant\n{song},1\n{song},1\n")
     # nothing below may run: each command must stop at its output check
     import merkit.commands.adapt
+    import merkit.commands.extract
     import merkit.data.registry
     import merkit.predict
 
-    for mod, name in ((merkit.predict, "load_model"), (merkit.data.registry, "resolve_input")):
+    for mod, name in ((merkit.predict, "load_model"), (merkit.data.registry, "resolve_input"),
+                      (merkit.commands.extract, "resolve_input")):  # where the command calls it
         monkeypatch.setattr(mod, name, lambda *a, **k: pytest.fail(f"work started: {name}"))
     cases = [
         (["export", "-o", str(tmp_path / "afile" / "m.onnx")], "is a file, not a folder"),

@@ -149,7 +149,7 @@ def test_rebuilt_queue_and_initial_model_match_the_run(trained):
     seed_dir = trained["seed_dir"]
     last = load_checkpoint(seed_dir / "last.pt")
     hist = read_history(seed_dir)
-    info, tcfg = last["data_info"], last["config"]["train"]
+    info, tcfg = last["data_info"], last["train_config"]
     from merkit.commands.plot import _task_positions
     from merkit.data.memo2496 import load_memo2496
 

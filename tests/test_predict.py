@@ -28,7 +28,7 @@ from merkit.predictors.base import FP16_TOLERANCE, PREDICTOR_KEY, PredictorConfi
 from merkit.predictors.damer import EmotionModel
 from merkit.reference import reference_signal
 from merkit.results import FileResult, combine
-from merkit.checkpoint import save_checkpoint
+from merkit.checkpoint import make_checkpoint, save_checkpoint
 
 SR = 44_100
 # Tiny networks keep these tests fast; the front end is the real one (60 s window, T = 87).
@@ -50,8 +50,8 @@ def save_tiny(path, task="quadrant", *, half=False, seed=0, with_reference=False
     pred = {**PredictorConfig().to_dict(), "task": task, "info": {"name": "tiny"}}
     if with_reference:
         pred["reference"] = EmotionModel({task: net}).reference_probabilities()
-    save_checkpoint(path, {"config": {"model": asdict(net.cfg), "train": {"label": task}},
-                           "state_dict": sd, "data_info": {}, PREDICTOR_KEY: pred})
+    save_checkpoint(path, make_checkpoint(net.cfg.name, asdict(net.cfg), sd, train_config={"label": task},
+                                          **{PREDICTOR_KEY: pred}))
     return path
 
 

@@ -125,3 +125,15 @@ def test_one_class_labels_are_refused():
         make_splits(fs, "a")
     # the same labels split at another threshold are two classes and train
     assert len(make_splits(fs, "a", threshold=0.5).test) > 0
+
+
+def test_a_small_set_with_every_class_rarer_than_the_folds_still_splits():
+    """Every class has fewer members than the 20 folds (scikit-learn refuses that): fewer folds,
+    a valid split that keeps groups whole."""
+    from merkit.data.splits import stratified_group_split
+
+    y = np.repeat([0, 1, 2, 3, 4], 8)
+    groups = np.arange(40) // 2
+    train, test = stratified_group_split(y, groups, 0.2, seed=0)
+    assert len(test) and len(train) and len(set(train) | set(test)) == 40 and not set(train) & set(test)
+    assert not set(groups[train]) & set(groups[test])

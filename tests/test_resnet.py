@@ -11,7 +11,7 @@ from merkit.models.resnet import ResidualBlock, ResNetMER, ShortChunkResNet
 from merkit.training.cnn_objective import CNNObjective
 from merkit.training.augment import (MAX_FREQ_MASK_FRACTION, MAX_SHIFT_FRACTION, MAX_TIME_MASK_FRACTION,
                                      augment)
-from merkit.checkpoint import save_checkpoint
+from merkit.checkpoint import make_checkpoint, save_checkpoint
 from merkit.training.objective import Batch
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -318,8 +318,7 @@ def test_load_model_round_trip(tmp_path, name, cls):
     mel, coch = inputs(cfg)
     model.train()
     fit(model, objective_of(model), mel, coch, torch.tensor([0, 1, 0, 1]), steps=2)  # BN statistics move
-    path = save_checkpoint(tmp_path / "m.pt", {"config": {"model": asdict(cfg)},
-                                               "state_dict": model.state_dict()})
+    path = save_checkpoint(tmp_path / "m.pt", make_checkpoint(cfg.name, asdict(cfg), model.state_dict()))
     loaded = load_model(path)
     assert type(loaded) is cls and not loaded.training
     torch.testing.assert_close(loaded(mel, coch).logits, model.eval()(mel, coch).logits)

@@ -168,7 +168,9 @@ def test_training_reaches_high_accuracy_and_writes_a_self_describing_run(tmp_pat
     for name in ("last.pt", "best.pt", "log.csv", "results.json"):
         assert (tmp_path / name).is_file()
     ckpt = load_checkpoint(tmp_path / "best.pt")
-    assert set(ckpt) >= {"config", "state_dict", "data_info", "metrics", "versions"}
+    assert set(ckpt) >= {"format", "kind", "model_config", "train_config", "state_dict", "data_info", "predictor",
+                         "metrics", "versions"}
+    assert ckpt["format"] == 2 and ckpt["kind"] == "damer" and ckpt["train_config"]["label"] == "a"
     assert ckpt["metrics"]["test"] == res["test"] and ckpt["metrics"]["epoch"] == res["best_epoch"]
     info = ckpt["data_info"]
     assert info["task"] == "a" and sum(info["sizes"].values()) == 200

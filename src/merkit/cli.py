@@ -13,12 +13,15 @@ import re
 import sys
 
 from .commands import COMMANDS, module_name
+from . import __version__
+from .outputs import space_error
+from .stopping import describe, stop_on_signals
+from .stdio import quiet_native_stderr
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser. Only ``command``'s own module is imported and registered (all of them when
     ``command`` is ``"*"``, as the tests do); the others are listed from the static table."""
-    from . import __version__
 
     p = argparse.ArgumentParser(prog="merkit", description="Music emotion recognition toolkit.")
     p.add_argument("--version", action="version", version=f"merkit {__version__}")
@@ -96,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(command_of(argv))
     args = parser.parse_args(argv)
     if args.command in QUIET_NATIVE_COMMANDS:  # before logging binds a handler to sys.stderr
-        from .stdio import quiet_native_stderr
 
         quiet_native_stderr()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -104,8 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from .outputs import space_error
-    from .stopping import describe, stop_on_signals
 
     stop_on_signals()  # SIGTERM / SIGHUP keep finished work, as Ctrl-C does
     try:

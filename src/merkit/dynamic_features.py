@@ -9,7 +9,6 @@ embedding (1906: its consecutive 3 s patches pooled as the static models' view p
 the same encoder pass): the "global" scale of a dual-scale model.
 
 Layout (beside the Memo2496 one; N tracks, T frames, NaN rows where a track is shorter)::
-
     OUT/frames.npy        (N, T, 953) float32
     OUT/global.npy        (N, 1906) float32
     OUT/times.npy         (T,) seconds into each track
@@ -34,6 +33,11 @@ import numpy as np
 from .audio import AudioError
 from .data.manifest import Track, write_manifest
 from .outputs import save_npy, write_json
+from .audio import normalize_loudness, read_mono, resample
+from .config import AudioConfig
+from .encoders import get_encoder
+from .data.manifest import read_manifest
+from .data.memo2496 import LayoutError, _load_npy
 
 HOP_SECONDS = 0.5
 WORK_DIR = ".partial"
@@ -75,8 +79,6 @@ def frame_features(enc, y: np.ndarray, times: np.ndarray, *, frames: np.ndarray 
 def track_features(path: str, grid: DynamicGrid, enc, *, sample_rate: int = 44_100,
                    target_lufs: float = -23.0, silence_lufs: float = -70.0) -> tuple[np.ndarray, np.ndarray, int]:
     """(frames (T, 953) NaN past the track's end, global (1906,), frames that exist) of one file."""
-    from .audio import normalize_loudness, read_mono, resample
-    from .config import AudioConfig
     from .frontend import encoder_level_gain
 
     end = grid.start + grid.hop * (grid.n_frames - 1) + 1.5
@@ -107,7 +109,6 @@ def extract_dynamic(tracks: list[Track], out_dir: str | os.PathLike, grid: Dynam
     ``labels``: (arousal, valence) arrays (N, T) on ``grid`` (NaN where not annotated)."""
     from tqdm import tqdm
 
-    from .encoders import get_encoder
     from .extract import _write_failures
 
     out = Path(out_dir)
@@ -174,9 +175,6 @@ class DynamicSet:
 
 
 def load_dynamic(root: str | os.PathLike) -> DynamicSet:
-    from .data.manifest import read_manifest
-    from .data.memo2496 import LayoutError, _load_npy
-
     root = Path(root)
     need = [FILES["frames"], FILES["global"], "times.npy", "labels/dyn_a.npy", "labels/dyn_v.npy", "tracks.csv"]
     missing = [f for f in need if not (root / f).is_file()]

@@ -1,7 +1,6 @@
 """Feature extraction at corpus scale: tracks → the Memo2496 layout.
 
 Parallel over processes, resumable, memory-bounded and atomic:
-
 * results are written into memory-mapped arrays in ``OUT/.partial/`` as they arrive, with a
   ``done`` mask flushed after each track, so a killed run resumes where it stopped;
 * at most ``4 x workers`` tracks are in flight, so memory does not grow with the corpus;
@@ -41,6 +40,8 @@ from .data.manifest import Track, write_manifest
 from .data.memo2496 import FEATURES_FILE, LABEL_A_FILE, LABEL_V_FILE, MANIFEST_FILE, labels_from_tracks, view_file
 from .frontend import FrontEnd
 from .outputs import OutputError, atomic_path, save_npy, space_error, write_json
+from .workers import die_with_parent
+from .cluster import abspath, cached, check_shard_size, connect, run_shards
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,6 @@ def _init_worker(audio: AudioConfig, feats: FeatureConfig, views: tuple[str, ...
                  parent_pid: int | None = None):
     global _fe
     if parent_pid is not None:  # a pool worker: end with the main process, however it dies
-        from .workers import die_with_parent
 
         die_with_parent(parent_pid)
     _fe = worker_frontend(audio, feats, views, threads)
@@ -243,8 +243,6 @@ def extract(tracks: list[Track], out_dir: str | os.PathLike, *, audio: AudioConf
     if not tracks:
         raise ValueError("no tracks to extract")
     if shard_size is not None:
-        from .cluster import check_shard_size
-
         check_shard_size(shard_size)  # before any cluster is started
     ids = [t.track_id for t in tracks]
     if len(set(ids)) != len(ids):
@@ -345,8 +343,6 @@ def _run_pool(todo, tracks, fe, workers, min_d, max_d, handle, failures):
 
 # --- on a dask.distributed cluster (merkit.cluster) ----------------------------------------------
 def _extract_shard(items: list[tuple[int, str]], audio, feats, views, min_d, max_d) -> list[tuple]:
-    from .cluster import cached
-
     # one torch thread per worker thread, as in the local pool
     fe = cached(("extract", audio, feats, views), lambda: worker_frontend(audio, feats, views, 1))
     return [process_track(fe, i, path, min_d, max_d) for i, path in items]
@@ -356,7 +352,6 @@ def extract_on_cluster(cluster, todo: list[int], tracks, fe: FrontEnd, min_d, ma
                        handle: Callable, *, shard_size: int | None = None) -> None:
     """The cluster runner of :func:`extract` (:mod:`merkit.cluster`): every to-do track's result goes to
     ``handle((i, arrays, info))`` or ``handle((i, None, reason))``, as the local pool's do."""
-    from .cluster import abspath, connect, run_shards
 
     items = [(i, abspath(tracks[i].path)) for i in todo]
     if not items:  # resumed with every track done: no cluster needed

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 
 from .data.paths import cache_dir
+from .config import PRESETS
+from .data.registry import resolve_input
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +33,8 @@ def dataset_features(name: str, folder: str | os.PathLike | None = None, *, work
     """The Memo2496-layout feature folder of dataset ``name`` (``folder``, by default
     :func:`dataset_features_dir`), extracting it there on first use; ``views`` adds encoder
     views (:func:`merkit.frontend.parse_views`)."""
-    from .config import PRESETS
     from .extract import extract
     from .data.memo2496 import is_memo2496_dir
-    from .data.registry import resolve_input
 
     if name not in NAMED:
         raise ValueError(f"{name}: no cached features for this name; extract them with "

@@ -110,6 +110,12 @@ class FrontEnd:
             y = y * np.float32(gain)
         return np.ascontiguousarray(y, dtype=np.float32)
 
+    def spectral(self, wins: np.ndarray):
+        """The Mel spectrogram and cochleagram (``.mel``, ``.coch``) of one analysis window
+        ``(L,)`` or of a batch of equally long windows ``(B, L)`` (the timeline's), without the
+        encoders."""
+        return self.fx(wins)
+
     def window(self, win: np.ndarray, info: AudioInfo | None = None) -> WindowViews:
         """Every view of an analysis window that :func:`merkit.audio.prepare` made."""
         f = self.fx(win)

@@ -4,7 +4,6 @@ Everything around the networks stays as it is in the torch path: decoding, the w
 the Mel / cochleagram / musicnn log-Mel front ends (numpy), the tonal summary, the pooling of
 musicnn's patches, calibration, the content check and the timeline. Only the calls into torch
 modules are swapped for onnxruntime sessions::
-
     unified model (the shipped one)
       log-Mel patches (B, T, 96) ──<stem>.musicnn.frames.onnx──> mid-end frames (B, 753, T)
       frames (B, 753, T) ──<stem>.musicnn.head.onnx──> penultimate (B, 200), mean_pool, max_pool (B, 753), logits (B, 50)
@@ -51,6 +50,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from . import __version__
+from .config import DEFAULT_MODEL_FILE
+from .outputs import own_kind, write_json
+from .data.paths import cache_dir
 
 # The largest |onnxruntime - torch| an export may give on any head output or calibrated
 # probability. (The shipped model's head is sensitive to one-ulp changes in musicnn's pooled
@@ -361,8 +364,6 @@ def export_model(model, out: str | os.PathLike) -> dict:
     """Write ``out`` and its companion graphs and sidecar (see the module docstring); returns
     the sidecar. Refused (nothing written) when onnxruntime and torch differ by more than
     :data:`TOLERANCE` on any head output."""
-    from . import __version__
-    from .config import DEFAULT_MODEL_FILE
 
     _require_export_tools()
     import onnx
@@ -390,7 +391,6 @@ def export_model(model, out: str | os.PathLike) -> dict:
                 raise ValueError(f"ONNX outputs differ from torch by {worst:.2e} > {TOLERANCE} "
                                  f"({', '.join(f'{k} {v:.1e}' for k, v in checks.items())}); not exported")
             io = {name: g.shapes() for name, g in runner.graphs.items()}
-            from .outputs import own_kind
 
             for name in names.values():  # never over a file another export (or anyone) did not write
                 target = out.parent / name
@@ -415,7 +415,6 @@ def export_model(model, out: str | os.PathLike) -> dict:
                 "weights_sha256": weights_key(model), "source": source,
                 "versions": {"merkit": str(__version__), "torch": torch.__version__, "onnx": onnx.__version__,
                              "onnxruntime": onnxruntime.__version__, "opset": OPSET}}
-        from .outputs import write_json
 
         write_json(sidecar_path(out), side)  # written last: a sidecar means a complete export
         return side
@@ -426,7 +425,6 @@ def export_model(model, out: str | os.PathLike) -> dict:
 
 def cached_export(model) -> Path:
     """The export of ``model`` in ``<cache>/onnx/<weights_key[:16]>/model.onnx``, made now if missing."""
-    from .data.paths import cache_dir
 
     out = cache_dir("onnx") / weights_key(model)[:16] / "model.onnx"
     if sidecar_path(out).is_file():

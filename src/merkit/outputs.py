@@ -3,7 +3,6 @@ a file merkit did not write.
 
 People point merkit at their music collection; it must never damage it. Every command that
 writes goes through this module (issue 20; docs/reliability.md):
-
 * :func:`check_file` and :func:`check_folder` run before any work and refuse, in one message
   style (``FLAG PATH: reason``), an output that is one of the command's inputs, an existing file
   whose content is not one of merkit's own formats (audio, MIDI, a document, ...), a read-only
@@ -38,6 +37,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 from typing import Iterable, Iterator
+from . import __version__
 
 # What a full disk / quota / read-only file system looks like to the user: one line, no traceback.
 _SPACE_ERRORS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
@@ -51,7 +51,6 @@ class OutputError(ValueError):
 
 def png_metadata() -> dict[str, str]:
     """The PNG text chunk that marks a figure as merkit's (matplotlib ``savefig(metadata=...)``)."""
-    from . import __version__
 
     return {"Software": f"merkit {__version__}"}
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from .data.manifest import check_utf8
 
 
 def _age_band(age: str) -> str | None:
@@ -39,7 +40,6 @@ def _age_band(age: str) -> str | None:
 def listener_groups(path: str | os.PathLike, *, min_tracks: int = 40) -> dict[str, dict[int, tuple[float, float]]]:
     """group name -> {track id: (valence, arousal) of that group's votes}; groups as above."""
     from .data.emotify import GEMS, gems_to_va
-    from .data.manifest import check_utf8
 
     path = Path(path)
     check_utf8(path)

@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 
 from .data.manifest import QUADRANT_WORDS
 from .results import FileResult, Prediction, quadrant_point
+from .outputs import atomic_path, check_figure, png_metadata
 
 # Screen-and-print size: 150 dpi keeps 7-inch-wide panels sharp in a PDF and small on disk.
 DPI = 150
@@ -304,7 +305,6 @@ def figure_ablation(results, *, title: str = "") -> Figure:
 def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     """Write ``fig`` as PNG atomically (a temporary file, then a rename), marked as merkit's
     (:func:`merkit.outputs.png_metadata`), never over an image merkit did not make."""
-    from .outputs import atomic_path, check_figure, png_metadata
 
     path = check_figure(path)  # never over an image merkit did not make
     with atomic_path(path, suffix=".png") as tmp:
@@ -353,8 +353,6 @@ def plot_timeline(result: FileResult, path: str | os.PathLike | None = None, *, 
     fig.suptitle(title or Path(result.path).name, fontsize=10)
     fig.tight_layout()
     if path is not None:
-        from .outputs import atomic_path, check_figure, png_metadata
-
         check_figure(path)  # never over an image merkit did not make
         try:
             with atomic_path(path, suffix=".png") as tmp:

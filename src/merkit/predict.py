@@ -1,7 +1,6 @@
 """The prediction pipeline: from file paths to results, down the layers once.
 
 ::
-
     merkit predict FILES ──find_inputs──> files ──load_model(kind)──> predictor
         predictor.analyse_files: decode → windows → loudness → views (merkit.frontend) → networks
         → merkit.results.Prediction / FileResult ──> table, CSV, JSON, plots (the command)
@@ -25,6 +24,9 @@ from .predictors.damer import EmotionModel
 from .predictors.dynamic import DynamicModel
 from .predictors.unified import UnifiedModel
 from .results import FileResult
+from .checkpoint import load_checkpoint
+from .onnx_backend import _onnxruntime, read_sidecar
+from .cluster import abspath, cached, connect, run_shards
 
 # a model file's ``kind`` -> its predictor (DAMER-family checkpoints have none: EmotionModel)
 PREDICTORS = {"unified": UnifiedModel, "dsaml": DynamicModel}
@@ -62,18 +64,12 @@ def load_model(path: str | os.PathLike | Iterable[str | os.PathLike] | None = No
                          "(merkit.predict.load_onnx_model)")
     model = None
     if len(paths) == 1:
-        import torch
-
         try:
-            blob = torch.load(paths[0], map_location="cpu", weights_only=True)
+            blob = load_checkpoint(paths[0])  # every layout merkit wrote, as format 2
         except FileNotFoundError:
             raise FileNotFoundError(f"{paths[0]}: model file not found") from None
-        except Exception as e:  # not a torch file, or one holding more than tensors and plain data
-            raise ValueError(f"{paths[0]}: not a merkit model file ({type(e).__name__}: "
-                             f"{str(e).splitlines()[0] if str(e) else ''})") from None
-        kind = blob.get("kind") if isinstance(blob, dict) else None
-        if kind in PREDICTORS:
-            model = PREDICTORS[kind].from_blob(blob, path=paths[0])
+        if blob["kind"] in PREDICTORS:
+            model = PREDICTORS[blob["kind"]].from_blob(blob, path=paths[0])
     if model is None:
         model = EmotionModel.from_files(paths)
     model.source_files = tuple(str(p) for p in paths)
@@ -85,7 +81,6 @@ def load_onnx_model(paths: str | os.PathLike | Iterable[str | os.PathLike] | Non
     (``model.onnx``; the torch model its sidecar names gives the front end and calibration), or
     torch model files as :func:`merkit.predict.load_model` takes them (None: the shipped model),
     run through their cached export (:func:`cached_export`)."""
-    from .onnx_backend import _onnxruntime, read_sidecar
 
     _onnxruntime()  # before any work
     paths = [] if paths is None else [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
@@ -108,7 +103,6 @@ def load_onnx_model(paths: str | os.PathLike | Iterable[str | os.PathLike] | Non
     return model.use_onnx(path)
 
 
-
 # --- on a dask.distributed cluster (merkit.cluster) ----------------------------------------------
 @dataclass(frozen=True)
 class ModelSpec:
@@ -129,8 +123,6 @@ class ModelSpec:
 
 
 def _predict_shard(items: list[tuple[str, str]], spec: ModelSpec, timeline: bool) -> list[FileResult]:
-    from .cluster import cached
-
     model = cached(("predict", spec), spec.load)
     out = []
     for shown, path in items:
@@ -148,7 +140,6 @@ def analyse_files_on_cluster(spec: ModelSpec, paths, *, timeline: bool = False, 
     """:meth:`merkit.predictors.base.Predictor.analyse_files` on a cluster: shards of files go to the
     workers, each of which loads the model of ``spec`` once; results come in input order and a
     file that fails (or kills its worker) is one error result."""
-    from .cluster import abspath, connect, run_shards
 
     items = [(str(p), abspath(str(p))) for p in paths]
     if not items:

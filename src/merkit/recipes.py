@@ -11,8 +11,21 @@ shipped model and every `merkit train --arch unified` run share.
    on the given inputs; the shipped model is refused beyond :data:`FP16_LIMIT`.
 
 Without step 1 a model fell back to a default slope (1.7), so its probabilities were not
-calibrated; ``bench/train_default.py`` (the shipped model) and ``merkit train --arch unified``
-now both call :func:`calibrated_model`.
+calibrated; ``merkit train --recipe default`` (the shipped model: :func:`train_default`,
+``bench/train_default.py`` calls it) and ``merkit train --arch unified`` both call
+:func:`calibrated_model`.
+
+**The default recipe** (:func:`train_default`; every step seeded, so a rerun gives the same
+model on CPU with one torch thread):
+1. Features of the paper's 60 s window with the musicnn view: EMOPIA renders, the MIREX-like
+   mood set, Emotify (:data:`DEFAULT_CORPORA`).
+2. Splits of ``seed`` (:func:`merkit.data.multi_corpus.corpus_splits`): EMOPIA's official
+   split, MIREX fold ``seed`` of 5 artist-grouped folds, Emotify 70 / 15 / 15.
+3. :func:`merkit.training.unified_fit.fit_unified` with and without distillation from
+   per-corpus teachers; the variant with the better **validation** score is kept.
+4. Calibration and reference outputs (above); test metrics computed once per corpus.
+5. Export with float16 weights, refused if they move any test output by more than
+   :data:`FP16_LIMIT`; the file is then loaded back and self-checked.
 """
 from __future__ import annotations
 
@@ -22,6 +35,13 @@ from .data.mirex_mood import CONFIDENT_AROUSAL
 from .predictors.base import PredictorConfig
 from .predictors.unified import UnifiedModel, fit_calibration
 from .training.unified_fit import predict_corpus
+from .data.multi_corpus import corpus_splits
+from .evaluation.unified_eval import corpus_metrics
+from .feature_cache import load_corpus
+from .models.unified import DEFAULT_INPUTS, UnifiedConfig
+from .outputs import atomic_path
+from .training.unified_fit import UnifiedTrainConfig, fit_teachers, fit_unified
+from .checkpoint import load_checkpoint
 
 FP16_LIMIT = 0.02  # the largest output change float16 weights may make (the shipped model's bar)
 
@@ -67,4 +87,66 @@ def fp16_change(model: UnifiedModel, half: UnifiedModel, inputs: list[np.ndarray
     return worst
 
 
-__all__ = ["FP16_LIMIT", "calibrate", "calibrated_model", "fp16_change"]
+DEFAULT_CORPORA = ("emopia", "mirex_mood", "emotify")
+LICENCES = {"musicnn weights": "ISC", "EMOPIA": "CC BY-NC-SA 4.0", "Emotify": "Magnatune, CC non-commercial",
+            "MIREX-like": "research use only"}
+
+
+def train_default(data: dict[str, str], out, *, seed: int = 0, inputs=None, log=print) -> dict:
+    """The shipped model's recipe (module docstring) on ``data`` (``{corpus name: feature folder
+    or dataset name}``, the three of :data:`DEFAULT_CORPORA`), written to ``out``; ``inputs``:
+    the network's inputs (default: :class:`~merkit.models.unified.UnifiedConfig`'s). Returns the
+    record of the run (validation scores, calibration, test metrics, float16 change)."""
+    import time
+    from pathlib import Path
+
+    missing = [n for n in DEFAULT_CORPORA if n not in data]
+    if missing:
+        raise ValueError(f"the default recipe trains on {', '.join(DEFAULT_CORPORA)}; missing {', '.join(missing)}")
+    t0 = time.perf_counter()
+    inputs = tuple(inputs or DEFAULT_INPUTS)
+    corpora = []
+    for name in DEFAULT_CORPORA:
+        c = load_corpus(str(data[name]), inputs)
+        c.name = name
+        corpora.append(c)
+    splits = {c.name: corpus_splits(c, seed) for c in corpora}
+    mcfg = UnifiedConfig(input_dim=corpora[0].x.shape[1], inputs=inputs)
+    cfg = UnifiedTrainConfig(seed=seed)
+    plain = fit_unified(corpora, splits, mcfg, cfg)
+    kd_cfg = UnifiedTrainConfig(seed=seed, kd_weight=0.5)
+    kd = fit_unified(corpora, splits, mcfg, kd_cfg, teachers=fit_teachers(corpora, splits, mcfg, cfg))
+    chosen, used = (kd, kd_cfg) if kd.val_score > plain.val_score else (plain, cfg)
+    log(f"validation: plain {plain.val_score:.4f} (epoch {plain.best_epoch}), KD {kd.val_score:.4f} "
+        f"(epoch {kd.best_epoch}) -> {'KD' if chosen is kd else 'plain'}")
+    net = chosen.model
+    test = {}
+    for c in corpora:
+        te = splits[c.name].test
+        test[c.name] = {"n": int(len(te)), **corpus_metrics(c, te, predict_corpus(net, c.x[te]))}
+    info = {"model": f"unified ({' + '.join(inputs)})", "inputs": list(inputs),
+            "trained_on": {n: str(data[n]) for n in DEFAULT_CORPORA}, "seed": seed,
+            "distillation": chosen is kd, "best_epoch": chosen.best_epoch, "test": test, "licences": LICENCES}
+    model = calibrated_model(net, corpora, splits, feature_info=corpora[0].feature_info, info=info)
+
+    out = Path(out)
+    blob = dict(train_config=used.to_dict(),
+                data_info={"data": {n: str(data[n]) for n in DEFAULT_CORPORA}, "va_scales": chosen.va_scales,
+                           "feature_info": corpora[0].feature_info},
+                metrics={"val": chosen.val_metrics, "test": test, "best_epoch": chosen.best_epoch})
+    with atomic_path(out, suffix=".pt") as tmp:  # replaced only once the float16 copy passes
+        model.save(tmp, **blob)
+        half = UnifiedModel.from_blob(load_checkpoint(tmp), path=tmp)
+        worst = fp16_change(model, half, [c.x[splits[c.name].test] for c in corpora])
+        if worst > FP16_LIMIT:
+            raise ValueError(f"float16 weights move test outputs by {worst:.4f} > {FP16_LIMIT}; {out} not written")
+        half.check()
+    return {"date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - t0, 1),
+            "validation": {"plain": plain.val_score, "kd": kd.val_score},
+            "calibration": {k: list(v) for k, v in model.calibration.items()}, "test": test,
+            "fp16_max_output_change": worst, "train": used.to_dict(), "model": mcfg.to_dict(),
+            "file_bytes": out.stat().st_size}
+
+
+__all__ = ["DEFAULT_CORPORA", "FP16_LIMIT", "calibrate", "calibrated_model", "fp16_change",
+           "train_default"]

@@ -11,6 +11,9 @@ import numpy as np
 
 from ..config import ModelConfig, TrainConfig
 from ._args import config_from_args
+from ..outputs import OutputError, check_folder
+from ..evaluation.protocol import format_cell
+from ..models import MODELS, get_spec
 
 
 def new_run(args, name: str):
@@ -20,7 +23,6 @@ def new_run(args, name: str):
     a time stamp is appended."""
     if not args.data:
         raise ValueError("--data is required (or --resume RUN_DIR)")
-    from ..models import get_spec
 
     spec = get_spec(args.model)
     model_cfg = config_from_args(ModelConfig(**{**spec.model_defaults, "name": args.model}), args)
@@ -34,7 +36,6 @@ def new_run(args, name: str):
 
 def _check_run_dir(run_dir: Path, data) -> None:
     """A new run needs a new or empty folder (``--resume`` continues a stopped one)."""
-    from ..outputs import OutputError, check_folder
 
     try:
         check_folder(run_dir, flag="--run-dir", inputs=[d for d in str(data or "").split(",") if d], empty=True)
@@ -43,19 +44,14 @@ def _check_run_dir(run_dir: Path, data) -> None:
 
 
 def _model_kind(path: Path) -> str | None:
-    """``kind`` of a model file (``unified``, ``dsaml``), None for other files."""
-    import torch
+    """The family of a model file (``damer``, ``unified``, ``dsaml``, ...), None for other files."""
+    from ..checkpoint import checkpoint_kind
 
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # not a readable model file: the caller's own error says more
-        return None
-    return blob.get("kind") if isinstance(blob, dict) else None
+    return checkpoint_kind(path)
 
 
 def _outside_loop() -> dict[str, tuple[str, ...]]:
     """Families trained outside the DAMER loop and the flags each takes (merkit.models.MODELS)."""
-    from ..models import MODELS
 
     return {n: s.cli_flags for n, s in MODELS.items() if not s.in_loop}
 
@@ -70,7 +66,6 @@ def _config_dests() -> set[str]:
 def family_config(arch: str):
     """The training config class of a family trained outside the DAMER loop (its defaults are
     the ones ``merkit train --arch ARCH`` uses)."""
-    from ..models import get_spec
 
     return get_spec(arch).train_config_class()
 
@@ -82,9 +77,9 @@ def family_help(arch: str) -> str:
 
     defaults = {f.name: f.default for f in dataclasses.fields(family_config(arch))}
     if arch == "unified":  # the network's inputs: a field of the model's own config
-        from ..models.unified import UnifiedConfig
+        from ..models.unified import DEFAULT_INPUTS
 
-        defaults["inputs"] = ",".join(next(f.default for f in dataclasses.fields(UnifiedConfig) if f.name == "inputs"))
+        defaults["inputs"] = ",".join(DEFAULT_INPUTS)
     what = {"unified": "the multi-corpus model on encoder embeddings (+ key/chord features); --data takes a "
                        "comma-separated list of feature folders (with the musicnn view) or dataset names",
             "dsaml": "the dynamic (2 Hz) model; --data is a `merkit extract-dynamic` folder"}[arch]
@@ -121,7 +116,6 @@ def family_overrides(args) -> dict:
 
 def unified_table(per_seed: list[dict[str, dict[str, float]]]) -> str:
     """Mean ± std over seeds of each corpus's test metrics (``per_seed``: corpus -> metric -> value)."""
-    from ..evaluation.protocol import format_cell
 
     lines = ["| corpus | metric | test |", "|---|---|--:|"]
     for name in per_seed[0]:
@@ -133,7 +127,6 @@ def unified_table(per_seed: list[dict[str, dict[str, float]]]) -> str:
 
 def dynamic_table(per_seed: list[dict[str, float]]) -> str:
     """Mean ± std over seeds of the per-song test metrics."""
-    from ..evaluation.protocol import format_cell
 
     lines = ["| metric | test (per song, mean over songs) |", "|---|--:|"]
     for k in per_seed[0]:

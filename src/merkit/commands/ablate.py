@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..config import ModelConfig, TrainConfig, from_dict
 from ._args import add_config_args, add_old_spelling
+from ..feature_cache import load_features
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,6 @@ def run(args) -> int:
     import torch
 
     from ..training.ablation import RESULTS_JSON, TABLE_MD, load_ablation_meta, parse_combo, run_ablation
-    from ..feature_cache import load_features
     from ._runs import new_run
 
     if args.threads:

@@ -17,6 +17,8 @@ from ._args import add_old_spelling
 import csv
 import sys
 from pathlib import Path
+from ..data.manifest import check_utf8
+from ..outputs import check_file
 
 MIN_EXAMPLES = 3
 STEPS = 200
@@ -38,8 +40,6 @@ def register(sub) -> None:
 
 
 def read_examples(path: str) -> list[tuple[str, float, float]]:
-    from ..data.manifest import check_utf8
-
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -78,8 +78,6 @@ def run(args) -> int:
 
     from ..predict import load_model
     from ..predictors.unified import UnifiedModel
-
-    from ..outputs import check_file
 
     examples = read_examples(args.examples)
     inputs = [args.examples, *([args.model] if args.model else []), *(e[0] for e in examples)]

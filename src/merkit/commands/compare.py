@@ -17,6 +17,8 @@ from pathlib import Path
 
 from ..config import ModelConfig, TrainConfig
 from ._args import add_config_args, add_old_spelling
+from ..feature_cache import load_features
+from ..models import MODELS
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +27,6 @@ _TRAIN_FIXED = ("seed", "label")
 
 
 def register(sub) -> None:
-    from ..models import MODELS
-
     p = sub.add_parser("compare", help=COMMANDS['compare'],
                        description=__doc__.split("\n", 2)[2].strip())
     p.add_argument("--data", "--data-root", metavar="DIR|DATASET",
@@ -65,8 +65,6 @@ def run(args) -> int:
     import torch
 
     from ..training.compare import RESULTS_JSON, TABLE_MD, run_comparison
-    from ..models import MODELS
-    from ..feature_cache import load_features
 
     if args.list:
         for spec in MODELS.values():

@@ -5,6 +5,9 @@ from . import COMMANDS
 from ._args import add_old_spelling
 
 from collections import Counter
+from ..data.registry import DATASETS, get_manifest, resolve_input
+from ..data.manifest import write_manifest
+from ..outputs import check_file
 
 # CLI flag -> builder option; only flags the user set are passed, and a dataset that does not
 # take one says so (registry.get_manifest is strict).
@@ -43,8 +46,6 @@ def register(sub) -> None:
 
 
 def run_list(args) -> int:
-    from ..data.registry import DATASETS
-
     here = {True: "yes", False: "no", None: "(yours)"}
     rows = [(d.name, here[d.has_audio_here()], d.licence, d.description) for d in DATASETS.values()]
     widths = [max(len(r[k]) for r in rows + [("name", "audio here", "licence", "")]) for k in range(3)]
@@ -74,11 +75,6 @@ def summarize(tracks) -> list[str]:
 
 
 def run_manifest(args) -> int:
-    from ..data.manifest import write_manifest
-    from ..data.registry import DATASETS, get_manifest, resolve_input
-
-    from ..outputs import check_file
-
     check_file(args.output, flag="-o", kind="manifest", inputs=[args.name, *(p for p in (args.labels_csv,) if p)],
                force=args.force)
     options = {k: getattr(args, k) for k in _FLAG_OPTIONS}

@@ -14,6 +14,9 @@ import json
 import logging
 import math
 from pathlib import Path
+from ..feature_cache import load_corpus, load_features
+from ..outputs import check_file
+from ..models import load_model
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +63,10 @@ def _load_trained(ckpt_path: Path):
             raise FileNotFoundError(f"{res_path}: not found; it records which tracks {ckpt_path} was tested on")
         res = json.loads(res_path.read_text())
         return model, res.get("data_info") or {}, res["config"]["train"]
-    from ..models import load_model
     from ..checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(ckpt_path)
-    return load_model(ckpt_path), ckpt.get("data_info") or {}, ckpt["config"]["train"]
+    return load_model(ckpt_path), ckpt["data_info"], ckpt["train_config"]
 
 
 def format_metrics(metrics: dict[str, dict[str, float]], title: str = "") -> str:
@@ -85,7 +87,6 @@ def evaluate_checkpoint(ckpt_path, data: str, *, subset: str = "test", batch_siz
     from ..data.splits import drop_nonfinite, task_labels
     from ..evaluation.protocol import head_metrics
     from ..models.inference import predict_heads
-    from ..feature_cache import load_features
 
     ckpt_path = _find_checkpoint(Path(ckpt_path))
     kind = _kind(ckpt_path)
@@ -124,7 +125,7 @@ def evaluate_checkpoint(ckpt_path, data: str, *, subset: str = "test", batch_siz
 
 
 def _kind(ckpt_path: Path) -> str | None:
-    """A model file's ``kind`` (``unified``, ``dsaml``); None for the DAMER loop's checkpoints."""
+    """A model file's family (``damer``, ``unified``, ``dsaml``, ...); None for a classical model."""
     if ckpt_path.suffix in (".skops", ".pkl"):
         return None
     from ._runs import _model_kind
@@ -143,11 +144,10 @@ def evaluate_unified(ckpt_path: Path, data: str, *, subset: str = "test") -> dic
     from ..models.unified import load_unified
     from ..checkpoint import load_checkpoint
     from ..training.unified_fit import predict_corpus
-    from ..feature_cache import load_corpus
 
     ckpt = load_checkpoint(ckpt_path)
     net = load_unified(ckpt)
-    seed = int((ckpt.get("train") or {}).get("seed", 0))
+    seed = int(ckpt["train_config"].get("seed", 0))
     metrics, n = {}, 0
     for spec in (s.strip() for s in str(data).split(",") if s.strip()):
         c = load_corpus(spec, tuple(net.cfg.inputs))
@@ -170,11 +170,10 @@ def evaluate_dynamic(ckpt_path: Path, data: str, *, subset: str = "test") -> dic
 
     from ..dynamic_features import load_dynamic
     from ..predictors.dynamic import DynamicModel
+    from ..checkpoint import load_checkpoint
     from ..training.dynamic_fit import predict, song_metrics, targets
 
-    import torch
-
-    net = DynamicModel.from_blob(torch.load(ckpt_path, map_location="cpu", weights_only=True), path=ckpt_path).net
+    net = DynamicModel.from_blob(load_checkpoint(ckpt_path), path=ckpt_path).net
     ds = load_dynamic(data)
     split = np.array([t.split for t in ds.tracks])
     idx = np.arange(len(split)) if subset == "all" else np.flatnonzero(split == subset)
@@ -225,8 +224,6 @@ def run(args) -> int:
             return 0
         raise ValueError(f"{path}: --data is required (only a finished run folder prints without it)")
     if args.output:
-        from ..outputs import check_file
-
         check_file(args.output, flag="-o", kind="metrics", inputs=[path, args.data], force=args.force)
     res = evaluate_checkpoint(path, args.data, subset=args.subset, batch_size=args.batch_size)
     print(format_result(res))

@@ -22,6 +22,7 @@ from . import COMMANDS
 from ._args import add_old_spelling
 
 import argparse
+from ..outputs import check_file
 
 
 def register(sub) -> None:
@@ -42,7 +43,6 @@ def run(args) -> int:
     from ..predict import load_model
 
     from ..onnx_backend import sidecar_path
-    from ..outputs import check_file
 
     inputs = list(args.model or [])
     check_file(args.output, flag="-o", kind="onnx", inputs=inputs, force=args.force)

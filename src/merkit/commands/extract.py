@@ -7,6 +7,8 @@ import sys
 
 from ..config import PRESETS, AudioConfig, FeatureConfig
 from ._args import add_cluster_args, add_config_args, add_old_spelling, config_from_args
+from ..data.registry import resolve_input
+from ..outputs import check_folder
 
 
 def register(sub) -> None:
@@ -37,13 +39,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..data.registry import resolve_input
     from ..extract import extract
     from ..frontend import parse_views
 
     from ..data.memo2496 import FEATURES_FILE, LABEL_A_FILE, LABEL_V_FILE, MANIFEST_FILE, view_file
     from ..extract import FAILURES_FILE, WORK_DIR
-    from ..outputs import check_folder
 
     views = parse_views(args.views)  # an unknown name fails before any work
     if args.shard_size is not None and args.cluster is None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from . import COMMANDS
 from ._args import add_old_spelling
+from ..data.manifest import read_manifest
+from ..outputs import check_folder
 
 
 def register(sub) -> None:
@@ -30,9 +32,7 @@ def run(args) -> int:
 
     import numpy as np
 
-    from ..data.manifest import read_manifest
     from ..dynamic_features import FILES, WORK_DIR, DynamicGrid, extract_dynamic
-    from ..outputs import check_folder
 
     check_folder(args.output, flag="-o", inputs=[args.input], writes=[
         *FILES.values(), "times.npy", "labels", "tracks.csv", "features.json", "failures.csv", WORK_DIR])

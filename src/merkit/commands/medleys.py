@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from . import COMMANDS
 from ._args import add_old_spelling
+from ..data.registry import resolve_input
+from ..outputs import check_folder
 
 
 def register(sub) -> None:
@@ -38,8 +40,6 @@ def run(args) -> int:
 
     from ..data.medley import INFO, MANIFEST, MedleyConfig, make_medleys
     from ..data.memo2496 import is_memo2496_dir, load_memo2496
-    from ..data.registry import resolve_input
-    from ..outputs import check_folder
 
     check_folder(args.output, flag="-o", inputs=[s.strip() for s in args.sources.split(",") if s.strip()],
                  writes=["audio", "labels", MANIFEST, INFO])

@@ -18,6 +18,11 @@ import math
 from pathlib import Path
 
 import numpy as np
+from ._runs import _model_kind
+from ..feature_cache import load_features
+from ..config import ModelConfig, from_dict
+from ..outputs import check_figure, check_folder
+from ..models import build_model, load_model
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +78,6 @@ def find_seed_dirs(run_dir: Path) -> list[Path]:
         return [run_dir]
     found = sorted(p.parent for p in run_dir.rglob("last.pt"))
     if not found:
-        from ._runs import _model_kind
-
         models = [run_dir / "model.pt"] if (run_dir / "model.pt").is_file() else sorted(run_dir.glob("seed_*/model.pt"))
         kinds = sorted({_model_kind(p) for p in models} - {None})
         if kinds:
@@ -88,10 +91,9 @@ def find_seed_dirs(run_dir: Path) -> list[Path]:
 def _resolve_data(seed_dir: Path, ckpt: dict, override: str | None):
     """The FeatureSet the run was trained on: ``override``, else the checkpoint's record, else the
     ``data`` of a ``run.json`` / ``ablation.json`` above the seed folder; None if none exists."""
-    from ..feature_cache import load_features
 
     candidates = [override] if override else []
-    candidates.append((ckpt.get("data_info") or {}).get("data"))
+    candidates.append(ckpt["data_info"].get("data"))
     for parent in (seed_dir.parent, seed_dir.parent.parent):
         for name in ("run.json", "ablation.json"):
             if (parent / name).is_file():
@@ -199,12 +201,9 @@ def initial_model(ckpt: dict):
     """
     import torch
 
-    from ..config import ModelConfig, from_dict
-    from ..models import build_model
-
-    cfg = from_dict(ModelConfig, ckpt["config"]["model"])
+    cfg = from_dict(ModelConfig, ckpt["model_config"])
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(ckpt["config"]["train"]["seed"]))
+        torch.manual_seed(int(ckpt["train_config"]["seed"]))
         model = build_model(cfg.name, cfg)
     state = ckpt["state_dict"]
     with torch.no_grad():
@@ -252,8 +251,8 @@ def plot_seed(seed_dir: str | Path, out_dir: str | Path, *, data: str | None = N
         log.warning("%s: no results.json, so the run is unfinished; plotting the epochs so far", seed_dir)
     history = read_history(seed_dir)
     last = load_checkpoint(seed_dir / "last.pt")
-    tcfg, info = last["config"]["train"], last.get("data_info") or {}
-    n_classes = int(info.get("n_classes") or last["config"]["model"]["n_classes"])
+    tcfg, info = last["train_config"], last["data_info"]
+    n_classes = int(info.get("n_classes") or last["model_config"]["n_classes"])
     written = [plots.save_figure(plots.figure_training(history, title=f"Training curves: {seed_dir}"),
                                  out_dir / "training.png")]
     if tcfg.get("use_pcl", True) and "pcl_conf_mean" in history:
@@ -295,11 +294,10 @@ def plot_seed(seed_dir: str | Path, out_dir: str | Path, *, data: str | None = N
 def _tsne_figure(seed_dir: Path, fs, info: dict, subset: str, max_points: int, out_dir: Path,
                  n_classes: int) -> Path:
     from .. import plots
-    from ..models import load_model
     from ..checkpoint import load_checkpoint
 
     best = load_checkpoint(seed_dir / "best.pt")
-    seed = int(best["config"]["train"]["seed"])
+    seed = int(best["train_config"]["seed"])
     idx, y = _task_positions(fs, info, subset)
     if len(idx) > max_points:  # a fixed random subset, so before and after show the same tracks
         keep = np.sort(np.random.default_rng(seed).choice(len(idx), size=max_points, replace=False))
@@ -351,7 +349,6 @@ FIGURES = ("training.png", "fig5_pcl.png", "fig6_saml.png", "fig7_tsne.png")
 def check_plot_outputs(run_dir: Path, out_dir: Path | None) -> None:
     """Before any figure is drawn: the output folder is usable and no PNG of the run would
     replace an image merkit did not make (:mod:`merkit.outputs`)."""
-    from ..outputs import check_figure, check_folder
 
     out_dir = Path(out_dir) if out_dir is not None else Path(run_dir) / PLOTS_DIR
     check_folder(out_dir, flag="-o")

@@ -18,6 +18,9 @@ import sys
 from pathlib import Path
 
 from ._args import add_cluster_args, add_old_spelling
+from ..outputs import OutputError, check_figure, check_file, check_folder, space_error, write_text
+from ..stopping import describe
+from ..cluster import check_shard_size
 
 FORMATS = ("table", "json", "csv")
 CSV_FIELDS = ("path", "status", "window_start", "window_end", "quadrant", "quadrant_word", "arousal",
@@ -153,7 +156,6 @@ def check_outputs(args, inputs) -> None:
     """Refuse unusable output paths before any work (not after an hour of predictions): ``-o``
     must not be an input or a file merkit did not write (:mod:`merkit.outputs`), ``--plot`` a
     folder where no PNG of the run would replace an image merkit did not make."""
-    from ..outputs import check_figure, check_file, check_folder
 
     if args.output:
         check_file(args.output, flag="-o", kind="predictions", inputs=inputs, force=args.force)
@@ -224,8 +226,6 @@ def run(args) -> int:
             except (OSError, ValueError) as err:  # the disk is full as well: the rows went to stdout
                 where = str(err)
         if isinstance(e, KeyboardInterrupt):
-            from ..stopping import describe
-
             kept = f"; the finished rows are {where}" if results else ""
             print(f"merkit predict: stopped by {describe(e)[0]} after {len(results)} of {len(files)} "
                   f"file(s){kept}", file=sys.stderr)
@@ -246,7 +246,6 @@ def run(args) -> int:
 def _on_cluster(model, files, args):
     """``model.analyse_files`` on the cluster of ``--cluster``: each worker rebuilds ``model`` from
     the same file(s) and settings (:class:`merkit.predict.ModelSpec`)."""
-    from ..cluster import check_shard_size
     from ..predict import ModelSpec, analyse_files_on_cluster
 
     if args.shard_size is not None:
@@ -261,7 +260,6 @@ def _emit(results, args, description: str) -> str:
     """Write the results to ``-o`` (atomically) or stdout; where they went, in words. When ``-o``
     cannot be written (a full disk), the previous file stays, the results go to stdout and an
     :class:`~merkit.outputs.OutputError` says so."""
-    from ..outputs import OutputError, space_error, write_text
 
     text = render(results, args.format, {"description": description})
     if not args.output:

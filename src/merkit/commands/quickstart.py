@@ -14,6 +14,9 @@ from ._args import add_old_spelling
 import time
 import shutil
 from pathlib import Path
+from ..config import ModelConfig, TrainConfig
+from ..outputs import check_folder, write_json
+from ..data.paths import cache_dir
 
 
 def register(sub) -> None:
@@ -33,7 +36,6 @@ def register(sub) -> None:
 
 def quickstart(out: str | Path, *, n_tracks: int = 240, epochs: int = 15, seed: int = 0,
                workers: int | None = None, progress: bool = True, log=print) -> dict:
-    from ..config import ModelConfig, TrainConfig
     from ..data.memo2496 import load_memo2496
     from ..data.synthetic import generate
     from ..extract import extract
@@ -64,7 +66,6 @@ def quickstart(out: str | Path, *, n_tracks: int = 240, epochs: int = 15, seed: 
     log("(synthetic data: a smoke test of the pipeline, not a measure of accuracy on real music)")
     summary = {"seconds": time.perf_counter() - t0, "extract": rep.summary(),
                "test": {k: v["per_seed"][0]["test"] for k, v in results.items()}, "table": table}
-    from ..outputs import write_json
 
     write_json(out / "quickstart.json", summary, default=float)
     return summary
@@ -80,10 +81,6 @@ def format_results(results: dict) -> str:
 
 
 def run(args) -> int:
-    from ..data.paths import cache_dir
-
-    from ..outputs import check_folder
-
     out = args.output if args.output else cache_dir("quickstart")
     # it deletes and rewrites runs/ on a rerun: never in a folder that is not a quickstart's
     check_folder(out, flag="-o", writes=["corpus", "features", "runs", "quickstart.json"])

@@ -5,13 +5,13 @@ from . import COMMANDS
 
 import os
 import sys
+from ..web import DEFAULT_MAX_MINUTES, DEFAULT_MAX_UPLOAD_MB
+from .predict import add_backend_args, load_predictor
 
 TOKEN_ENV = "MERKIT_TOKEN"
 
 
 def register(sub) -> None:
-    from ..web import DEFAULT_MAX_MINUTES, DEFAULT_MAX_UPLOAD_MB
-
     p = sub.add_parser("serve", help=COMMANDS['serve'],
                        description="Start a local web app: open http://HOST:PORT/ and drop a file. "
                                    "Programs POST a multipart form (field 'file') to /api/predict.")
@@ -20,7 +20,6 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     p.add_argument("--model", action="append", metavar="FILE",
                    help="model file, repeat for one per task (default: the shipped model)")
-    from .predict import add_backend_args
 
     add_backend_args(p)
     p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
@@ -52,7 +51,6 @@ def run(args) -> int:
     except ImportError as e:  # installed without the web dependencies
         raise RuntimeError(f"merkit serve needs starlette, uvicorn and python-multipart ({e}); "
                            "run ./install.sh or pip install merkit") from None
-    from .predict import load_predictor
 
     check_flags(args)
     token = args.token or os.environ.get(TOKEN_ENV) or None

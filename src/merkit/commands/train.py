@@ -23,7 +23,9 @@ from pathlib import Path
 from ..config import ModelConfig, TrainConfig, from_dict
 from ._args import add_config_args, add_old_spelling
 from ..feature_cache import load_features
-from ._runs import _model_kind, _outside_loop, family_overrides, new_run
+from ._runs import _model_kind, _outside_loop, family_help, family_overrides, new_run
+from ..outputs import atomic_path
+from ..models import MODELS
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +37,6 @@ class _FamilyHelp(argparse.Action):
     """``-h``: the full help, or, after ``--arch unified`` / ``dsaml``, that family's own."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from ._runs import _outside_loop, family_help
-
         arch = getattr(namespace, "model", None)
         sys.stdout.write(family_help(arch) if arch in _outside_loop() else parser.format_help())
         parser.exit()
@@ -47,7 +47,6 @@ def register(sub) -> None:
                        description="Train on a Memo2496-layout feature folder with the paper's protocol "
                                    "(stratified, song-grouped 70/30 split; model selection on a validation "
                                    "part of the training data) and print mean ± std over the seeds.")
-    from ..models import MODELS
 
     p.add_argument("-h", "--help", action=_FamilyHelp, nargs=0, help="show this help (with --arch unified or "
                                                                       "dsaml first: only that family's options)")
@@ -59,6 +58,10 @@ def register(sub) -> None:
                         "multi-corpus model on musicnn embeddings; --data takes a comma-separated list. "
                         "dsaml: the dynamic (2 Hz) model on a `merkit extract-dynamic` folder")
     add_old_spelling(p, "--model", "model", choices=list(MODELS))
+    p.add_argument("--recipe", choices=("default",),
+                   help="default: the shipped model's recipe (the unified model on EMOPIA, the MIREX-like set and "
+                        "Emotify, plain or distilled chosen on validation, calibrated, float16-checked); --data "
+                        "takes their three feature folders in that order (default: merkit's cache)")
     p.add_argument("--kd-weight", type=float, default=None,
                    help="unified: weight of distillation from per-corpus teachers (default 0: off)")
     p.add_argument("--inputs", default=None, metavar="VIEWS",
@@ -118,6 +121,12 @@ def _run(args) -> int:
     if dist.world() > 1 and (args.model in _outside_loop() and not args.resume):
         raise ValueError(f"--arch {args.model} trains a small network on stored embeddings in "
                          "seconds: run it in one process, without torchrun")
+    if getattr(args, "recipe", None):
+        if args.resume or args.model not in ("damer", "unified"):
+            raise ValueError("--recipe default trains the unified model from scratch; leave out --arch and --resume")
+        from .train_unified import run_recipe
+
+        return run_recipe(args)
     if args.resume:
         _check_resumable(Path(args.resume))
     else:
@@ -177,7 +186,6 @@ def _musefuse_checkpoints(run_dir: Path, seeds, label: str) -> None:
         best = run_dir / f"seed_{seed}" / "best.pt"
         if best.is_file() and not any(best.parent.glob(f"musefuse_memo_{label}_*.pt")):
             target = best.parent / f"musefuse_memo_{label}_{stamp}.pt"
-            from ..outputs import atomic_path
 
             with atomic_path(target) as tmp:
                 shutil.copyfile(best, tmp)

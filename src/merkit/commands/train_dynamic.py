@@ -15,17 +15,26 @@ import numpy as np
 
 from ..training.run_files import write_text
 from ._runs import dynamic_table
+from ..dynamic_features import load_dynamic
+from ..outputs import check_folder
+from ._runs import family_overrides
 
 KIND = "dsaml"
 
 
 def dsaml_checkpoint(model, *, train: dict, info: dict, val: dict, test: dict, best_epoch: int) -> dict:
-    return {"kind": KIND, "model": model.cfg.to_dict(), "state_dict": model.state_dict(), "train": train,
-            "dynamic_features": info, "val": val, "test": test, "best_epoch": best_epoch}
+    """A format-2 checkpoint of a DSAML network trained on a ``merkit extract-dynamic`` folder
+    whose ``info`` (its 2 Hz grid and encoder) the predictor reads back."""
+    from ..checkpoint import make_checkpoint
+
+    pred = {"hop": float((info.get("grid") or {}).get("hop", 0.5)),
+            "encoder": (info.get("encoder") or {}).get("encoder", "musicnn")}
+    return make_checkpoint(KIND, model.cfg.to_dict(), model.state_dict(), train_config=train,
+                           data_info={"dynamic_features": info}, predictor=pred,
+                           metrics={"val": val, "test": test, "best_epoch": best_epoch})
 
 
 def run_dynamic(args) -> int:
-    from ..dynamic_features import load_dynamic
     from ..models.dsaml import DSAMLConfig
     from ..checkpoint import save_checkpoint
     from ..training.dynamic_fit import DynamicTrainConfig, fit_dynamic, predict, song_metrics, targets
@@ -33,7 +42,6 @@ def run_dynamic(args) -> int:
     if not args.data:
         raise ValueError("--data is required: a `merkit extract-dynamic` folder")
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"dsaml_{time.strftime('%Y%m%d-%H%M%S')}"
-    from ..outputs import check_folder
 
     check_folder(run_dir, flag="--run-dir", inputs=[args.data], empty=True)  # before any data is loaded
     ds = load_dynamic(args.data)
@@ -42,7 +50,6 @@ def run_dynamic(args) -> int:
     if not len(train) or not len(val) or not len(test):
         raise ValueError(f"{args.data}: needs tracks marked train, val and test (found {len(train)} / {len(val)} / "
                          f"{len(test)}); `merkit medleys` assigns them")
-    from ._runs import family_overrides
 
     overrides = family_overrides(args)
     per_seed = []

@@ -13,6 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterable
+from ..outputs import atomic_path
 
 QUADRANT_WORDS = {1: "happy/excited", 2: "angry/tense", 3: "sad/depressed", 4: "calm/relaxed"}
 
@@ -48,7 +49,6 @@ def quadrant_from_va(valence: float, arousal: float) -> int:
 
 def write_manifest(tracks: Iterable[Track], path: str | os.PathLike) -> Path:
     """Write ``tracks.csv`` atomically (temporary file, then rename)."""
-    from ..outputs import atomic_path
 
     path = Path(path)
     names = [f.name for f in fields(Track)]

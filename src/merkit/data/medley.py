@@ -2,7 +2,6 @@
 
 The audio of the dynamic corpora is not on these machines. A medley is built from segments of
 clips whose static valence/arousal is known (EMOPIA renders, the MIREX-like set, Emotify):
-
     clip A [5-20 s] ─crossfade─ clip B [5-20 s] ─crossfade─ clip C ...   (seconds long)
     target(t) = each segment's V/A, stepping at the crossfades' midpoints, then lagged
 
@@ -26,13 +25,14 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..outputs import atomic_path, save_npy, write_json
 from .manifest import Track, quadrant_from_va, write_manifest
+from ..audio import as_audio, open_info, read_frames
 
 HOP_SECONDS = 0.5
 LABEL_FILES = {"a": "dyn_a.npy", "v": "dyn_v.npy"}
@@ -154,7 +154,6 @@ def target_curves(segs: list[dict], labels: np.ndarray, cfg: MedleyConfig) -> tu
 
 def render(segs: list[dict], tracks: list[Track], cfg: MedleyConfig) -> np.ndarray:
     """The medley's audio, mono float32 at ``cfg.sample_rate``."""
-    from ..audio import as_audio, open_info, read_frames
 
     sr = cfg.sample_rate
     n = int(round(cfg.seconds * sr))
@@ -187,9 +186,6 @@ def make_medleys(tracks: list[Track], out_dir: str | os.PathLike, cfg: MedleyCon
     """Write ``cfg.n_medleys`` medleys (FLAC), their manifest and their 2 Hz targets into
     ``out_dir``; resumable (medleys already written are kept). Returns the medley tracks."""
     import soundfile as sf
-    from tqdm import tqdm
-
-    from ..audio import open_info
 
     out = Path(out_dir)
     (out / "audio").mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,6 @@
 """The Memo2496 array layout, as the dataset ships it (figshare) and as ``merkit extract`` writes it.
 
 ::
-
     ROOT/mel_spec.npy        (N, 128, T) float32   log-Mel energies
     ROOT/cochlegram.npy      (N, 84, T)  float32   log10 cochleagram   (sic: the dataset's spelling)
     ROOT/labels/label_a.npy  (N,)        float     arousal, continuous, centred at 0
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .manifest import Track, read_manifest, write_manifest
+from ..outputs import save_npy, write_json
 
 MEL_FILE = "mel_spec.npy"
 COCH_FILE = "cochlegram.npy"
@@ -186,8 +186,6 @@ def _check_shapes(root: Path, info: dict, mel: np.ndarray, coch: np.ndarray) -> 
 
 
 def _save_npy_atomic(path: Path, arr: np.ndarray) -> None:
-    from ..outputs import save_npy
-
     save_npy(path, arr)
 
 
@@ -207,8 +205,6 @@ def save_memo2496(fs: FeatureSet, root: str | os.PathLike) -> Path:
         listed = list(info.get("views", ["mel", "coch"]))
         info["views"] = listed + [k for k in fs.embeddings if not k.endswith("_seq") and k not in listed]
     if info is not None:
-        from ..outputs import write_json
-
         write_json(root / FEATURES_FILE, info)
     return root
 

@@ -72,7 +72,9 @@ def stratified_group_split(y, groups, test_size: float, seed: int) -> tuple[np.n
     n_groups = len(np.unique(groups))
     if n_groups < 2:
         raise ValueError(f"cannot split {n_groups} group(s) into train and test")
-    n_splits = min(MAX_FOLDS, n_groups)
+    # scikit-learn refuses more folds than the largest class has members (a small corpus): fewer,
+    # coarser folds then (sets that split before keep their folds)
+    n_splits = min(MAX_FOLDS, n_groups, max(2, int(np.unique(y, return_counts=True)[1].max())))
     k = min(max(int(round(test_size * n_splits)), 1), n_splits - 1)
     sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():

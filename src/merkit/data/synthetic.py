@@ -5,7 +5,6 @@ levels are drawn at random, and whose arousal/valence labels are computed *from 
 a fixed linear model. The cues are the primary musical cues of Eerola, Friberg & Bresin (2013),
 "Emotional expression in music: contribution, linearity, and additivity of primary musical cues",
 Frontiers in Psychology 4:487:
-
 ==============  ==========================================  ====================================
 cue             how it is rendered                          level in [-1, 1] (:meth:`Cues.levels`)
 ==============  ==========================================  ====================================
@@ -63,6 +62,7 @@ from tqdm import tqdm
 
 from ..config import ConfigError
 from .manifest import Track, quadrant_from_va, read_manifest, write_manifest
+from ..outputs import write_text
 
 SOURCE = "synthetic"
 LICENCE = "CC0 (generated)"
@@ -555,8 +555,6 @@ def _is_complete(path: Path, n_samples: int, sample_rate: int) -> bool:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    from ..outputs import write_text
-
     write_text(path, text)
 
 

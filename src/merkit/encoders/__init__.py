@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .base import Embedding, Encoder
+from .madmom_tonal import MadmomTonalEncoder
 
 def _musicnn(checkpoint: str) -> Callable[..., Encoder]:
     def make(**kw) -> Encoder:
@@ -25,8 +26,6 @@ def _musicnn(checkpoint: str) -> Callable[..., Encoder]:
 
 
 def _madmom(**kw) -> Encoder:
-    from .madmom_tonal import MadmomTonalEncoder
-
     return MadmomTonalEncoder(**kw)
 
 

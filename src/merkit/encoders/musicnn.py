@@ -12,7 +12,6 @@ state dicts that merkit ships in ``merkit/assets/musicnn/``.
     (Full text: ``merkit/assets/musicnn/LICENSE``.)
 
 Architecture (787 159 trainable parameters), for a patch of T = 187 frames × 96 Mel bands::
-
     log-Mel (B, T, 96) ─BN─┬─ timbral: conv (7, 38) × 204, conv (7, 67) × 204  ─┐ ReLU, BN,
                            └─ temporal: conv (128|64|32, 1) × 51 each, "same"  ─┘ max over freq
                                            → front end (B, T, 561)
@@ -50,6 +49,7 @@ from torch import nn
 
 from ..features.mel import mel_filterbank
 from .base import Embedding
+from ..cpu_memory import reuse_freed_memory
 
 
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "musicnn"
@@ -319,7 +319,6 @@ class MusicnnEncoder:
 
     ``embed(y)`` takes mono audio at 16 kHz, cuts its log-Mel spectrogram into non-overlapping
     3 s patches (187 frames; a clip shorter than one patch is repeated to fill it) and returns:
-
     * ``sequence``: the 200-d penultimate embedding of every patch (3 s apart);
     * ``pooled``: mean and std over patches of the penultimate embedding and of the mid end's
       temporal mean pool, ``[mean(pen) 200, std(pen) 200, mean(mid) 753, std(mid) 753]``;
@@ -343,7 +342,6 @@ class MusicnnEncoder:
                  path: str | Path | None = None, front_end: MusicnnFrontEnd | None = None):
         self.checkpoint = checkpoint
         self.name = {"MSD_musicnn": "musicnn", "MTT_musicnn": "musicnn_mtt"}.get(checkpoint, checkpoint)
-        from ..cpu_memory import reuse_freed_memory
 
         reuse_freed_memory()
         self.model = load_musicnn(checkpoint, path=path)

@@ -142,7 +142,11 @@ def load_model(path: str | os.PathLike, *, map_location="cpu") -> "nn.Module":
     from ..checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path, map_location=map_location)
-    cfg = from_dict(ModelConfig, ckpt["config"]["model"])
+    spec = MODELS.get(ckpt["kind"])
+    if spec is None or spec.kind != "torch":
+        raise ValueError(f"{path}: a {ckpt['kind']} model file, not a network of the DAMER training loop "
+                         "(merkit.predict.load_model reads every family)")
+    cfg = from_dict(ModelConfig, ckpt["model_config"])
     model = build_model(cfg.name, cfg)
     try:
         model.load_state_dict(ckpt["state_dict"])

@@ -48,6 +48,8 @@ from threadpoolctl import threadpool_limits
 
 from ..metrics import accuracy, ccc
 from ..features.descriptors import N_MFCC, handcrafted_descriptors, mean_mfcc
+from .. import __version__
+from ..outputs import atomic_path
 
 KINDS = ("svm", "logreg")
 # The only types outside skops's own safe list that a merkit classical model file may hold (the
@@ -343,7 +345,6 @@ class ClassicalModel:
         pickle), atomically (a temporary file renamed over ``path``)."""
         if self.estimator is None:
             raise RuntimeError("ClassicalModel is not fitted: nothing to save")
-        from .. import __version__
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -356,8 +357,6 @@ class ClassicalModel:
                          "numpy": np.__version__, "python": platform.python_version()},
         }
         import skops.io as sio
-
-        from ..outputs import atomic_path
 
         with atomic_path(path) as tmp:
             sio.dump(payload, tmp)

@@ -27,6 +27,10 @@ HEAD_SPECS = {"va": (2, "regression"), "quadrant": (4, "softmax"), "mirex": (5, 
 VA_VALENCE, VA_AROUSAL = 0, 1  # columns of the "va" head
 
 
+# the shipped model's inputs: musicnn (MSD) pooled embeddings and the key/chord summary
+DEFAULT_INPUTS = ("musicnn", "tonal")
+
+
 @dataclass(frozen=True)
 class UnifiedConfig:
     """Everything the network needs; stored in its checkpoint."""
@@ -40,7 +44,7 @@ class UnifiedConfig:
     input_dropout: float = 0.3
     heads: tuple[str, ...] = ("va", "quadrant", "mirex", "gems")
     # which stored views make the input vector, in order (merkit.data.multi_corpus.input_matrix)
-    inputs: tuple[str, ...] = ("musicnn", "tonal")
+    inputs: tuple[str, ...] = DEFAULT_INPUTS
 
     def __post_init__(self):
         unknown = [h for h in self.heads if h not in HEAD_SPECS]
@@ -105,17 +109,24 @@ class UnifiedMER(nn.Module):
         return probs
 
 
-def unified_checkpoint(model: UnifiedMER, **extra) -> dict:
-    return {"kind": "unified", "config": model.cfg.to_dict(), "state_dict": model.state_dict(), **extra}
+def unified_checkpoint(model: UnifiedMER, **fields) -> dict:
+    """A format-2 checkpoint of ``model`` (``fields``: train_config, data_info, predictor, metrics)."""
+    from ..checkpoint import make_checkpoint
+
+    return make_checkpoint("unified", model.cfg.to_dict(), model.state_dict(), **fields)
 
 
 def load_unified(blob: dict) -> UnifiedMER:
-    if blob.get("kind") != "unified":
-        raise ValueError("not a unified-model checkpoint")
-    model = UnifiedMER(UnifiedConfig.from_dict(blob["config"]))
+    """The network of a unified-model checkpoint (any layout :func:`merkit.checkpoint.upgrade` reads)."""
+    from ..checkpoint import upgrade
+
+    blob = upgrade(blob)
+    if blob["kind"] != "unified":
+        raise ValueError(f"a {blob['kind']} checkpoint, not a unified model")
+    model = UnifiedMER(UnifiedConfig.from_dict(blob["model_config"]))
     model.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()})
     return model.eval()
 
 
-__all__ = ["UnifiedConfig", "UnifiedMER", "HEAD_SPECS", "unified_checkpoint", "load_unified",
+__all__ = ["DEFAULT_INPUTS", "UnifiedConfig", "UnifiedMER", "HEAD_SPECS", "unified_checkpoint", "load_unified",
            "VA_VALENCE", "VA_AROUSAL"]

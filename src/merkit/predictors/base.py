@@ -24,6 +24,7 @@ from ..audio import MIDI_EXTENSIONS, AudioError, AudioInfo, as_audio, decode, do
 from ..config import AudioConfig, FeatureConfig, from_dict, to_dict
 from ..content import ContentCheck, NotMusicError, check_window
 from ..results import FileResult, Prediction
+from ..loudness import integrated_loudness, integrated_loudness_batch, normalize_loudness_batch
 
 if TYPE_CHECKING:
     from ..onnx_backend import OnnxRunner
@@ -118,6 +119,15 @@ class Predictor:
     onnx = None
     device = "cpu"  # where the torch networks run (to_device)
 
+    def front_end(self, *, timeline: bool = False):
+        """The :class:`~merkit.frontend.FrontEnd` this predictor makes its views with: the track
+        window's, or (``timeline=True``) the timeline windows' (the same one where the model
+        has no separate timeline windows)."""
+        return self._front(self.config.timeline_audio() if timeline else self.config.audio)
+
+    def _front(self, audio):
+        raise NotImplementedError
+
     def _front_end_repr(self) -> str:
         """The window, timeline and backend part of a predictor's repr (and of the model
         description in `merkit predict`'s JSON)."""
@@ -134,11 +144,14 @@ class Predictor:
         (refused unless exported from this model), an ``OnnxRunner``, or (None) this model's
         export in the cache, made on first use (:func:`merkit.onnx_backend.cached_export`).
         The front end, calibration, content check and timeline stay the same code."""
-        from ..onnx_backend import OnnxRunner, cached_export
 
         if str(self.device) != "cpu":
             raise ValueError("the ONNX backend runs on the CPU; use the torch backend for --device "
                              f"{self.device}")
+        # deferred: the ONNX backend loads torch (for the export), which prediction with
+        # onnxruntime alone does not need until then
+        from ..onnx_backend import OnnxRunner, cached_export
+
         if not isinstance(path, OnnxRunner):
             path = OnnxRunner.open(cached_export(self) if path is None else path, self)
         self._swap_networks(path)
@@ -211,7 +224,6 @@ class Predictor:
         a = self.config.audio
         lufs = info.loudness_lufs
         if a.target_lufs is None:  # the front end did not measure it
-            from ..loudness import integrated_loudness
 
             lufs = integrated_loudness(win, a.sample_rate)
         return check_window(lufs, log_mel, a.silence_lufs, self.content_check)
@@ -252,7 +264,6 @@ class Predictor:
         windows is measured and applied in one batched pass (:mod:`merkit.loudness`), which
         gives the same windows as normalising them one at a time, ~10x faster.
         """
-        from ..loudness import integrated_loudness_batch, normalize_loudness_batch
 
         a = self.config.timeline_audio()
         sr = a.sample_rate

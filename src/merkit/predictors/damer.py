@@ -1,7 +1,6 @@
 """DAMER-family networks behind ``merkit predict`` (``merkit train`` checkpoints, one per task).
 
 ::
-
     file ──decode, 44.1 kHz mono──> y ──window, -23 LUFS──> (L,) ──Mel + cochleagram──> (128, T), (84, T)
                                                                      └──DAMER──> p_mel, p_coch, p_fused
 
@@ -16,7 +15,6 @@ frames the network takes, at a finer time resolution. The shipped model is train
 window lengths (``bench/train_default.py``), so both are in its training distribution.
 
 A model holds one or more DAMER networks, each trained on one task:
-
 * ``quadrant`` (4 classes): arousal and valence are the marginals,
   ``P(high A) = P(Q1) + P(Q2)`` and ``P(positive V) = P(Q1) + P(Q4)``;
 * ``a`` and/or ``v`` (2 classes each): the quadrant probabilities are the products of the two
@@ -44,6 +42,11 @@ from ..config import AudioConfig
 from ..reference import REFERENCE_SR, reference_signal
 from ..results import TASKS, Prediction, combine
 from .base import FP16_TOLERANCE, PREDICTOR_KEY, Predictor, PredictorConfig
+from ..models import load_model as load_network
+from ..checkpoint import load_checkpoint
+from ..frontend import FrontEnd
+from ..training.losses import js_divergence_probs
+from ..onnx_backend import Graph, NETWORKS_GRAPH, NetworksGraph
 
 class EmotionModel(Predictor):
     """A predictor: DAMER network(s) and the front end they were trained with.
@@ -65,7 +68,7 @@ class EmotionModel(Predictor):
         self.config = config or PredictorConfig()
         self.info = info or {}
         self.reference: dict | None = None  # float32 predictions of reference_signal(), if stored
-        self._extractors: dict[float, object] = {}
+        self._fronts: dict[float, object] = {}  # one front end per window length (track, timeline)
         self._torch = torch
         for task, m in self.networks.items():
             want = 4 if task == "quadrant" else 2
@@ -84,26 +87,24 @@ class EmotionModel(Predictor):
         """A predictor from checkpoint files: the shipped model file or ``best.pt`` of
         ``merkit train`` runs (one per task; the front end comes from the first file, or from
         the feature folder's settings stored with a training run)."""
-        from ..models import load_model as load_network
-        from ..checkpoint import load_checkpoint
 
         networks, config, info, reference = {}, None, {}, None
         for path in paths:
             ckpt = load_checkpoint(path)
             net = load_network(path).float()
-            task = ckpt["config"].get("train", {}).get("label") or ckpt.get(PREDICTOR_KEY, {}).get("task")
+            task = ckpt["train_config"].get("label") or ckpt[PREDICTOR_KEY].get("task")
             if task not in TASKS:
                 raise ValueError(f"{path}: checkpoint of unknown task {task!r}")
             if task in networks:
                 raise ValueError(f"{path}: a second {task!r} network; give one file per task")
             networks[task] = net
             if config is None:
-                if PREDICTOR_KEY in ckpt:
+                if "audio" in ckpt[PREDICTOR_KEY]:
                     config = PredictorConfig.from_dict(ckpt[PREDICTOR_KEY])
                     info = ckpt[PREDICTOR_KEY].get("info", {})
                     reference = ckpt[PREDICTOR_KEY].get("reference")
                 else:
-                    config = PredictorConfig.from_feature_info((ckpt.get("data_info") or {}).get("feature_info"))
+                    config = PredictorConfig.from_feature_info(ckpt["data_info"].get("feature_info"))
                     info = {"checkpoint": str(path), "metrics": ckpt.get("metrics")}
         if not networks:
             raise ValueError("no model file given")
@@ -130,17 +131,15 @@ class EmotionModel(Predictor):
         return diff
 
     # -- features --------------------------------------------------------------------------------
-    def _extractor(self, audio: AudioConfig):
-        from ..features.extractor import FeatureExtractor
-
+    def _front(self, audio: AudioConfig):
         key = audio.window_seconds
-        if key not in self._extractors:  # filterbanks are built once per window length
-            self._extractors[key] = FeatureExtractor(audio, self.config.features)
-        return self._extractors[key]
+        if key not in self._fronts:  # filterbanks are built once per window length
+            self._fronts[key] = FrontEnd(audio, self.config.features, ("mel", "coch"))
+        return self._fronts[key]
 
     def _timeline_features(self, wins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mel ``(B, n_mels, T)`` and cochleagram ``(B, n_coch, T)`` of timeline windows ``(B, L)``."""
-        f = self._extractor(self.config.timeline_audio())(wins)
+        f = self._front(self.config.timeline_audio()).spectral(wins)
         return f.mel, f.coch
 
     def _features_of(self, track: tuple, y_timeline: np.ndarray | None, name: str) -> dict:
@@ -148,7 +147,7 @@ class EmotionModel(Predictor):
         "duration": s, ...}``: row 0 the track window, rows 1.. the timeline windows."""
         a = self.config.audio
         win, times, info = track
-        f = self._extractor(a)(win)
+        f = self._front(a).spectral(win)
         mel, coch, all_times = [f.mel[None]], [f.coch[None]], [times]
         flags = []
         content = self._check_track(win, info, f.mel)
@@ -169,7 +168,6 @@ class EmotionModel(Predictor):
     # -- the networks ----------------------------------------------------------------------------
     def predict_features(self, mel: np.ndarray, coch: np.ndarray) -> list[dict]:
         """Prediction fields (see :func:`combine`) of raw features ``(B, n_mels, T)``, ``(B, n_coch, T)``."""
-        from ..training.losses import js_divergence_probs
 
         torch = self._torch
         probs, rel = {}, []
@@ -208,8 +206,6 @@ class EmotionModel(Predictor):
     def onnx_graphs(self) -> tuple[list, dict]:
         """One graph: mel, coch → every (task, head) probability."""
         import torch
-
-        from ..onnx_backend import NETWORKS_GRAPH, Graph, NetworksGraph
 
         b = {0: "batch"}
         feats = self.features(reference_signal(), REFERENCE_SR)

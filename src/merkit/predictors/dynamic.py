@@ -1,7 +1,6 @@
 """A dynamic (DSAML) model behind ``merkit predict``: a valence/arousal curve at 2 Hz.
 
 ::
-
     track (44.1 kHz) ──musicnn, one pass──> 3 s patches centred every 0.5 s ──> frames (T, 953)
                      └─ pooled patches ──> global (1906)           ──DSAML──> (T, 2) valence, arousal in [-1, 1]
 
@@ -23,6 +22,10 @@ import numpy as np
 from ..data.manifest import QUADRANT_WORDS
 from ..results import Prediction
 from .base import Predictor, PredictorConfig
+from ..frontend import FrontEnd
+from ..checkpoint import upgrade
+from ..models.dsaml import DSAML, DSAMLConfig
+from ..dynamic_features import frame_features
 
 KIND = "dsaml"
 
@@ -32,15 +35,12 @@ class DynamicModel(Predictor):
                  info: dict | None = None, encoder: str = "musicnn"):
         import torch
 
-        from ..encoders import get_encoder
-        from ..features.extractor import FeatureExtractor
-
         self.net = net.eval()
         self.config = config or PredictorConfig()
         self.hop = float(hop)
         self.info = info or {}
-        self.encoder = get_encoder(encoder)
-        self._fx = FeatureExtractor(self.config.audio, self.config.features)
+        self._fe = FrontEnd(self.config.audio, self.config.features, ("mel", "coch", encoder))
+        self.encoder = self._fe.encoders[encoder]
         self._torch = torch
 
     def __repr__(self) -> str:
@@ -48,31 +48,22 @@ class DynamicModel(Predictor):
 
     @classmethod
     def from_blob(cls, blob: dict, *, path: str | os.PathLike | None = None) -> "DynamicModel":
-        from ..models.dsaml import DSAML, DSAMLConfig
-
-        if blob.get("kind") != KIND:
-            raise ValueError(f"{path}: not a DSAML model file")
-        net = DSAML(DSAMLConfig(**blob["model"]))
+        blob = upgrade(blob, path or "checkpoint")
+        if blob["kind"] != KIND:
+            raise ValueError(f"{path}: a {blob['kind']} model file, not a DSAML model")
+        net = DSAML(DSAMLConfig(**blob["model_config"]))
         net.load_state_dict(blob["state_dict"])
-        grid = (blob.get("dynamic_features") or {}).get("grid", {})
-        enc = ((blob.get("dynamic_features") or {}).get("encoder") or {}).get("encoder", "musicnn")
-        return cls(net, hop=float(grid.get("hop", 0.5)), encoder=enc,
-                   info={"checkpoint": str(path), "test": blob.get("test"), "best_epoch": blob.get("best_epoch")})
+        pred, metrics = blob["predictor"], blob["metrics"]
+        return cls(net, hop=float(pred.get("hop", 0.5)), encoder=pred.get("encoder", "musicnn"),
+                   info={"checkpoint": str(path), "test": metrics.get("test"), "best_epoch": metrics.get("best_epoch")})
 
     # -- features ----------------------------------------------------------------------------
-    def _encoder_input(self, y: np.ndarray, gain: float, loudness_lufs: float) -> np.ndarray:
-        """``y`` (already at ``gain`` x its level) as the encoder takes it: its rate and its level
-        (:func:`merkit.frontend.encoder_level_gain`, the rule every caller shares)."""
-        from ..audio import resample
-        from ..frontend import encoder_level_gain
-
-        a = self.config.audio
-        g = gain * encoder_level_gain(self.encoder, a, loudness_lufs)
-        return (resample(y, a.sample_rate, self.encoder.sample_rate) * np.float32(g)).astype(np.float32)
+    def _front(self, audio=None):
+        """The one front end (the timeline runs the encoder over the whole track, not windows)."""
+        return self._fe
 
     def _curve(self, y_enc: np.ndarray, duration: float) -> tuple[np.ndarray, np.ndarray]:
         """(times (T,), (T, 2) valence/arousal) of an encoder-ready signal ``duration`` s long."""
-        from ..dynamic_features import frame_features
 
         times = self.hop / 2 + self.hop * np.arange(max(1, int(duration / self.hop)))
         frames = self.encoder.frame_sequence(y_enc)
@@ -85,15 +76,15 @@ class DynamicModel(Predictor):
 
     def _features_of(self, track: tuple, y_timeline: np.ndarray | None, name: str) -> dict:
         win, times, info = track
-        content = self._check_track(win, info, self._fx(win).mel)
+        content = self._check_track(win, info, self._fe.spectral(win).mel)
         feats = {"times": [times], "duration": info.duration, "content": content, "window_flags": []}
         if content[0]:
             return feats
-        _, curve = self._curve(self._encoder_input(win, 1.0, info.loudness_lufs), self.config.audio.window_seconds)
+        _, curve = self._curve(self._fe.encoder_input(win, info, self.encoder), self.config.audio.window_seconds)
         feats["track"] = curve.mean(0)
         if y_timeline is not None:
             gain = float(10.0 ** (info.gain_db / 20.0))
-            t, c = self._curve(self._encoder_input(y_timeline, gain, info.loudness_lufs),
+            t, c = self._curve(self._fe.encoder_input(y_timeline, info, self.encoder, gain=gain),
                                len(y_timeline) / self.config.audio.sample_rate)
             feats["curve"], feats["curve_times"] = c, t
         return feats

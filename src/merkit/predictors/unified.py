@@ -2,12 +2,10 @@
 mood words.
 
 ::
-
     window (44.1 kHz, −23 LUFS) ──FrontEnd──> musicnn pooled (1906) + cochleagram → tonal (31)
         └──UnifiedMER──> va scores (s_v, s_a), MIREX cluster probabilities, GEMS shares
 
 Outputs (:class:`~merkit.results.Prediction`), one consistent story:
-
 * ``valence_score`` / ``arousal_score`` = tanh(s - s½): the regression head's scores, centred
   where the calibrated probability is 1/2 and squashed into [-1, 1] (training targets were each
   corpus's V/A map in units of its standard deviation);
@@ -33,7 +31,13 @@ from ..data.mirex_mood import CLUSTERS
 from ..data.multi_corpus import GEMS_ORDER, assemble_inputs
 from ..reference import REFERENCE_SR, reference_signal
 from ..results import Prediction, quadrant_probs
-from .base import FP16_TOLERANCE, PREDICTOR_KEY, Predictor, PredictorConfig
+from .base import FP16_TOLERANCE, Predictor, PredictorConfig
+from ..checkpoint import save_checkpoint, upgrade
+from ..models.unified import load_unified, unified_checkpoint
+from ..frontend import FrontEnd
+from ..encoders.musicnn import MusicnnEncoder, OnDevice, torch_module_of
+from ..features.tonal import hop_seconds_from_info
+from ..onnx_backend import BACK_END, BackEndGraph, FRAMES, FramesGraph, Graph, HEADS_GRAPH, HeadsGraph, MUSICNN_OUTPUTS
 
 
 def _sigmoid(x):
@@ -71,32 +75,31 @@ class UnifiedModel(Predictor):
     # -- files -------------------------------------------------------------------------------
     @classmethod
     def from_blob(cls, blob: dict, *, path: str | os.PathLike | None = None) -> "UnifiedModel":
-        from ..models.unified import load_unified
-
+        blob = upgrade(blob, path or "checkpoint")
         net = load_unified(blob)
-        pred = blob.get(PREDICTOR_KEY)
-        if pred is not None:
+        pred = blob["predictor"]
+        if "audio" in pred:
             config = PredictorConfig.from_dict(pred)
             info = pred.get("info", {})
-        else:  # a `merkit train --arch unified` run: the front end of its feature folders
-            config = PredictorConfig.from_feature_info(blob.get("feature_info"))
-            info = {"checkpoint": str(path) if path else None, "test": blob.get("test")}
-        model = cls(net, config, calibration=blob.get("calibration"), info=info)
-        model.reference = (pred or {}).get("reference")
+        else:  # a run without its own front end: the one of its feature folders
+            config = PredictorConfig.from_feature_info(blob["data_info"].get("feature_info"))
+            info = {"checkpoint": str(path) if path else None, "test": blob["metrics"].get("test")}
+        model = cls(net, config, calibration=pred.get("calibration"), info=info)
+        model.reference = pred.get("reference")
         return model
 
-    def to_blob(self) -> dict:
-        from ..models.unified import unified_checkpoint
+    def to_blob(self, **fields) -> dict:
+        """The model file's dict (``fields``: train_config, data_info, metrics of its training)."""
 
-        pred = {**self.config.to_dict(), "info": self.info, "reference": self.reference}
-        return unified_checkpoint(self.net, calibration={k: list(v) for k, v in self.calibration.items()},
-                                  **{PREDICTOR_KEY: pred})
+        pred = {**self.config.to_dict(), "info": self.info, "reference": self.reference,
+                "calibration": {k: list(v) for k, v in self.calibration.items()}}
+        return unified_checkpoint(self.net, predictor=pred, **fields)
 
-    def save(self, path: str | os.PathLike, *, half: bool = True) -> Path:
-        """Write the model file atomically (float16 weights by default, float32 buffers)."""
-        from ..checkpoint import save_checkpoint
+    def save(self, path: str | os.PathLike, *, half: bool = True, **fields) -> Path:
+        """Write the model file atomically (float16 weights by default, float32 buffers);
+        ``fields``: train_config, data_info, metrics of its training."""
 
-        blob = self.to_blob()
+        blob = self.to_blob(**fields)
         if half:
             blob["state_dict"] = {k: v.half() if v.is_floating_point() and k not in ("mean", "std") else v
                                   for k, v in blob["state_dict"].items()}
@@ -104,8 +107,6 @@ class UnifiedModel(Predictor):
 
     # -- features ----------------------------------------------------------------------------
     def _front(self, audio: AudioConfig):
-        from ..frontend import FrontEnd
-
         key = audio.window_seconds
         if key not in self._fronts:
             # the track and timeline fronts share one set of encoders (one copy of the weights)
@@ -118,7 +119,6 @@ class UnifiedModel(Predictor):
         """Each encoder's network (shared by the track and timeline front ends) runs in
         ``runner``'s graphs (an :class:`~merkit.onnx_backend.OnnxMusicnn` stands in for the
         torch module), or in torch again (None); the head network is :meth:`outputs`'s call."""
-        from ..encoders.musicnn import torch_module_of
 
         for name, enc in self._front(self.config.audio).encoders.items():
             if runner is None and not hasattr(enc, "model"):
@@ -127,8 +127,6 @@ class UnifiedModel(Predictor):
             enc.model = torch_net if runner is None else runner.musicnn(name, torch_net)
 
     def _place(self, device) -> None:
-        from ..encoders.musicnn import OnDevice, torch_module_of
-
         self.net.to(device)
         for enc in self._front(self.config.audio).encoders.values():  # shared with the timeline's
             if hasattr(enc, "model"):
@@ -137,7 +135,6 @@ class UnifiedModel(Predictor):
 
     def _inputs(self, front, views: dict[str, np.ndarray]) -> np.ndarray:
         """(B, D) network input of B windows' stacked views (``front`` made their cochleagrams)."""
-        from ..features.tonal import hop_seconds_from_info
 
         info = front.fx.info()
         return assemble_inputs(views.__getitem__, self.net.cfg.inputs, hop_seconds=hop_seconds_from_info(info),
@@ -174,7 +171,7 @@ class UnifiedModel(Predictor):
         frameless = [n for n, e in tfront.encoders.items() if not hasattr(e, "frame_sequence")]
         times, lufs = [], []
         for wins, t, l in self._timeline_chunks(y, name):  # a few windows at a time: bounded memory
-            f = tfront.fx(wins)
+            f = tfront.spectral(wins)
             arrays["mel"].append(f.mel)
             arrays["coch"].append(f.coch)
             for enc_name in frameless:  # an encoder without frames: each window on its own
@@ -263,8 +260,6 @@ class UnifiedModel(Predictor):
     # -- ONNX (merkit export, --backend onnx) ------------------------------------------------------
     def onnx_modules(self) -> list:
         """The heads network, then each musicnn encoder's network."""
-        from ..encoders.musicnn import MusicnnEncoder, torch_module_of
-        from ..onnx_backend import HEADS_GRAPH
 
         out = [(HEADS_GRAPH, self.net)]
         for name, enc in self._front(self.config.audio).encoders.items():
@@ -276,9 +271,6 @@ class UnifiedModel(Predictor):
     def onnx_graphs(self) -> tuple[list, dict]:
         """The heads graph (x → each head), and per encoder its frames and back-end graphs."""
         import torch
-
-        from ..onnx_backend import (BACK_END, FRAMES, HEADS_GRAPH, MUSICNN_OUTPUTS, BackEndGraph, FramesGraph, Graph,
-                                    HeadsGraph)
 
         b = {0: "batch"}
         modules = self.onnx_modules()
@@ -308,7 +300,6 @@ class UnifiedModel(Predictor):
                           "va[:, 1]; quadrant probabilities = products of the two; valence_score = "
                           "tanh(va[:, 0] + b_v / a_v) (merkit.predictors.unified)"}
         return graphs, side
-
 
 
 def fit_calibration(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

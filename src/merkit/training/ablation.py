@@ -12,7 +12,6 @@ loss (``TrainConfig.use_pcl`` / ``use_saml``). Everything else (data, seeds, hen
 batch order, and every other setting) is the same for all rows, so rows differ only by modules.
 
 Layout::
-
     RUN/ablation.json            the settings (for ``merkit ablate --resume RUN``)
     RUN/<combo>/                 a ``merkit train`` run folder per combination (seed_<k>/ inside)
     RUN/results.json             per combination: per-seed test metrics, mean ± std, the table
@@ -29,6 +28,7 @@ from pathlib import Path
 from ..config import ModelConfig, TrainConfig
 from ..data.memo2496 import FeatureSet
 from ..evaluation.protocol import METRICS, format_cell
+from ..models import resolve_head
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,6 @@ def run_ablation(fs: FeatureSet, model_cfg: ModelConfig, train_cfg: TrainConfig,
         run_dir.mkdir(parents=True, exist_ok=True)
     # Rewritten on resume: combinations or seeds may be added to a finished ablation.
     write_json(meta_path, meta)
-
-    from ..models import resolve_head
 
     head = resolve_head(model_cfg)
     rows = []

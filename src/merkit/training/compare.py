@@ -16,6 +16,7 @@ from pathlib import Path
 from ..config import ModelConfig, TrainConfig
 from ..data.memo2496 import FeatureSet
 from ..evaluation.protocol import format_cell
+from ..models import get_spec
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,6 @@ def format_comparison(rows: list[dict], *, markdown: bool = False, title: str = 
 def comparison_configs(model: str, task: str, model_overrides: dict, train_overrides: dict
                        ) -> tuple[ModelConfig, TrainConfig]:
     """A model's registered defaults, then the task, then the shared overrides."""
-    from ..models import get_spec
 
     spec = get_spec(model)
     train_cfg = TrainConfig(**{**spec.train_defaults, **train_overrides, "label": task})

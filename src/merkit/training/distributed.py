@@ -4,7 +4,6 @@ torchrun starts N copies of merkit with ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``
 in the environment; :func:`init_from_env` joins them in a process group (``gloo`` on CPU,
 ``nccl`` on CUDA) and the training loop (:mod:`merkit.training.loop`) wraps the model in
 ``DistributedDataParallel``. What a run computes does not depend on the number of processes:
-
 * **The global batch is the configured batch.** Every rank draws the same permutation (seeded by
   ``(seed, epoch)``) and takes a contiguous share of each global batch (:func:`rank_slice`).
 * **Every loss is the loss of the global batch.** A per-sample mean over the local share would
@@ -37,6 +36,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.distributed as dist
+from ..workers import die_with_parent
+from ..models.inference import predict_heads as predict
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,6 @@ def init_from_env() -> Context | None:
     local = int(os.environ.get("LOCAL_RANK", 0))
     if active():
         return Context(rank(), world(), local, str(dist.get_backend()))
-    from ..workers import die_with_parent
 
     # torchrun's agent does not take its workers with it when it is killed; a rank left
     # training alone would hold its GPU and wait on the others for ever
@@ -209,7 +209,6 @@ def sharded_predict(model: torch.nn.Module, mel, coch, *, batch_size: int, devic
     """:func:`merkit.models.inference.predict_heads` over the whole split: each rank predicts a
     contiguous shard and the outputs are gathered in order, so every rank gets the outputs of
     all samples (the same as one process)."""
-    from ..models.inference import predict_heads as predict
 
     if not active():
         return predict(model, mel, coch, batch_size=batch_size, device=device)

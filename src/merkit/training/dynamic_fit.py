@@ -8,7 +8,6 @@ validation part; the test part is predicted once.
 """
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import asdict, dataclass
 
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from ..models.dsaml import DSAML, DSAMLConfig
+from .epochs import EarlyStopping, fit_epochs, optimiser_step
 
 DIMS = ("v", "a")
 
@@ -87,7 +87,7 @@ def _ccc_loss(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor) -> tor
 @dataclass
 class DynamicFit:
     model: DSAML
-    best_epoch: int
+    best_epoch: int  # 1-based, as in every family (history[best_epoch - 1])
     val: dict
     history: list
 
@@ -124,16 +124,15 @@ def fit_dynamic(ds, train: np.ndarray, val: np.ndarray, model_cfg: DSAMLConfig =
     model.set_normalisation(ft, gt)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     yv = targets(ds, val)
-    best, best_state, best_epoch, history, bad = -np.inf, None, -1, [], 0
-    for epoch in range(cfg.epochs):
-        model.train()
+    need = model_cfg.diag_weight > 0 and model_cfg.global_
+
+    def train_epoch(epoch: int) -> dict:
         order = rng.permutation(len(train))
         losses = []
         for i in range(0, len(order), cfg.batch_size):
             b = order[i:i + cfg.batch_size]
             y = yt[b]
             mask = torch.isfinite(y) & torch.isfinite(ft[b]).all(-1, keepdim=True)
-            need = model_cfg.diag_weight > 0 and model_cfg.global_
             res = model(ft[b], gt[b], need_attention=need)
             out, attn = res if need else (res, None)
             y0 = torch.nan_to_num(y)
@@ -143,23 +142,19 @@ def fit_dynamic(ds, train: np.ndarray, val: np.ndarray, model_cfg: DSAMLConfig =
                 loss = _ccc_loss(out, y0, mask)
             if attn is not None:
                 loss = loss + model_cfg.diag_weight * model.diagonal_loss(attn, mask.all(-1).float())
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
+            optimiser_step(opt, loss, clip=5.0, params=model.parameters())
             losses.append(float(loss.detach()))
+        return {"loss": float(np.mean(losses))}
+
+    def validate(epoch: int) -> tuple[float, dict]:
         m = song_metrics(predict(model, frames[val], globals_[val]), yv)
-        score = selection_score(m)
-        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val": m, "score": score})
-        if score > best + 1e-6:
-            best, best_state, best_epoch, bad = score, copy.deepcopy(model.state_dict()), epoch, 0
-        else:
-            bad += 1
-            if bad >= cfg.patience:
-                break
-    model.load_state_dict(best_state)
-    model.eval()
-    return DynamicFit(model=model, best_epoch=best_epoch, val=history[best_epoch]["val"], history=history)
+        return selection_score(m), m
+
+    # min_delta: a CCC gain below 1e-6 is noise, not a better epoch
+    run = fit_epochs(model, epochs=cfg.epochs, train_epoch=train_epoch, validate=validate,
+                     stopping=EarlyStopping(cfg.patience, min_delta=1e-6))
+    return DynamicFit(model=model, best_epoch=run.best_epoch, val=run.history[run.best_epoch - 1]["val"],
+                      history=run.history)
 
 
 __all__ = ["DynamicTrainConfig", "fit_dynamic", "song_metrics", "predict", "targets", "selection_score"]

@@ -1,7 +1,6 @@
 """Training DAMER on a :class:`~merkit.data.memo2496.FeatureSet` (paper Algorithm 1, §IV-E, §V-A).
 
 :func:`fit` trains one seed into a run folder::
-
     RUN/last.pt        everything needed to continue (model, optimiser, scheduler, queue, key
                        encoder, RNG state, history), rewritten atomically after every epoch
     RUN/best.pt        the model of the best validation epoch (test metrics added at the end)
@@ -41,10 +40,12 @@ from ..data.splits import make_splits
 from ..evaluation.protocol import head_metrics
 from ..models import build_model, get_spec, resolve_head
 from . import distributed as dist
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from ..cpu_memory import reuse_freed_memory
+from .epochs import EarlyStopping
 from .objective import Batch, Objective
 from .run_files import BEST, LAST, LOG_CSV, RESULTS, data_description, usable, write_json
+from ..outputs import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -391,7 +392,6 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     names: list[str] = []
     for r in rows:
         names += [k for k in r if k not in names]
-    from ..outputs import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=names)
@@ -415,8 +415,8 @@ def _resume(run_dir: Path, config: dict, model: nn.Module, trainer: Trainer) -> 
     generator state."""
     ckpt = dist.on_main(lambda: load_checkpoint(run_dir / LAST))
     # Fields added to the configs since the run started take their defaults (as in run.json).
-    stored = {"model": asdict(from_dict(ModelConfig, ckpt["config"]["model"])),
-              "train": asdict(from_dict(TrainConfig, ckpt["config"]["train"]))}
+    stored = {"model": asdict(from_dict(ModelConfig, ckpt["model_config"])),
+              "train": asdict(from_dict(TrainConfig, ckpt["train_config"]))}
     if stored != config:
         raise ValueError(f"{run_dir / LAST}: trained with a different configuration; "
                          "resume needs the original data and settings")
@@ -497,6 +497,10 @@ def fit(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str |
         pool = Part.from_featureset(unlabelled, np.arange(len(unlabelled))).to(device)
     config = {"model": asdict(model_cfg), "train": asdict(cfg)}
     data_info = data_description(fs, splits, cfg, unlabelled)
+
+    def checkpoint(model: nn.Module, **fields) -> dict:
+        return make_checkpoint(model_cfg.name, config["model"], model.state_dict(), train_config=config["train"],
+                               data_info=data_info, **fields)
     train_part = Part.from_featureset(fs, splits.train, splits.y_train)
     val_part = Part.from_featureset(fs, splits.val, splits.y_val).to(device)
 
@@ -512,19 +516,18 @@ def fit(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str |
     if dist.world() > 1:  # same initial weights everywhere, then a dropout generator per rank
         torch.manual_seed(dist.rank_seed(cfg.seed))
     history: list[dict] = []
-    best_key: tuple | None = None
-    best_epoch = 0
+    stopping = EarlyStopping(cfg.patience)  # the weights of the best epoch are on disk (best.pt)
     if state["resumable"]:
         st = _resume(run_dir, config, model, trainer)
-        history, best_epoch = st["history"], st["best_epoch"]
-        best_key = tuple(st["best_key"]) if st["best_key"] is not None else None
+        history = st["history"]
+        stopping.load_state_dict(st)
 
     # -- epochs ----------------------------------------------------------------------------------
     tb = _tensorboard(run_dir) if main else None
     head = trainer.head
     try:
         for epoch in range(len(history) + 1, cfg.epochs + 1):
-            if cfg.patience and best_epoch and epoch - best_epoch > cfg.patience:
+            if stopping.should_stop(epoch):
                 log.info("early stop: no validation improvement in %d epochs", cfg.patience)
                 break
             rec = trainer.train_epoch(train_part, epoch, seed=cfg.seed, unlabelled=pool, progress=progress)
@@ -532,32 +535,26 @@ def fit(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str |
             if len(val_part):
                 rec.update(validation_record(model, val_part, head=head, batch_size=cfg.eval_batch_size,
                                              device=device)[0])
-                key = selection_key(rec, cfg.select_metric)
-                improved = best_key is None or key > best_key
-                best_key = key if improved else best_key
+                improved = stopping.update(epoch, selection_key(rec, cfg.select_metric))
+            else:
+                stopping.best_epoch = epoch
             if cfg.scheduler == "plateau":  # the validation score, or the training loss without one
                 trainer.scheduler.step(best_key_value(rec, cfg.select_metric) if len(val_part) else -rec["loss"])
             if improved:
-                best_epoch = epoch
                 val_metrics = {k: v for k, v in rec.items() if k.startswith("val_")}
                 if main:
-                    save_checkpoint(run_dir / BEST, {"config": config, "state_dict": model.state_dict(),
-                                                     "data_info": data_info,
-                                                     "metrics": {"epoch": epoch, **val_metrics}})
-            rec["best_epoch"] = best_epoch
+                    save_checkpoint(run_dir / BEST, checkpoint(model, metrics={"epoch": epoch, **val_metrics}))
+            rec["best_epoch"] = stopping.best_epoch
             history.append(rec)
             rng = {"torch": torch.get_rng_state(),
                    "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}
             ranks = dist.gather_objects(rng) if dist.world() > 1 else None
             if main:
                 train_state = {**trainer.state_dict(), "epoch": epoch, "history": history,
-                               "best_key": list(best_key) if best_key is not None else None,
-                               "best_epoch": best_epoch, "rng_torch": torch.get_rng_state(),
+                               **stopping.state_dict(), "rng_torch": torch.get_rng_state(),
                                "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
                                "rng_ranks": ranks}
-                save_checkpoint(run_dir / LAST, {"config": config, "state_dict": model.state_dict(),
-                                                 "data_info": data_info, "metrics": rec,
-                                                 "train_state": train_state})
+                save_checkpoint(run_dir / LAST, checkpoint(model, metrics=rec, train_state=train_state))
                 _write_csv(run_dir / LOG_CSV, history)
             if tb is not None:
                 for k, v in rec.items():
@@ -580,8 +577,8 @@ def fit(fs: FeatureSet, model_cfg: ModelConfig, cfg: TrainConfig, run_dir: str |
     if len(val_part):
         val = head_metrics(splits.y_val, dist.sharded_predict(model, val_part.mel, val_part.coch,
                                                               batch_size=cfg.eval_batch_size, device=device))
-    best["metrics"] = {"epoch": best_epoch, "val": val, "test": test}
-    result = {"seed": cfg.seed, "best_epoch": best_epoch, "epochs_run": len(history),
+    best["metrics"] = {"epoch": stopping.best_epoch, "val": val, "test": test}
+    result = {"seed": cfg.seed, "best_epoch": stopping.best_epoch, "epochs_run": len(history),
               "inference_head": head, "val": val, "test": test, "sizes": splits.sizes(),
               "history": history}
     if main:

@@ -1,13 +1,11 @@
 """Progressive Confidence Labelling (PCL, paper §IV-C, Algorithm 1 lines 3-5 and 9-14).
 
 Per epoch ``t`` of ``T`` a temperature ``tau`` and a threshold ``theta`` are scheduled::
-
     rho   = (t - 1) / T
     tau   = tau_min + (1 - rho) * (tau_max - tau_min)        1.5 -> 0.7
     theta = max(theta_min, theta0 * (1 - rho))               0.65 -> 0.35
 
 Per sample, with ``p_v = softmax(z_v / tau)``::
-
     JS = JS(p_mel, p_coch)        (Eq. 12)    reliability r = exp(-JS) in [1/2, 1]   (Eq. 13)
     c  = r * max p_fuse           (Eq. 15)    selected if c >= theta, y_hat = argmax p_fuse
 
@@ -25,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .losses import js_divergence
+from .distributed import all_reduce_sum
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,6 @@ class PCLStats:
     def summary(self) -> dict[str, float]:
         """Means and standard deviations over all samples seen; ``strength`` is the mean of
         ``r * [c >= theta]``, the average weight a sample receives in L_PL."""
-        from .distributed import all_reduce_sum
 
         sums, count = self.sums, self.count
         if sums is not None:  # under DDP: the statistics of all ranks' samples

@@ -3,7 +3,6 @@ models, the seed runner): names, atomic text/JSON writes, what a checkpoint reco
 data, and the tracks training can use.
 
 ::
-
     RUN/run.json              the settings (for ``merkit train --resume``)
     RUN/results.json          per-seed test metrics, mean ± std per head, the printed table
     RUN/seed_<k>/last.pt      the newest epoch (resumable), best.pt the selected one, log.csv
@@ -17,6 +16,7 @@ from pathlib import Path
 from ..config import TrainConfig
 from ..data.memo2496 import FeatureSet
 from ..data.splits import Splits, drop_nonfinite
+from ..outputs import write_text as write
 
 log = logging.getLogger("merkit.training.loop")
 
@@ -25,7 +25,6 @@ LAST, BEST, LOG_CSV, RESULTS, RUN_JSON = "last.pt", "best.pt", "log.csv", "resul
 
 def write_text(path: Path, text: str) -> None:
     """Write ``text`` atomically (:func:`merkit.outputs.write_text`)."""
-    from ..outputs import write_text as write
 
     write(path, text)
 

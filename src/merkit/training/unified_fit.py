@@ -17,7 +17,6 @@ test parts are never looked at here.
 """
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import asdict, dataclass
 
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from ..data.multi_corpus import Corpus, CorpusSplit, va_scale
 from ..evaluation.unified_eval import corpus_metrics, selection_score
 from ..models.unified import HEAD_SPECS, UnifiedConfig, UnifiedMER
+from .epochs import EarlyStopping, fit_epochs, optimiser_step
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class UnifiedTrainConfig:
     batch_per_corpus: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-2
-    patience: int = 25  # epochs without a better validation score before stopping
+    patience: int = 25  # epochs without a better validation score before stopping (0: never)
     kd_weight: float = 0.0  # 0: no distillation
     kd_temperature: float = 2.0
     va_weight: float = 1.0
@@ -150,13 +150,9 @@ def fit_unified(corpora: list[Corpus], splits: dict[str, CorpusSplit], model_cfg
                 cursor[c.name] = 0
         return np.concatenate(out)
 
-    best = (-math.inf, -1, None, {})
-    history = []
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
+    def train_epoch(epoch: int) -> dict:
         sums: dict[str, float] = {}
         for _ in range(steps):
-            opt.zero_grad(set_to_none=True)
             total = 0.0
             for c in corpora:
                 idx = draw(c)
@@ -170,22 +166,19 @@ def fit_unified(corpora: list[Corpus], splits: dict[str, CorpusSplit], model_cfg
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach()) / steps
                 total = total + sum(losses.values())
-            total.backward()
-            opt.step()
+            optimiser_step(opt, total)
+        return {f"loss_{k}": v for k, v in sums.items()}
+
+    def validate(epoch: int) -> tuple[float, dict]:
         val = {c.name: corpus_metrics(c, splits[c.name].val, predict_corpus(model, c.x[splits[c.name].val]))
                for c in corpora if len(splits[c.name].val)}
-        score = float(np.nanmean([selection_score(c, val[c.name]) for c in corpora if c.name in val]))
-        history.append({"epoch": epoch, **{f"loss_{k}": v for k, v in sums.items()}, "val_score": score})
-        if log:
-            log(f"epoch {epoch}: " + " ".join(f"{k} {v:.3f}" for k, v in sums.items()) + f" | val {score:.4f}")
-        if score > best[0]:
-            best = (score, epoch, copy.deepcopy(model.state_dict()), val)
-        elif epoch - best[1] >= cfg.patience:
-            break
-    model.load_state_dict(best[2])
-    model.eval()
-    return FitResult(model=model, best_epoch=best[1], val_score=best[0], val_metrics=best[3],
-                     history=history, va_scales={k: v.tolist() for k, v in scales.items()})
+        return float(np.nanmean([selection_score(c, val[c.name]) for c in corpora if c.name in val])), val
+
+    run = fit_epochs(model, epochs=cfg.epochs, train_epoch=train_epoch, validate=validate,
+                     stopping=EarlyStopping(cfg.patience), log=log)
+    best = run.history[run.best_epoch - 1]
+    return FitResult(model=model, best_epoch=run.best_epoch, val_score=run.best_score, val_metrics=best["val"],
+                     history=run.history, va_scales={k: v.tolist() for k, v in scales.items()})
 
 
 def fit_teachers(corpora: list[Corpus], splits: dict[str, CorpusSplit], model_cfg: UnifiedConfig,
