@@ -120,7 +120,8 @@ class OnnxGraph:
         return f"OnnxGraph({self.path.name!r}, {self.input_names} -> {self.output_names})"
 
     def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
-        feed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items()}
+        # an input the graph does not use was dropped by the exporter (a Mel-only CNN's coch)
+        feed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items() if k in self.input_names}
         return dict(zip(self.output_names, self.session.run(None, feed)))
 
     def shapes(self) -> dict:

@@ -62,6 +62,11 @@ def load_model(path: str | os.PathLike | Iterable[str | os.PathLike] | None = No
     if onnx:
         raise ValueError(f"{onnx[0]}: an ONNX export; run it with `merkit predict --backend onnx` "
                          "(merkit.predict.load_onnx_model)")
+    classical = [p for p in paths if str(p).endswith((".skops", ".pkl"))]
+    if classical:
+        raise ValueError(f"{classical[0]}: a classical (scikit-learn) model, which reads precomputed descriptors; "
+                         "merkit predicts audio with networks: a `merkit train` best.pt (damer, musefuse, resnet, "
+                         "shortchunk), a unified or a DSAML model file (`merkit evaluate` scores this one)")
     model = None
     if len(paths) == 1:
         try:

@@ -103,7 +103,8 @@ def quadrant_probs(pa: np.ndarray, pv: np.ndarray) -> np.ndarray:
 def combine(probs: dict[str, np.ndarray], reliability: np.ndarray) -> list[dict]:
     """Per-window fields of :class:`Prediction` from each task's ensemble probabilities.
 
-    probs: ``{task: (B, C)}`` with task in ``quadrant`` / ``a`` / ``v``; reliability: ``(B,)``.
+    probs: ``{task: (B, C)}`` with task in ``quadrant`` / ``a`` / ``v``; reliability: ``(B,)``
+    (NaN: the networks have no two views to agree, and ``view_agreement`` is None).
     A quadrant network gives the marginals ``P(Q1) + P(Q2)`` and ``P(Q1) + P(Q4)``; a network
     per dimension is averaged with them; the quadrant comes from the marginals
     (:func:`quadrant_probs`).
@@ -133,7 +134,7 @@ def combine(probs: dict[str, np.ndarray], reliability: np.ndarray) -> list[dict]
             "quadrant_word": QUADRANT_WORDS[q] if q else None,
             "quadrant_probs": tuple(float(x) for x in pq[i]) if pq is not None else None,
             "certainty": certainty,
-            "view_agreement": float(reliability[i]),
+            "view_agreement": float(reliability[i]) if np.isfinite(reliability[i]) else None,
         })
     return out
 

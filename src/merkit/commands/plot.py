@@ -22,7 +22,7 @@ from ._runs import _model_kind
 from ..feature_cache import load_features
 from ..config import ModelConfig, from_dict
 from ..outputs import check_figure, check_folder
-from ..models import build_model, load_model
+from ..models import build_model, get_spec, load_model
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,11 @@ def find_seed_dirs(run_dir: Path) -> list[Path]:
     if not found:
         models = [run_dir / "model.pt"] if (run_dir / "model.pt").is_file() else sorted(run_dir.glob("seed_*/model.pt"))
         kinds = sorted({_model_kind(p) for p in models} - {None})
+        skops = sorted(run_dir.glob("model.skops")) + sorted(run_dir.glob("seed_*/model.skops"))
+        if skops and not kinds:
+            raise ValueError(f"{run_dir}: a classical (svm / logreg) run; merkit plot draws a training loop's "
+                             f"per-epoch figures, and a classical model has no epochs: `merkit evaluate {run_dir}` "
+                             "prints its test table")
         if kinds:
             raise ValueError(f"{run_dir}: a --arch {'/'.join(kinds)} run; merkit plot draws the figures of the "
                              "DAMER training loop (per-epoch losses, PCL, SAML, t-SNE), which this family does "
@@ -283,7 +288,10 @@ def plot_seed(seed_dir: str | Path, out_dir: str | Path, *, data: str | None = N
         dist = centroid_distances(queue["keys"].numpy(), queue["labels"].numpy(), n_classes)
         written.append(plots.save_figure(plots.figure_saml(trace, dist, history=history), out_dir / "fig6_saml.png"))
 
-    if tsne and fs is not None:
+    fused = getattr(get_spec(last["kind"]).model_class(), "fused_features", False)
+    if tsne and fs is not None and not fused:
+        log.info("%s: a %s network has no fused features (z_fuse); no t-SNE", seed_dir, last["kind"])
+    elif tsne and fs is not None:
         if not (seed_dir / "best.pt").is_file():
             log.warning("%s: no best.pt; no t-SNE", seed_dir)
         else:

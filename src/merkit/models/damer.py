@@ -53,6 +53,7 @@ def head_probabilities(out: DamerOutput) -> dict[str, torch.Tensor]:
 class DAMER(nn.Module):
     heads = ("mel", "coch", "fused", "ensemble")
     default_head = "ensemble"
+    fused_features = True  # its output carries z_fuse (merkit plot's t-SNE, Fig. 7)
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()

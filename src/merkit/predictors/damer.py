@@ -174,8 +174,10 @@ class EmotionModel(Predictor):
         with torch.inference_mode():
             for task, p in self._probabilities(mel, coch).items():
                 probs[task] = p["ensemble"].double().numpy()
-                rel.append(torch.exp(-js_divergence_probs(p["mel"], p["coch"])).numpy())
-        return combine(probs, np.mean(rel, axis=0))
+                if "mel" in p and "coch" in p:  # two views to agree (a Mel-only CNN has one)
+                    rel.append(torch.exp(-js_divergence_probs(p["mel"], p["coch"])).numpy())
+        n = len(mel)
+        return combine(probs, np.mean(rel, axis=0) if rel else np.full(n, np.nan))
 
     def _probabilities(self, mel: np.ndarray, coch: np.ndarray) -> dict[str, dict]:
         """``{task: {head: (B, C) tensor}}``: every network's ``predict_proba`` of raw features
