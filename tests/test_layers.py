@@ -15,7 +15,7 @@ LAYERS = [
     ("package root", ["merkit"]),
     ("runtime", ["merkit.config", "merkit.stdio", "merkit.workers", "merkit.outputs", "merkit.stopping",
                  "merkit.cpu_memory", "merkit.checkpoint", "merkit.metrics", "merkit.reference"]),
-    ("audio", ["merkit.audio", "merkit.loudness", "merkit.midi"]),
+    ("audio", ["merkit.audio", "merkit.av_decode", "merkit.loudness", "merkit.midi"]),
     ("front end", ["merkit.features", "merkit.encoders", "merkit.frontend", "merkit.content"]),
     ("data", ["merkit.data"]),
     ("models", ["merkit.models"]),

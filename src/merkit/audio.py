@@ -14,9 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .av_decode import AV_EXTENSIONS, AvDecodeError, av_info, decode_av
 from .config import AudioConfig
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
+# libsndfile reads these; PyAV (FFmpeg) the rest of what a music library holds (AV_EXTENSIONS)
+SNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
+AUDIO_EXTENSIONS = SNDFILE_EXTENSIONS + AV_EXTENSIONS
 MIDI_EXTENSIONS = (".mid", ".midi")
 
 
@@ -44,7 +47,8 @@ def decode(path: str | os.PathLike, *, soundfont: str | None = None,
            midi_sample_rate: int = 44_100) -> tuple[np.ndarray, int]:
     """Decode a file as it is: ``(n, channels)`` float32 at its own rate.
 
-    wav, flac, ogg, mp3 (libsndfile >= 1.1), and MIDI (rendered by FluidSynth).
+    wav, flac, ogg, mp3 (libsndfile >= 1.1), AAC/M4A, WMA, WebM, Matroska and the other
+    :data:`~merkit.av_decode.AV_EXTENSIONS` (PyAV), and MIDI (rendered by FluidSynth).
     """
     import soundfile as sf
 
@@ -56,11 +60,20 @@ def decode(path: str | os.PathLike, *, soundfont: str | None = None,
             wav = render_midi(path, Path(tmp) / "render.wav", sample_rate=midi_sample_rate,
                               soundfont=soundfont)
             return decode(wav)
+    if _is_av(path):
+        try:
+            return decode_av(path)
+        except AvDecodeError as e:
+            raise AudioError(f"{path}: cannot decode audio ({e})") from None
     try:
         y, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:  # libsndfile raises several types; all mean "cannot decode"
         raise _decode_error(path, e) from None
     return y, int(sr)
+
+
+def _is_av(path) -> bool:
+    return Path(path).suffix.lower() in AV_EXTENSIONS
 
 
 def _check_file(path: Path) -> Path:
@@ -84,7 +97,8 @@ def _decode_error(path, e: BaseException) -> AudioError:
 def _decoder_message(msg: str) -> str:
     """libsndfile's reason, in words a user can act on."""
     if "not a regular file" in msg or "Format not recognised" in msg or "unknown format" in msg.lower():
-        return "not an audio format merkit reads (wav, flac, ogg/opus, mp3, aiff), or a damaged file"
+        return ("not an audio format merkit reads (wav, flac, ogg/opus, mp3, aiff, m4a/aac, wma, webm, mka, ...), "
+                "or a damaged file")
     return msg
 
 
@@ -233,6 +247,11 @@ def open_info(path: str | os.PathLike) -> tuple[int, int]:
     import soundfile as sf
 
     path = _check_file(Path(path))
+    if _is_av(path):
+        try:
+            return av_info(path)
+        except AvDecodeError as e:
+            raise AudioError(f"{path}: cannot decode audio ({e})") from None
     try:
         info = sf.info(str(path))
     except Exception as e:
@@ -244,6 +263,8 @@ def read_frames(path: str | os.PathLike, start: int, stop: int) -> np.ndarray:
     """Source frames ``[start, stop)`` of an audio file, ``(n, channels)`` float32."""
     import soundfile as sf
 
+    if _is_av(path):  # no exact seeking in compressed containers: decode, then cut
+        return decode(path)[0][start:stop]
     try:
         with sf.SoundFile(str(path)) as f:
             f.seek(start)
@@ -260,6 +281,14 @@ def read_mono(path: str | os.PathLike, sample_rate: int, *, seconds: float | Non
     decoded block by block and downmixed as it goes: the multichannel source is never held whole."""
     import soundfile as sf
 
+    if _is_av(path):  # decoded whole (PyAV), then cut, downmixed and resampled
+        y, src_sr = decode(path)
+        if seconds is not None:
+            y = y[:int(math.ceil(seconds * src_sr))]
+        y, _ = _finish(y, src_sr, sample_rate=sample_rate, mono=True, name=str(path))
+        if seconds is not None:
+            y = y[:int(round(seconds * sample_rate))]
+        return np.ascontiguousarray(y, dtype=np.float32)
     frames, src_sr = open_info(path)
     stop = frames if seconds is None else min(frames, int(math.ceil(seconds * src_sr)))
     block = int(READ_BLOCK_SECONDS * src_sr)
@@ -298,7 +327,7 @@ def load_window(path: str | os.PathLike, cfg: AudioConfig, *, soundfont: str | N
     that of decoding the whole file (exactly at the target rate; elsewhere up to the resampler's
     rounding, ~1e-6)."""
     path = Path(path)
-    if path.suffix.lower() in MIDI_EXTENSIONS:
+    if path.suffix.lower() in MIDI_EXTENSIONS or _is_av(path):  # no exact frame count in their headers
         return _load_window_whole(path, cfg, soundfont)
     frames, src_sr = open_info(path)
     sr = cfg.sample_rate

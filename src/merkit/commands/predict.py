@@ -1,6 +1,6 @@
 """merkit predict PATH... [--timeline] [--format table|json|csv] [-o FILE]: emotion of music files.
 
-Files or folders (searched recursively for wav, flac, ogg, mp3, aiff and MIDI). Each file gets a
+Files or folders (searched recursively for wav, flac, ogg, opus, mp3, aiff, m4a/aac/mp4, wma, webm, mka and MIDI). Each file gets a
 row; a file that cannot be read gets an error entry and the others go on; the exit status is 1
 when any file failed. Input that holds no music (silence, a steady tone, noise:
 :mod:`merkit.content`) gets a "not music" row (``status`` not_music) and no emotion; it is not
