@@ -23,7 +23,7 @@ from merkit.models import build_model
 from merkit.audio import downmix
 from merkit.config import DEFAULT_MODEL_FILE
 from merkit.plots import plot_timeline
-from merkit.predict import find_inputs, load_model
+from merkit.predict import find_inputs, load_model, scan_inputs
 from merkit.predictors.base import FP16_TOLERANCE, PREDICTOR_KEY, PredictorConfig, timeline_starts
 from merkit.predictors.damer import EmotionModel
 from merkit.reference import reference_signal
@@ -369,3 +369,42 @@ def test_quickstart_writes_under_the_cache_not_the_current_folder(tmp_path, monk
     assert "working folder" in capsys.readouterr().out
     seen.clear()
     assert main(["quickstart", "-o", "mine"]) == 0 and seen["out"] == Path("mine")
+
+
+def test_a_folder_scan_reports_what_it_skips_and_follows_linked_folders(tmp_path, capsys):
+    """Nothing is left out in silence: files of other types and unreadable folders are named
+    on stderr; a symbolic link to a folder (an external drive) is followed, a link loop once."""
+    import os
+    import shutil
+
+    from merkit.cli import main
+
+    lib, drive = tmp_path / "lib", tmp_path / "drive"
+    lib.mkdir()
+    drive.mkdir()
+    sf.write(lib / "a.wav", music(5.0), SR)
+    sf.write(drive / "b.wav", music(5.0, 330.0), SR)
+    (lib / "cover.jpg").write_bytes(b"\xff\xd8")
+    (lib / "notes.txt").write_text("x")
+    os.symlink(drive, lib / "drive")
+    os.symlink(lib, drive / "back")  # a loop
+    scan = scan_inputs([lib])
+    assert [p.name for p in scan.files] == ["a.wav", "b.wav"]
+    why = {p.name: r for p, r in scan.skipped}
+    assert why["cover.jpg"] == "not audio or MIDI (.jpg)" and why["notes.txt"] == "not audio or MIDI (.txt)"
+    assert "link(s) to a folder already scanned" in why.values()
+    if os.geteuid() != 0:  # root reads every folder
+        (lib / "private").mkdir()
+        (lib / "private").chmod(0)
+        assert any("not readable" in r for _, r in scan_inputs([lib]).skipped)
+        (lib / "private").chmod(0o755)
+    only = tmp_path / "only"
+    only.mkdir()
+    shutil.copy(lib / "notes.txt", only / "x.txt")
+    assert main(["predict", str(only)]) == 1
+    err = capsys.readouterr().err
+    assert "no audio or MIDI files found" in err and "1 not audio or MIDI (.txt)" in err
+    assert main(["predict", str(lib), "--format", "csv", "--no-progress"]) == 0
+    cap = capsys.readouterr()
+    assert "3 skipped: 1 not audio or MIDI (.jpg), 1 not audio or MIDI (.txt), 1 link(s)" in cap.err
+    assert cap.out.splitlines()[0].endswith(",note")

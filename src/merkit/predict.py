@@ -34,18 +34,66 @@ PREDICTORS = {"unified": UnifiedModel, "dsaml": DynamicModel}
 PREDICT_EXTENSIONS = tuple(sorted(set(AUDIO_EXTENSIONS) | set(MIDI_EXTENSIONS)))
 
 
-def find_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
+@dataclass
+class Scan:
+    """What a folder scan found: the files to analyse, and everything else it saw, with why it
+    is skipped (``(path, reason)``), so that nothing is left out in silence."""
+
+    files: list[Path]
+    skipped: list[tuple[Path, str]]
+
+    def summary(self) -> str:
+        """One line on what was skipped ("" when nothing was)."""
+        if not self.skipped:
+            return ""
+        reasons: dict[str, int] = {}
+        for _, why in self.skipped:
+            reasons[why] = reasons.get(why, 0) + 1
+        parts = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+        return f"{len(self.skipped)} skipped: {parts} (e.g. {self.skipped[0][0]})"
+
+
+def scan_inputs(paths: Iterable[str | os.PathLike]) -> Scan:
     """Files to predict: each file given as is (whatever its extension, so that a bad file gets
-    an error entry), folders searched recursively for :data:`PREDICT_EXTENSIONS`, sorted."""
-    out: list[Path] = []
+    an error entry), folders searched recursively for :data:`PREDICT_EXTENSIONS`, sorted.
+    Symbolic links to folders are followed (an external drive linked into the library), each
+    real folder once (a link loop ends there); a folder that cannot be listed and every file of
+    another type is reported in :attr:`Scan.skipped`."""
+    files: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
     for p in map(Path, paths):
-        if p.is_dir():
-            # a dangling symbolic link is listed too: it gets an error entry instead of vanishing
-            out += sorted(f for f in p.rglob("*") if (f.is_file() or (f.is_symlink() and not f.exists()))
-                          and f.suffix.lower() in PREDICT_EXTENSIONS)
-        else:
-            out.append(p)  # a missing file becomes an error entry, not an abort
-    return out
+        if not p.is_dir():
+            files.append(p)  # a missing file becomes an error entry, not an abort
+            continue
+        seen: set[tuple[int, int]] = set()
+        found = []
+
+        def unlistable(err: OSError) -> None:
+            skipped.append((Path(err.filename or p), f"folder(s) not readable ({err.strerror or err})"))
+
+        for root, dirs, names in os.walk(p, onerror=unlistable, followlinks=True):
+            st = os.stat(root)
+            if (st.st_dev, st.st_ino) in seen:  # a link back to a folder already walked
+                dirs[:] = []
+                skipped.append((Path(root), "link(s) to a folder already scanned"))
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            dirs.sort()
+            for name in names:
+                f = Path(root) / name
+                if f.suffix.lower() in PREDICT_EXTENSIONS:
+                    # a dangling symbolic link is listed too: it gets an error entry instead of vanishing
+                    found.append(f)
+                elif f.is_file() or f.is_symlink():
+                    kind = f.suffix.lower() or "(no extension)"
+                    skipped.append((f, f"not audio or MIDI ({kind})"))
+        files += sorted(found)
+    return Scan(files, skipped)
+
+
+def find_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """The files of :func:`scan_inputs` (what it skipped is dropped: use that to report it)."""
+    return scan_inputs(paths).files
 
 
 def load_model(path: str | os.PathLike | Iterable[str | os.PathLike] | None = None) -> Predictor:
@@ -158,5 +206,6 @@ def analyse_files_on_cluster(spec: ModelSpec, paths, *, timeline: bool = False, 
                 continue
             yield from results
 
-__all__ = ["PREDICTORS", "PREDICT_EXTENSIONS", "ModelSpec", "analyse_files_on_cluster", "find_inputs", "load_model",
+__all__ = ["PREDICTORS", "PREDICT_EXTENSIONS", "ModelSpec", "Scan", "analyse_files_on_cluster", "find_inputs",
+           "scan_inputs", "load_model",
            "load_onnx_model"]

@@ -25,7 +25,7 @@ from ..cluster import check_shard_size
 FORMATS = ("table", "json", "csv")
 CSV_FIELDS = ("path", "status", "window_start", "window_end", "quadrant", "quadrant_word", "arousal",
               "valence", "certainty", "q1", "q2", "q3", "q4", "arousal_score", "valence_score",
-              "view_agreement", "mood_cluster", "mood_words", "looped", "warning", "error")
+              "view_agreement", "mood_cluster", "mood_words", "looped", "warning", "error", "note")
 
 
 def register(sub) -> None:
@@ -103,7 +103,8 @@ def _rows(res) -> list[dict]:
                      "q1": q[0], "q2": q[1], "q3": q[2], "q4": q[3], "arousal_score": p.arousal_score,
                      "valence_score": p.valence_score, "view_agreement": p.view_agreement,
                      "mood_cluster": p.mood_cluster, "mood_words": p.mood_words, "looped": p.looped,
-                     "warning": p.warning or "", "error": ""})
+                     "warning": p.warning or "", "error": "",
+                     "note": (res.note or "") if kind == "track" else ""})  # e.g. the timeline's 10-minute cap
     return rows
 
 
@@ -178,7 +179,7 @@ def plot_paths(files: list[Path], folder: Path) -> dict[str, Path]:
 def run(args) -> int:
     from tqdm.auto import tqdm
 
-    from ..predict import find_inputs
+    from ..predict import scan_inputs
 
     if args.plot and not args.timeline:
         raise ValueError("--plot needs --timeline")
@@ -188,9 +189,13 @@ def run(args) -> int:
         raise ValueError("--backend onnx does not run on --cluster yet; use one or the other")
     if args.cluster and args.device != "cpu":
         raise ValueError("--device with --cluster: cluster workers predict on their CPUs")
-    files = find_inputs(args.paths)
+    scan = scan_inputs(args.paths)
+    files = scan.files
     if not files:
-        raise ValueError(f"no audio or MIDI files found in {' '.join(args.paths)}")
+        raise ValueError(f"no audio or MIDI files found in {' '.join(args.paths)}"
+                         + (f" ({scan.summary()})" if scan.skipped else ""))
+    if scan.skipped:  # nothing is left out in silence
+        print(f"merkit predict: {scan.summary()}", file=sys.stderr)
     check_outputs(args, files)
     pngs = plot_paths(files, Path(args.plot)) if args.plot else {}
     model = load_predictor(args.model, args.backend, args.device)
