@@ -59,6 +59,15 @@ class Prediction:
             d["quadrant_probs"] = list(d["quadrant_probs"])
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Prediction":
+        """The inverse of :meth:`to_dict` (unknown keys ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in names}
+        if d.get("quadrant_probs") is not None:
+            d["quadrant_probs"] = tuple(d["quadrant_probs"])
+        return cls(**d)
+
 
 @dataclass
 class FileResult:
@@ -87,6 +96,14 @@ class FileResult:
                 "duration": self.duration, "note": self.note,
                 "prediction": self.prediction.to_dict() if self.prediction else None,
                 "timeline": [p.to_dict() for p in self.timeline] if self.timeline is not None else None}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FileResult":
+        """The inverse of :meth:`to_dict`."""
+        return cls(path=d["path"], error=d.get("error"), duration=d.get("duration"), note=d.get("note"),
+                   not_music=d.get("status") == "not_music",
+                   prediction=Prediction.from_dict(d["prediction"]) if d.get("prediction") else None,
+                   timeline=[Prediction.from_dict(p) for p in d["timeline"]] if d.get("timeline") is not None else None)
 
 
 def quadrant_probs(pa: np.ndarray, pv: np.ndarray) -> np.ndarray:

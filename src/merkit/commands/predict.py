@@ -21,6 +21,7 @@ from ._args import add_cluster_args, add_old_spelling
 from ..outputs import OutputError, check_figure, check_file, check_folder, space_error, write_text
 from ..stopping import describe
 from ..cluster import check_shard_size
+from ..config import DEFAULT_MODEL_FILE
 
 FORMATS = ("table", "json", "csv")
 CSV_FIELDS = ("path", "status", "window_start", "window_end", "quadrant", "quadrant_word", "arousal",
@@ -60,6 +61,10 @@ def register(sub) -> None:
     p.add_argument("--threads", dest="workers", type=int, default=None, help="decoding threads (default: up to 4)")
     add_old_spelling(p, "--workers", "workers", type=int)
     add_cluster_args(p, "files", "; each worker loads the model once")
+    p.add_argument("--no-cache", dest="cache", action="store_false",
+                   help="analyse every file again (default: results of files, model and settings unchanged "
+                        "since a previous run come from merkit's result store, so a library rerun analyses "
+                        "only new or changed files, and a killed run goes on where it stopped)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -198,21 +203,27 @@ def run(args) -> int:
         print(f"merkit predict: {scan.summary()}", file=sys.stderr)
     check_outputs(args, files)
     pngs = plot_paths(files, Path(args.plot)) if args.plot else {}
-    model = load_predictor(args.model, args.backend, args.device)
-    if args.timeline_max_minutes is not None:
-        model.timeline_max_seconds = 60.0 * args.timeline_max_minutes
-    if not args.content_check:
-        from ..content import ContentCheck
-
-        model.content_check = ContentCheck(enabled=False)
+    store, key, stored = _stored_results(args, files)
+    todo = [f for f in files if str(f) not in stored]
+    model = _model(args) if todo or store is None or store.describe(key) is None else None
+    description = repr(model) if model is not None else store.describe(key)
+    if store is not None:
+        store.describe(key, description)
     results = []
     # disable=None: a bar on a terminal only; a single file needs none
     bar = tqdm(total=len(files), unit="file", disable=None if args.progress and len(files) > 1 else True,
                file=sys.stderr)
     try:
-        results_in_order = (_on_cluster(model, files, args) if args.cluster else
-                            model.analyse_files(files, timeline=args.timeline, workers=args.workers))
-        for res in results_in_order:
+        analysed = iter(()) if not todo else (
+            _on_cluster(model, todo, args) if args.cluster else
+            model.analyse_files(todo, timeline=args.timeline, workers=args.workers))
+        stats = {str(f): store.stat(f) for f in todo} if store is not None else {}
+        for f in files:
+            res = stored.get(str(f))
+            if res is None:
+                res = next(analysed)
+                if store is not None:
+                    store.put(key, f, res, stats.get(str(f)))
             results.append(res)
             if res.ok and args.plot:
                 from ..plots import plot_timeline  # matplotlib (~25 MB) only when plots are asked for
@@ -227,7 +238,7 @@ def run(args) -> int:
         bar.close()
         if results:
             try:
-                where = _emit(results, args, repr(model))
+                where = _emit(results, args, description)
             except (OSError, ValueError) as err:  # the disk is full as well: the rows went to stdout
                 where = str(err)
         if isinstance(e, KeyboardInterrupt):
@@ -237,7 +248,9 @@ def run(args) -> int:
             e.reported = True
         raise
     bar.close()
-    _emit(results, args, repr(model))
+    if store is not None:
+        store.close()
+    _emit(results, args, description)
     failed = [r for r in results if r.status == "error"]
     not_music = [r for r in results if r.status == "not_music"]
     if not_music:
@@ -246,6 +259,37 @@ def run(args) -> int:
     if failed:
         print(f"merkit predict: {len(failed)} of {len(results)} file(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _model(args):
+    """The predictor of ``--model`` / ``--backend`` / ``--device`` with the command's settings."""
+    model = load_predictor(args.model, args.backend, args.device)
+    if args.timeline_max_minutes is not None:
+        model.timeline_max_seconds = 60.0 * args.timeline_max_minutes
+    if not args.content_check:
+        from ..content import ContentCheck
+
+        model.content_check = ContentCheck(enabled=False)
+    return model
+
+
+def _stored_results(args, files):
+    """``(store, run key, {file: stored result})`` for a local run (merkit.result_store); no
+    store with ``--no-cache``, ``--cluster`` or ``--plot`` (a plot needs the run's own pass)."""
+    if not args.cache or args.cluster or args.plot:
+        return None, None, {}
+    from ..result_store import ResultStore, run_key
+
+    model_files = list(args.model or [DEFAULT_MODEL_FILE])
+    key = run_key(model_files, backend=args.backend, device=args.device, timeline=args.timeline,
+                  timeline_max_minutes=args.timeline_max_minutes, content_check=args.content_check)
+    store = ResultStore()
+    stored = {}
+    for f in files:
+        res = store.get(key, f)
+        if res is not None:
+            stored[str(f)] = res
+    return store, key, stored
 
 
 def _on_cluster(model, files, args):
