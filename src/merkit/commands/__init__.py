@@ -16,6 +16,7 @@ COMMANDS = {
     'compare': 'train several models on the same splits and seeds, one table',
     'plot': 'PNG figures of a run: training curves, PCL (Fig. 5), SAML (Fig. 6), t-SNE (Fig. 7)',
     'predict': 'arousal, valence and quadrant of audio/MIDI files',
+    'tag': "write arousal, valence, quadrant and mood words into the files' own tags",
     'adapt': 'adapt the model to one listener from a few of their own labelled tracks',
     'export': "export a model's networks to ONNX",
     'serve': 'local web page: drop a file, see its emotion and timeline',

@@ -214,16 +214,7 @@ def run(args) -> int:
     bar = tqdm(total=len(files), unit="file", disable=None if args.progress and len(files) > 1 else True,
                file=sys.stderr)
     try:
-        analysed = iter(()) if not todo else (
-            _on_cluster(model, todo, args) if args.cluster else
-            model.analyse_files(todo, timeline=args.timeline, workers=args.workers))
-        stats = {str(f): store.stat(f) for f in todo} if store is not None else {}
-        for f in files:
-            res = stored.get(str(f))
-            if res is None:
-                res = next(analysed)
-                if store is not None:
-                    store.put(key, f, res, stats.get(str(f)))
+        for res in results_in_order(args, files, model, store, key, stored):
             results.append(res)
             if res.ok and args.plot:
                 from ..plots import plot_timeline  # matplotlib (~25 MB) only when plots are asked for
@@ -259,6 +250,23 @@ def run(args) -> int:
     if failed:
         print(f"merkit predict: {len(failed)} of {len(results)} file(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def results_in_order(args, files, model, store, key, stored):
+    """Each file's result in the order of ``files``: from the store where it has one, else
+    analysed (and then stored)."""
+    todo = [f for f in files if str(f) not in stored]
+    analysed = iter(()) if not todo else (
+        _on_cluster(model, todo, args) if args.cluster else
+        model.analyse_files(todo, timeline=args.timeline, workers=args.workers))
+    stats = {str(f): store.stat(f) for f in todo} if store is not None else {}
+    for f in files:
+        res = stored.get(str(f))
+        if res is None:
+            res = next(analysed)
+            if store is not None:
+                store.put(key, f, res, stats.get(str(f)))
+        yield res
 
 
 def _model(args):
