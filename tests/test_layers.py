@@ -21,7 +21,7 @@ LAYERS = [
     ("models", ["merkit.models"]),
     ("evaluation", ["merkit.evaluation"]),
     ("training", ["merkit.training"]),
-    ("pipelines", ["merkit.results", "merkit.result_store", "merkit.tags", "merkit.extract", "merkit.dynamic_features", "merkit.onnx_backend",
+    ("pipelines", ["merkit.results", "merkit.result_store", "merkit.tags", "merkit.playlists", "merkit.extract", "merkit.dynamic_features", "merkit.onnx_backend",
                    "merkit.feature_cache", "merkit.cluster", "merkit.predictors", "merkit.predict", "merkit.plots",
                    "merkit.personal", "merkit.recipes"]),
     ("interface", ["merkit.cli", "merkit.commands", "merkit.web", "merkit.__main__"]),

@@ -59,6 +59,7 @@ def png_metadata() -> dict[str, str]:
 PREDICTIONS_CSV = "kind,path,status,"
 MANIFEST_CSV = "track_id,path,source,split,"
 FAILURES_CSV = "track_id,path,reason"
+PLAYLIST_MARK = "# merkit playlist"  # the second line (an M3U comment) of every playlist merkit writes
 # Marker files of merkit's output folders (extract, extract-dynamic, medleys, train / compare /
 # ablate runs, quickstart), each with keys one of which it always holds. Each is written when
 # the folder's work starts (or, for the finished folder, at its end), so a killed run resumes.
@@ -111,7 +112,7 @@ def _named_by_sidecar(path: Path) -> bool:
 
 def own_kind(path: str | os.PathLike) -> str | None:
     """The kind of merkit output ``path`` holds (``predictions``, ``metrics``, ``manifest``,
-    ``failures``, ``model``, ``figure``, ``onnx``, ``export``, ``json``), or None when its content
+    ``failures``, ``model``, ``figure``, ``onnx``, ``export``, ``json``, ``playlist``), or None when its content
     is not merkit's (or it cannot be read)."""
     path = Path(path)
     head = _head(path)
@@ -128,6 +129,8 @@ def own_kind(path: str | os.PathLike) -> str | None:
             return None
         text = head[:e.start].decode("utf-8")
     first = text.split("\n", 1)[0].strip("\r\ufeff")
+    if first == "#EXTM3U" and PLAYLIST_MARK in text:
+        return "playlist"
     if first.startswith(PREDICTIONS_CSV) or (first.startswith("file") and "P(A high)" in first):
         return "predictions"
     if first.startswith(MANIFEST_CSV):
@@ -234,7 +237,8 @@ def check_file(path: str | os.PathLike, *, flag: str, kind: str, inputs: Iterabl
 
 def default_name(kind: str) -> str:
     return {"predictions": "predictions.csv", "metrics": "metrics.json", "manifest": "tracks.csv",
-            "model": "model.pt", "onnx": "model.onnx", "figure": "figure.png"}.get(kind, "output")
+            "model": "model.pt", "onnx": "model.onnx", "figure": "figure.png",
+            "playlist": "playlist.m3u8"}.get(kind, "output")
 
 
 def check_folder(path: str | os.PathLike, *, flag: str, writes: Iterable[str] = (),

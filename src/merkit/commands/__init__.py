@@ -17,6 +17,7 @@ COMMANDS = {
     'plot': 'PNG figures of a run: training curves, PCL (Fig. 5), SAML (Fig. 6), t-SNE (Fig. 7)',
     'predict': 'arousal, valence and quadrant of audio/MIDI files',
     'tag': "write arousal, valence, quadrant and mood words into the files' own tags",
+    'playlist': 'an M3U8 playlist from predictions: by mood, region, mood arc or near a song',
     'adapt': 'adapt the model to one listener from a few of their own labelled tracks',
     'export': "export a model's networks to ONNX",
     'serve': 'local web page: drop a file, see its emotion and timeline',
