@@ -4,7 +4,6 @@ import csv
 import math
 
 import numpy as np
-import pytest
 
 from merkit.cli import main
 from merkit.outputs import own_kind
