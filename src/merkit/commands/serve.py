@@ -26,6 +26,9 @@ def register(sub) -> None:
                    help=f"largest accepted upload in MB (default: {DEFAULT_MAX_UPLOAD_MB:g})")
     p.add_argument("--max-minutes", type=float, default=DEFAULT_MAX_MINUTES,
                    help=f"longest accepted audio in minutes (default: {DEFAULT_MAX_MINUTES:g})")
+    p.add_argument("--library", metavar="FILE",
+                   help="a `merkit predict` CSV/JSON: its tracks on the V-A plane at /library (hover, play, "
+                        "filter by region, export a playlist)")
     p.add_argument("--token", default=None,
                    help=f"require this token on /api/predict (default: ${TOKEN_ENV} if set, else none)")
     p.set_defaults(func=run)
@@ -58,9 +61,14 @@ def run(args) -> int:
         print(f"merkit serve: WARNING: listening on {args.host}: anyone who can reach this machine can use "
               "the server" + ("" if token else f", and it has NO authentication (set --token or ${TOKEN_ENV})")
               + ". Uploads are decoded by libsndfile; expose it only on networks you trust.", file=sys.stderr)
+    if args.library:
+        from ..playlists import load_library
+
+        n = len(load_library(args.library))  # a bad file fails here, before the banner
+        print(f"merkit serve: the library page: http://{args.host}:{args.port}/library ({n} tracks)")
     model = load_predictor(args.model, args.backend, args.device)
     print(f"merkit serve: http://{args.host}:{args.port}/  (Ctrl-C to stop)"
           + ("; token required on /api/predict" if token else ""))
     serve(model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
-          max_minutes=args.max_minutes, token=token)
+          max_minutes=args.max_minutes, token=token, library=args.library)
     return 0

@@ -1,7 +1,6 @@
 """The local web app of ``merkit serve``: a static page and a JSON endpoint.
 
 ::
-
     GET  /                  the page (static/index.html; everything is served locally, no CDN)
     GET  /static/...        its script and style sheet
     GET  /api/health        {"status": "ok", "model": ...}
@@ -9,6 +8,13 @@
                             timeline) -> FileResult.to_dict() plus "filename"; 4xx with
                             {"ok": false, "error": "..."} for bad uploads, 5xx (JSON too) if
                             the server itself fails; the server goes on serving
+
+With a library (``merkit serve --library library.csv``, a `merkit predict` output):
+::
+    GET  /library                   the library page: every track a point on the V-A plane
+    GET  /api/library               {"tracks": [{id, title, path, v, a, valence, arousal, quadrant, mood}]}
+    GET  /api/library/audio/ID      that track's audio file (only the library's files, by number)
+    GET  /api/library/playlist?ids=1,2,...   an M3U8 of those tracks (paths relative to the library file)
 
 Every answer is JSON (or the page); nothing is ever a plain-text 500. With a ``token``
 (``merkit serve --token`` or ``MERKIT_TOKEN``), /api/predict needs the header
@@ -24,6 +30,7 @@ at most ``max_concurrent`` at a time (each holds a decoded track in memory).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import tempfile
 import threading
@@ -33,11 +40,13 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from . import DEFAULT_MAX_MINUTES, DEFAULT_MAX_UPLOAD_MB
+from ..playlists import load_library, m3u8
+from ..audio import AudioError, MIDI_EXTENSIONS, open_info
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +98,11 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def create_app(model=None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
                max_concurrent: int = DEFAULT_MAX_CONCURRENT, max_minutes: float = DEFAULT_MAX_MINUTES,
-               token: str | None = None):
-    """The ASGI app. ``model``: any :class:`~merkit.predictors.base.Predictor` (default: the shipped one)."""
+               token: str | None = None, library: str | None = None):
+    """The ASGI app. ``model``: any :class:`~merkit.predictors.base.Predictor` (default: the shipped
+    one); ``library``: a `merkit predict` CSV/JSON whose tracks the library page shows."""
     import hmac
 
-    from ..audio import MIDI_EXTENSIONS, AudioError, open_info
     from ..predict import load_model
 
     model = model if model is not None else load_model()
@@ -166,6 +175,50 @@ def create_app(model=None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
             return JSONResponse(out, status_code=422)
         return JSONResponse(out)
 
+    tracks = load_library(library) if library else []
+    library_dir = Path(library).resolve().parent if library else None
+
+    def _library_track(request: Request, raw: str):
+        try:
+            i = int(raw)
+        except ValueError:
+            i = -1
+        if not 0 <= i < len(tracks):
+            raise HTTPException(404, f"no track {raw} in the library")
+        return tracks[i]
+
+    async def library_page(request: Request):
+        if not tracks:
+            return _error(404, "no library: start the server with --library library.csv")
+        return FileResponse(STATIC_DIR / "library.html", media_type="text/html")
+
+    async def library_list(request: Request):
+        if not authorised(request):
+            return _error(401, "this server needs a token: Authorization: Bearer TOKEN (or ?token=)")
+        return JSONResponse({"token_required": bool(token), "tracks": [
+            {"id": i, "title": Path(t.path).stem, "path": os.path.relpath(t.path, library_dir), "v": t.v, "a": t.a,
+             "valence": t.p_valence, "arousal": t.p_arousal, "quadrant": t.quadrant, "mood": t.mood_words}
+            for i, t in enumerate(tracks)]})
+
+    async def library_audio(request: Request):
+        if not authorised(request):
+            return _error(401, "this server needs a token: ?token=TOKEN")
+        t = _library_track(request, request.path_params["id"])
+        if not Path(t.path).is_file():
+            return _error(404, f"{Path(t.path).name}: the file is gone from the library's folder")
+        return FileResponse(t.path)  # only files the library lists: by number, never by a path from the client
+
+    async def library_playlist(request: Request):
+        if not authorised(request):
+            return _error(401, "this server needs a token: ?token=TOKEN")
+        ids = [s for s in request.query_params.get("ids", "").split(",") if s.strip()]
+        chosen = [_library_track(request, s) for s in ids]
+        if not chosen:
+            return _error(400, "no tracks selected (ids=1,2,...)")
+        text = m3u8(chosen, library_dir / "selection.m3u8", "merkit selection")
+        return Response(text, media_type="audio/x-mpegurl",
+                        headers={"Content-Disposition": 'attachment; filename="merkit-selection.m3u8"'})
+
     async def http_error(request: Request, exc: HTTPException):
         # every error the page sees is JSON with a one-line message (malformed forms included)
         return _error(exc.status_code, str(exc.detail))
@@ -180,6 +233,10 @@ def create_app(model=None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
         Route("/", index),
         Route("/api/health", health),
         Route("/api/predict", predict, methods=["POST"]),
+        Route("/library", library_page),
+        Route("/api/library", library_list),
+        Route("/api/library/audio/{id}", library_audio),
+        Route("/api/library/playlist", library_playlist),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ])
     app.state.model = model
@@ -188,9 +245,9 @@ def create_app(model=None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
 
 def serve(model=None, *, host: str = "127.0.0.1", port: int = 8000,
           max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_minutes: float = DEFAULT_MAX_MINUTES,
-          token: str | None = None, log_level: str = "info") -> None:
+          token: str | None = None, log_level: str = "info", library: str | None = None) -> None:
     """Run the app with uvicorn until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(model, max_upload_mb=max_upload_mb, max_minutes=max_minutes, token=token),
+    uvicorn.run(create_app(model, max_upload_mb=max_upload_mb, max_minutes=max_minutes, token=token, library=library),
                 host=host, port=port, log_level=log_level)
