@@ -105,6 +105,8 @@ BENCHMARKS = {
     "dynamic": Bench("dynamic.py", "DSAML against the sliding-window timeline on medleys", (SHARED_DATA,)),
     "dynamic_grid": Bench("dynamic_grid.py", "DSAML defaults chosen on validation medleys", (SHARED_DATA,)),
     "personal": Bench("personal.py", "personalisation on Emotify listener groups", (_features("emotify", "musicnn"),)),
+    "library": Bench("library.py", "merkit predict on a folder against vibenet (clips/s, peak RSS), the decode "
+                                   "floor, an unchanged rerun", (SHARED_DATA, VIBENET)),
     "vibenet": Bench("vibenet_peer.py", "the outside peer vibenet on the same clips (run inside its venv)", (VIBENET,)),
 }
 
