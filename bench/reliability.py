@@ -322,6 +322,119 @@ def data_loss_cases(d: Path) -> list[dict]:
     return cases
 
 
+def round2_cases(d: Path) -> list[dict]:
+    """Issue 24 (reliability, round two): one-line errors, one rule for worker counts, damaged
+    MP3s decoded where they can be, library formats and linked folders in a scan."""
+    r2 = d / "round2"
+    r2.mkdir(exist_ok=True)
+    song = r2 / "song.wav"
+    sf.write(song, melody(20.0, seed=21), SR)
+    sf.write(r2 / "damaged.mp3", melody(90.0, seed=22), SR, format="MP3")
+    data = bytearray((r2 / "damaged.mp3").read_bytes())
+    data[len(data) // 2:len(data) // 2 + 60_000] = bytes(60_000)
+    (r2 / "damaged.mp3").write_bytes(bytes(data))
+    lib = r2 / "library"
+    shutil.rmtree(lib, ignore_errors=True)
+    lib.mkdir()
+    for k, (suffix, fmt, codec) in enumerate([(".m4a", "mp4", "aac"), (".aac", "adts", "aac"), (".mp4", "mp4", "alac"),
+                                               (".webm", "webm", "libopus"), (".wma", "asf", "wmav2"),
+                                               (".mka", "matroska", "flac")]):
+        _encode_av(lib / f"song{k}{suffix}", melody(20.0, seed=30 + k), fmt, codec)
+    drive = r2 / "drive"
+    shutil.rmtree(drive, ignore_errors=True)
+    drive.mkdir()
+    sf.write(drive / "linked.flac", melody(20.0, seed=40), SR)
+    (lib / "drive").symlink_to(drive)
+    (lib / "cover.jpg").write_bytes(b"\xff\xd8")
+
+    def folder_check(r):
+        try:
+            res = json.loads(r["out"])["results"]
+        except (ValueError, KeyError):
+            return _one_line(r)[0], False
+        ok = sum(x["status"] == "ok" for x in res) == 7 and r["rc"] == 0 and "1 not audio or MIDI (.jpg)" in r["err"]
+        return f"{sum(x['status'] == 'ok' for x in res)} of {len(res)} analysed; stderr: {r['err'].strip()[:80]}", ok
+
+    def note_check(r):
+        try:
+            res = json.loads(r["out"])["results"][0]
+        except (ValueError, KeyError, IndexError):
+            return _one_line(r)[0], False
+        return (f"{res['status']}: {res.get('note') or res.get('error')}",
+                res["status"] == "ok" and (res.get("note") or "").startswith("damaged audio"))
+
+    def one_line(r):
+        line, one = _one_line(r)
+        return line, r["rc"] != 0 and one
+
+    def same_rule(r):  # argparse's usage line, then the one rule's message
+        line, _ = _one_line(r)
+        return line, r["rc"] == 2 and "must be a whole number >= 0 (0: in this process)" in line
+
+    cases = [
+        {"case": "predict --timeline-max-minutes inf", "expect": "one-line error",
+         "argv": ["predict", str(song), "--timeline", "--timeline-max-minutes", "inf"], "check": one_line},
+        {"case": "predict --threads -1", "expect": "usage error, the rule of extract",
+         "argv": ["predict", str(song), "--threads", "-1"], "check": same_rule},
+        {"case": "extract --workers -1", "expect": "usage error, the rule of predict",
+         "argv": ["extract", str(song), "-o", str(r2 / "feats"), "--workers", "-1"], "check": same_rule},
+        {"case": "damaged MP3 (60 kB zeroed mid-file)", "expect": "emotion, with a note on the gap",
+         "argv": ["predict", str(song.parent / "damaged.mp3"), "--format", "json", "--no-cache"], "check": note_check},
+        {"case": "folder: m4a, aac, mp4, webm, wma, mka, a linked folder, a .jpg", "expect": "7 analysed, the .jpg named",
+         "argv": ["predict", str(lib), "--format", "json", "--no-cache", "--no-progress"], "check": folder_check},
+    ]
+    exp = r2 / "export"
+    shutil.rmtree(exp, ignore_errors=True)
+    exp.mkdir()
+    if run(["export", "-o", str(exp / "model.onnx")], r2)["rc"] == 0:
+        (exp / "model.onnx").write_bytes(np.random.default_rng(0).bytes(2000))
+        cases.append({"case": "--backend onnx with a corrupt graph", "expect": "one-line error",
+                      "argv": ["predict", str(song), "--backend", "onnx", "--model", str(exp / "model.onnx")],
+                      "check": one_line})
+    return cases
+
+
+def _encode_av(path: Path, y: np.ndarray, fmt: str, codec: str) -> None:
+    import av
+
+    rate = 48_000 if codec == "libopus" else SR
+    if rate != SR:
+        import soxr
+
+        y = soxr.resample(y, SR, rate)
+    sample_fmt = [f.name for f in av.codec.Codec(codec, "w").audio_formats][0]
+    pcm = np.clip(np.round(y * 32767), -32768, 32767).astype(np.int16)
+    data = {"s16": pcm, "s16p": pcm, "s32p": pcm.astype(np.int32) << 16,
+            "fltp": pcm.astype(np.float32) / 32768, "flt": pcm.astype(np.float32) / 32768}[sample_fmt]
+    with av.open(str(path), "w", format=fmt) as c:
+        s = c.add_stream(codec, rate=rate)
+        s.layout, s.format = "mono", sample_fmt
+        if codec == "wmav2":
+            s.bit_rate = 128_000
+        for i in range(0, len(pcm), 1024):
+            frame = av.AudioFrame.from_ndarray(data[None, i:i + 1024], format=sample_fmt, layout="mono")
+            frame.sample_rate, frame.pts = rate, i
+            for packet in s.encode(frame):
+                c.mux(packet)
+        for packet in s.encode(None):
+            c.mux(packet)
+
+
+def port_in_use_case(d: Path) -> dict:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = run(["serve", "--port", str(port)], d, timeout=60)
+    line, one = _one_line(r)
+    ok = r["rc"] == 1 and one and r["out"] == "" and "already in use" in line
+    return {"case": "serve --port IN_USE", "expect": "one line, no banner", "rc": r["rc"], "what": line[:150],
+            "rss_mb": round(r["rss_mb"]), "seconds": round(r["seconds"], 1), "ok": ok,
+            "traceback": "Traceback" in r["out"] + r["err"]}
+
+
 def signal_case(d: Path, sig: int) -> dict:
     """`merkit predict FOLDER -o out.csv` on 40 real clips, sent ``sig`` 15 s in (mid-folder)."""
     clips = real_clips(d / "signal_clips", 40)
@@ -579,16 +692,16 @@ def main(argv=None) -> int:
     ap.add_argument("--real-feats", nargs="*", default=[], metavar="DIR",
                     help="feature folders of real recordings (merkit extract emopia|mirex_mood|emotify): "
                          "count the not-music check's false alarms on every clip")
-    ap.add_argument("--only", choices=("data-loss",), default=None,
-                    help="run only these cases (data-loss: issue 20's) and update their rows in the committed "
-                         "table, keeping the other rows")
+    ap.add_argument("--only", choices=("data-loss", "round-2"), default=None,
+                    help="run only these cases (data-loss: issue 20's; round-2: issue 24's) and update their rows "
+                         "in the committed table, keeping the other rows")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     d = Path(args.work or tempfile.mkdtemp(prefix="merkit-reliability-"))
     d.mkdir(parents=True, exist_ok=True)
-    if args.only == "data-loss":
+    if args.only:
         rows = []
-        for case in data_loss_cases(d):
+        for case in (data_loss_cases(d) if args.only == "data-loss" else round2_cases(d)):
             work = d / f"run_loss_{len(rows):02d}"
             work.mkdir(exist_ok=True)
             r = run(case["argv"], work)
@@ -596,13 +709,16 @@ def main(argv=None) -> int:
             rows.append({"case": case["case"], "expect": case["expect"], "rc": r["rc"], "what": what,
                          "rss_mb": round(r["rss_mb"]), "seconds": round(r["seconds"], 1), "ok": ok,
                          "traceback": "Traceback" in r["out"] + r["err"]})
-        rows += [signal_case(d, signal.SIGTERM), signal_case(d, signal.SIGHUP)] + full_disk_cases(d)
+        if args.only == "data-loss":
+            rows += [signal_case(d, signal.SIGTERM), signal_case(d, signal.SIGHUP)] + full_disk_cases(d)
+        else:
+            rows.append(port_in_use_case(d))
         for row in rows:
             print(f"{'ok ' if row['ok'] else 'BAD'} {row['case']}: {row['what']}", flush=True)
         old = json.loads((RESULTS / "reliability.json").read_text())["rows"] if (RESULTS / "reliability.json").exists() else []
         names = {r["case"] for r in rows}
         return write_tables([r for r in old if r["case"] not in names] + rows, updated=True)
-    cases = audio_cases(d, rng) + folder_cases(d) + data_cases(d, rng) + data_loss_cases(d)
+    cases = audio_cases(d, rng) + folder_cases(d) + data_cases(d, rng) + data_loss_cases(d) + round2_cases(d)
     if not args.quick:
         (d / "long_only").mkdir(exist_ok=True)
         cases += long_cases(d)
@@ -628,6 +744,7 @@ def main(argv=None) -> int:
             rows.append(row)
             print(f"{'ok ' if row['ok'] else 'BAD'} {row['case']}: {row['what']} ({row['rss_mb']} MB)", flush=True)
     extra = [signal_case(d, signal.SIGTERM), signal_case(d, signal.SIGHUP)] if hasattr(signal, "SIGHUP") else []
+    extra.append(port_in_use_case(d))
     for row in extra + full_disk_cases(d):
         rows.append(row)
         print(f"{'ok ' if row['ok'] else 'BAD'} {row['case']}: {row['what']}", flush=True)

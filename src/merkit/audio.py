@@ -2,6 +2,11 @@
 window, normalise loudness to -23 LUFS.
 
 Shapes: mono audio is ``(n_samples,)`` float32; stereo is ``(n_samples, channels)``.
+
+Size: one module over ~400 lines on purpose: reading only the analysis window (seek, resample
+margins), the whole-file paths it falls back to (short clips, MIDI, truncated or damaged files,
+FFmpeg's formats) and the loudness step must agree sample for sample, and are checked together
+by tests/test_audio.py; reading them side by side is how they stay in step.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .av_decode import AV_EXTENSIONS, AvDecodeError, av_info, decode_av
+from .av_decode import AV_EXTENSIONS, AvDecodeError, av_info, decode_av, decode_av_counted
 from .config import AudioConfig
 
 # libsndfile reads these; PyAV (FFmpeg) the rest of what a music library holds (AV_EXTENSIONS)
@@ -37,6 +42,7 @@ class AudioInfo:
     repeated: bool  # the clip was shorter than the window and was extended (short_policy)
     loudness_lufs: float  # integrated loudness of the window before normalisation
     gain_db: float  # gain applied (0 for silence)
+    note: str | None = None  # e.g. that damaged parts of the file were skipped
 
 
 def _name(path) -> str:
@@ -68,8 +74,37 @@ def decode(path: str | os.PathLike, *, soundfont: str | None = None,
     try:
         y, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:  # libsndfile raises several types; all mean "cannot decode"
-        raise _decode_error(path, e) from None
+        y, sr, _ = _salvage(path, e)
     return y, int(sr)
+
+
+# A damaged file is analysed when at least this share of the audio its header states is left
+MIN_SALVAGED_SHARE = 0.5
+
+
+def _salvage(path: Path, error: BaseException) -> tuple[np.ndarray, int, str]:
+    """What FFmpeg (PyAV) can decode of a file libsndfile gave up on (damaged MP3 frames in the
+    middle, a cut header), with a note on what was lost; the libsndfile error when too little
+    (under :data:`MIN_SALVAGED_SHARE` of the stated length) or nothing is left."""
+    import soundfile as sf
+
+    try:
+        y, sr, bad = decode_av_counted(path)
+    except AvDecodeError:
+        raise _decode_error(path, error) from None
+    try:
+        info = sf.info(str(path))
+        stated = info.frames / info.samplerate if info.samplerate else 0.0
+    except Exception:  # no header to go by
+        stated = 0.0
+    got = len(y) / sr
+    if stated and got < MIN_SALVAGED_SHARE * stated:
+        raise AudioError(f"{path}: damaged audio: only {got:.1f} s of {stated:.1f} s could be decoded") from None
+    lost = max(0.0, stated - got)
+    note = (f"damaged audio: about {lost:.1f} s of {stated:.1f} s could not be decoded and were skipped"
+            if lost >= 0.05 else f"damaged audio: {bad} damaged part(s) skipped" if bad else
+            "decoded by FFmpeg after libsndfile failed")
+    return y, sr, note
 
 
 def _is_av(path) -> bool:
@@ -85,6 +120,8 @@ def _check_file(path: Path) -> Path:
         raise AudioError(f"{path}: not a regular file")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise AudioError(f"{path}: permission denied (this user may not read the file)")
     return path
 
 
@@ -282,13 +319,7 @@ def read_mono(path: str | os.PathLike, sample_rate: int, *, seconds: float | Non
     import soundfile as sf
 
     if _is_av(path):  # decoded whole (PyAV), then cut, downmixed and resampled
-        y, src_sr = decode(path)
-        if seconds is not None:
-            y = y[:int(math.ceil(seconds * src_sr))]
-        y, _ = _finish(y, src_sr, sample_rate=sample_rate, mono=True, name=str(path))
-        if seconds is not None:
-            y = y[:int(round(seconds * sample_rate))]
-        return np.ascontiguousarray(y, dtype=np.float32)
+        return _read_mono_whole(path, sample_rate, seconds)
     frames, src_sr = open_info(path)
     stop = frames if seconds is None else min(frames, int(math.ceil(seconds * src_sr)))
     block = int(READ_BLOCK_SECONDS * src_sr)
@@ -306,8 +337,8 @@ def read_mono(path: str | os.PathLike, sample_rate: int, *, seconds: float | Non
                 done += len(part)
     except AudioError:
         raise
-    except Exception as e:
-        raise _decode_error(path, e) from None
+    except Exception:  # damaged frames: decoded whole by what can salvage them (decode, _salvage)
+        return _read_mono_whole(path, sample_rate, seconds)
     if done == 0:
         raise AudioError(f"{path}: zero-length audio")
     y = y[:done]  # a truncated file ends early
@@ -315,6 +346,16 @@ def read_mono(path: str | os.PathLike, sample_rate: int, *, seconds: float | Non
     if seconds is not None:
         out = out[:int(round(seconds * sample_rate))]
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _read_mono_whole(path, sample_rate: int, seconds: float | None) -> np.ndarray:
+    y, src_sr = decode(path)
+    if seconds is not None:
+        y = y[:int(math.ceil(seconds * src_sr))]
+    y, _ = _finish(y, src_sr, sample_rate=sample_rate, mono=True, name=str(path))
+    if seconds is not None:
+        y = y[:int(round(seconds * sample_rate))]
+    return np.ascontiguousarray(y, dtype=np.float32)
 
 
 def load_window(path: str | os.PathLike, cfg: AudioConfig, *, soundfont: str | None = None
@@ -344,7 +385,10 @@ def load_window(path: str | os.PathLike, cfg: AudioConfig, *, soundfont: str | N
         s0 = max(0, (int(start * src_sr / sr) - margin) // step * step)
         s1 = min(frames, int(math.ceil((start + w) * src_sr / sr)) + margin)
         offset = s0 * sr // src_sr
-    y = read_frames(path, s0, s1)
+    try:
+        y = read_frames(path, s0, s1)
+    except AudioError:  # damaged frames: decode what can be decoded (_salvage)
+        return _load_window_whole(path, cfg, soundfont)
     if len(y) < s1 - s0:  # a truncated file: its header promises more audio than it holds
         return _load_window_whole(path, cfg, soundfont)
     y, _ = _finish(y, src_sr, sample_rate=sr, mono=cfg.mono, name=str(path))
@@ -360,7 +404,17 @@ def load_window(path: str | os.PathLike, cfg: AudioConfig, *, soundfont: str | N
 
 
 def _load_window_whole(path: Path, cfg: AudioConfig, soundfont: str | None) -> tuple[np.ndarray, AudioInfo]:
-    y, src_sr = decode(path, soundfont=soundfont, midi_sample_rate=cfg.sample_rate)
+    note = None
+    if path.suffix.lower() in MIDI_EXTENSIONS or _is_av(path):
+        y, src_sr = decode(path, soundfont=soundfont, midi_sample_rate=cfg.sample_rate)
+    else:
+        import soundfile as sf
+
+        _check_file(path)
+        try:
+            y, src_sr = sf.read(str(path), dtype="float32", always_2d=True)
+        except Exception as e:  # libsndfile raises several types
+            y, src_sr, note = _salvage(path, e)
     y, sr = _finish(y, src_sr, sample_rate=cfg.sample_rate, mono=cfg.mono, name=str(path))
     win, info = prepare(y, sr, cfg, name=str(path))
-    return win, dataclasses.replace(info, source_sample_rate=src_sr)
+    return win, dataclasses.replace(info, source_sample_rate=src_sr, note=note)

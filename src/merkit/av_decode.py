@@ -25,6 +25,12 @@ class AvDecodeError(ValueError):
 
 def decode_av(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """``(n, channels)`` float32 samples of the first audio stream of ``path``, and its rate."""
+    y, sr, _ = decode_av_counted(path)
+    return y, sr
+
+
+def decode_av_counted(path: str | os.PathLike) -> tuple[np.ndarray, int, int]:
+    """:func:`decode_av` and the number of damaged packets it skipped."""
     import av
 
     path = Path(path)
@@ -61,7 +67,7 @@ def decode_av(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     if not chunks or sr <= 0:
         raise AvDecodeError("no audio could be decoded" + (f" ({bad} damaged packet(s))" if bad else ""))
     y = np.concatenate(chunks, axis=1).T
-    return np.ascontiguousarray(y, dtype=np.float32), sr
+    return np.ascontiguousarray(y, dtype=np.float32), sr, bad
 
 
 def av_info(path: str | os.PathLike) -> tuple[int, int]:
@@ -94,4 +100,4 @@ def _reason(e: BaseException) -> str:
     return msg
 
 
-__all__ = ["AV_EXTENSIONS", "AvDecodeError", "av_info", "decode_av"]
+__all__ = ["AV_EXTENSIONS", "AvDecodeError", "av_info", "decode_av", "decode_av_counted"]

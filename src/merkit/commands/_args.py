@@ -6,6 +6,29 @@ import dataclasses
 import typing
 
 
+def worker_count(text: str) -> int:
+    """The one rule for ``--workers`` (processes) and ``--threads`` (decoding threads): an
+    integer ≥ 0, where 0 (like 1) means in this process, with no pool."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0 (0: in this process), got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0 (0: in this process), got {n}")
+    return n
+
+
+def positive_int(text: str) -> int:
+    """``--threads`` of torch: an integer ≥ 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return n
+
+
 def _base_type(tp):
     """int | None -> int; str -> str; tuple/list types are not exposed."""
     if isinstance(tp, str):

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from ..config import ModelConfig, TrainConfig, from_dict
-from ._args import add_config_args, add_old_spelling
+from ._args import add_config_args, add_old_spelling, positive_int
 from ..feature_cache import load_features
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def register(sub) -> None:
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a stopped ablation with its stored settings (--combos / --seeds may add runs)")
     p.add_argument("--unlabelled", metavar="PATH", help="feature folder of unlabelled tracks for PCL")
-    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_config_args(p, ModelConfig, exclude=_MODEL_FIXED, group_title="model (ModelConfig)")
     add_config_args(p, TrainConfig, exclude=_TRAIN_FIXED, group_title="training (TrainConfig)")

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ..config import ModelConfig, TrainConfig
-from ._args import add_config_args, add_old_spelling
+from ._args import add_config_args, add_old_spelling, positive_int
 from ..feature_cache import load_features
 from ..models import MODELS
 
@@ -41,7 +41,7 @@ def register(sub) -> None:
     p.add_argument("--run-dir", metavar="DIR", help="output folder (default: runs/compare_<data>_<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped comparison with its settings")
     p.add_argument("--list", action="store_true", help="describe the models and their defaults, then exit")
-    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_config_args(p, ModelConfig, exclude=_MODEL_FIXED, group_title="model (ModelConfig), for every model")
     add_config_args(p, TrainConfig, exclude=_TRAIN_FIXED, group_title="training (TrainConfig), for every model")

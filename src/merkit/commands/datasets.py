@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from . import COMMANDS
-from ._args import add_old_spelling
+from ._args import add_old_spelling, worker_count
 
 from collections import Counter
 from ..data.registry import DATASETS, get_manifest, resolve_input
@@ -41,7 +41,7 @@ def register(sub) -> None:
                    help="where EMOPIA renders are cached (default $MERKIT_CACHE/emopia)")
     m.add_argument("--no-render", dest="render", action="store_const", const=False, default=None,
                    help="EMOPIA: keep the MIDI paths instead of rendering audio")
-    m.add_argument("--workers", type=int, default=None, help="parallel renders (default: all cores)")
+    m.add_argument("--workers", type=worker_count, default=None, help="parallel renders (default: all cores; 0 = in-process)")
     m.set_defaults(func=run_manifest)
 
 

@@ -6,7 +6,7 @@ from . import COMMANDS
 import sys
 
 from ..config import PRESETS, AudioConfig, FeatureConfig
-from ._args import add_cluster_args, add_config_args, add_old_spelling, config_from_args
+from ._args import add_cluster_args, add_config_args, add_old_spelling, config_from_args, worker_count
 from ..data.registry import resolve_input
 from ..outputs import check_folder
 
@@ -21,7 +21,7 @@ def register(sub) -> None:
     add_old_spelling(p, "--out", "output")
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
                    help="feature preset (default: paper = 60 s at 44.1 kHz, T = 87)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores; 0 = in-process)")
+    p.add_argument("--workers", type=worker_count, default=None, help="processes (default: all cores; 0 = in-process)")
     add_cluster_args(p, "tracks")
     p.add_argument("--audio-dir", default=None, help="audio folder for datasets whose audio is not shipped "
                                                     "(DEAM, PMEmo, emoMusic)")

@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from ._args import add_cluster_args, add_old_spelling
+from ._args import add_cluster_args, add_old_spelling, worker_count
 from ..outputs import OutputError, check_figure, check_file, check_folder, space_error, write_text
 from ..stopping import describe
 from ..cluster import check_shard_size
@@ -58,8 +58,9 @@ def register(sub) -> None:
                         "merkit wrote it (a rerun), never one of the inputs or another program's file")
     p.add_argument("--force", action="store_true",
                    help="let -o replace another kind of merkit output (never anything merkit did not write)")
-    p.add_argument("--threads", dest="workers", type=int, default=None, help="decoding threads (default: up to 4)")
-    add_old_spelling(p, "--workers", "workers", type=int)
+    p.add_argument("--threads", dest="workers", type=worker_count, default=None,
+                   help="decoding threads (default: up to 4; 0 = in this thread)")
+    add_old_spelling(p, "--workers", "workers", type=worker_count)
     add_cluster_args(p, "files", "; each worker loads the model once")
     p.add_argument("--no-cache", dest="cache", action="store_false",
                    help="analyse every file again (default: results of files, model and settings unchanged "
@@ -188,8 +189,8 @@ def run(args) -> int:
 
     if args.plot and not args.timeline:
         raise ValueError("--plot needs --timeline")
-    if args.timeline_max_minutes is not None and not args.timeline_max_minutes > 0:
-        raise ValueError(f"--timeline-max-minutes must be > 0, got {args.timeline_max_minutes}")
+    if args.timeline_max_minutes is not None and not 0 < args.timeline_max_minutes < float("inf"):
+        raise ValueError(f"--timeline-max-minutes must be a number of minutes > 0, got {args.timeline_max_minutes:g}")
     if args.cluster and args.backend == "onnx":
         raise ValueError("--backend onnx does not run on --cluster yet; use one or the other")
     if args.cluster and args.device != "cpu":

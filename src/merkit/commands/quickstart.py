@@ -9,7 +9,7 @@ construction, so a score on it says nothing about real music.
 from __future__ import annotations
 
 from . import COMMANDS
-from ._args import add_old_spelling
+from ._args import add_old_spelling, worker_count
 
 import time
 import shutil
@@ -29,7 +29,8 @@ def register(sub) -> None:
     p.add_argument("--tracks", type=int, default=240, help="synthetic tracks (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=15, help="DAMER training epochs (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=None, help="processes for generation and extraction")
+    p.add_argument("--workers", type=worker_count, default=None, help="processes for generation and extraction "
+                                                                       "(default: all cores; 0 = in-process)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 

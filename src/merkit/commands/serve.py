@@ -44,6 +44,23 @@ def check_flags(args) -> None:
         raise ValueError(f"--max-minutes must be > 0, got {args.max_minutes}")
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse a port another program holds before printing anything (uvicorn would print its
+    own error only after merkit's banner)."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            why = "already in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e)).lower()
+            raise ValueError(f"--port {port}: {host}:{port} is {why}" if e.errno == errno.EADDRINUSE
+                             else f"--host {host} --port {port}: cannot listen there ({why})") from None
+
+
 def is_local(host: str) -> bool:
     return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
 
@@ -56,6 +73,7 @@ def run(args) -> int:
                            "run ./install.sh or pip install merkit") from None
 
     check_flags(args)
+    check_port(args.host, args.port)
     token = args.token or os.environ.get(TOKEN_ENV) or None
     if not is_local(args.host):
         print(f"merkit serve: WARNING: listening on {args.host}: anyone who can reach this machine can use "

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._args import add_old_spelling
+from ._args import add_old_spelling, worker_count
 from .predict import _model, _stored_results, results_in_order
 from ..config import DEFAULT_MODEL_FILE
 from ..stopping import describe
@@ -36,8 +36,9 @@ def register(sub) -> None:
     p.add_argument("--remove", action="store_true", help="remove merkit's tags (nothing is analysed)")
     p.add_argument("--no-cache", dest="cache", action="store_false",
                    help="analyse every file again instead of reusing merkit's result store")
-    p.add_argument("--threads", dest="workers", type=int, default=None, help="decoding threads (default: up to 4)")
-    add_old_spelling(p, "--workers", "workers", type=int)
+    p.add_argument("--threads", dest="workers", type=worker_count, default=None,
+                   help="decoding threads (default: up to 4; 0 = in this thread)")
+    add_old_spelling(p, "--workers", "workers", type=worker_count)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=run)
 

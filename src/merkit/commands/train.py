@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from ..config import ModelConfig, TrainConfig, from_dict
-from ._args import add_config_args, add_old_spelling
+from ._args import add_config_args, add_old_spelling, positive_int
 from ..feature_cache import load_features
 from ._runs import _model_kind, _outside_loop, family_help, family_overrides, new_run
 from ..outputs import atomic_path
@@ -74,7 +74,7 @@ def register(sub) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run; all settings come from it")
     p.add_argument("--unlabelled", metavar="PATH", help="feature folder of unlabelled tracks for "
                                                         "semi-supervised PCL")
-    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_config_args(p, ModelConfig, exclude=_DATA_FIELDS, group_title="model (ModelConfig)")
     add_config_args(p, TrainConfig, exclude=("seed",), group_title="training (TrainConfig)")

@@ -306,12 +306,16 @@ class Predictor:
         win, info = load_window(path, a)
         track = (win, (info.window_start, info.window_start + min(a.window_seconds, info.duration), info.repeated), info)
         y_tl = read_mono(path, a.sample_rate, seconds=self.timeline_max_seconds) if timeline else None
-        return self._note_cap(self._features_of(track, y_tl, str(path)), timeline)
+        feats = self._features_of(track, y_tl, str(path))
+        if info.note:  # e.g. damaged parts of the file that were skipped
+            feats["note"] = info.note
+        return self._note_cap(feats, timeline)
 
     def _note_cap(self, feats: dict, timeline: bool) -> dict:
         if timeline and feats["duration"] > self.timeline_max_seconds + 1e-6:
-            feats["note"] = (f"the timeline covers the first {self.timeline_max_seconds / 60:g} of "
-                             f"{feats['duration'] / 60:.1f} minutes (--timeline-max-minutes)")
+            cap = (f"the timeline covers the first {self.timeline_max_seconds / 60:g} of "
+                   f"{feats['duration'] / 60:.1f} minutes (--timeline-max-minutes)")
+            feats["note"] = f"{feats['note']}; {cap}" if feats.get("note") else cap
         return feats
 
     # -- public API ------------------------------------------------------------------------------
@@ -352,7 +356,7 @@ class Predictor:
         """:meth:`analyse_file` of many files, in input order. Decoding and features run in
         ``workers`` threads (libsndfile, soxr, numpy's FFT and BLAS release the GIL), the
         networks in the calling thread. A file that fails gives an error entry and the rest go on."""
-        workers = workers or min(4, os.cpu_count() or 1)
+        workers = min(4, os.cpu_count() or 1) if workers is None else workers  # 0 and 1: in this thread
 
         def work(path):
             try:

@@ -1,0 +1,114 @@
+"""Reliability, round two (issue 24): each case failed before its fix. One-line errors instead
+of tracebacks or vague words, one rule for worker counts, damaged MP3s decoded where they can
+be, a port in use refused before the banner."""
+import json
+import os
+import socket
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import melody
+from merkit.cli import main
+
+SR = 44_100
+
+
+def _cli(capsys, argv):
+    rc = main([str(a) for a in argv])
+    cap = capsys.readouterr()
+    err = [ln for ln in cap.err.strip().splitlines() if ln.strip()]
+    assert not any("Traceback" in ln for ln in err), err
+    return rc, cap.out, err
+
+
+@pytest.fixture(scope="module")
+def song(tmp_path_factory):
+    p = tmp_path_factory.mktemp("r2") / "song.wav"
+    sf.write(p, melody(20.0, SR, seed=1), SR)
+    return p
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1", "0"])
+def test_timeline_cap_must_be_a_finite_positive_number(song, value, capsys):
+    rc, _, err = _cli(capsys, ["predict", song, "--timeline", "--timeline-max-minutes", value])
+    assert rc == 1 and len(err) == 1 and "--timeline-max-minutes must be a number of minutes > 0" in err[0], err
+
+
+@pytest.mark.parametrize("argv", [["predict", "{song}", "--threads", "-1"], ["predict", "{song}", "--workers", "-1"],
+                                  ["extract", "{song}", "-o", "{tmp}/f", "--workers", "-1"],
+                                  ["tag", "{song}", "--threads", "-3"]])
+def test_one_rule_for_worker_counts(song, argv, capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main([a.format(song=song, tmp=tmp_path) for a in argv])
+    assert e.value.code == 2 and "must be a whole number >= 0 (0: in this process)" in capsys.readouterr().err
+
+
+def test_zero_threads_predicts_in_this_thread(song, capsys):
+    rc, out, err = _cli(capsys, ["predict", song, "--threads", "0", "--format", "json", "--no-cache"])
+    assert rc == 0 and json.loads(out)["results"][0]["status"] == "ok"
+
+
+def test_a_corrupt_onnx_graph_is_one_line(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from merkit.onnx_backend import OnnxGraph
+
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(os.urandom(2000))
+    with pytest.raises(ValueError, match=r"model.onnx: not a readable ONNX graph \(.*\); export it again") as e:
+        OnnxGraph(bad)
+    assert "\n" not in str(e.value)
+
+
+def test_a_port_in_use_is_refused_before_the_banner(capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        rc, out, err = _cli(capsys, ["serve", "--port", port])
+    assert rc == 1 and out == "" and err == [f"merkit serve: error: --port {port}: 127.0.0.1:{port} is already in use"]
+
+
+def _mp3(path, seconds, zero_from, zero_bytes):
+    sf.write(path, melody(seconds, SR, seed=3), SR, format="MP3")
+    data = bytearray(path.read_bytes())
+    start = int(len(data) * zero_from)
+    data[start:start + zero_bytes] = bytes(zero_bytes)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_damaged_mp3_is_analysed_with_a_note(tmp_path, capsys):
+    pytest.importorskip("av")
+    p = _mp3(tmp_path / "damaged.mp3", 90.0, 0.5, 60_000)  # ~10 s of frames zeroed in the middle
+    with pytest.raises(sf.LibsndfileError):  # what libsndfile alone makes of it
+        sf.read(p)
+    rc, out, err = _cli(capsys, ["predict", p, "--timeline", "--format", "json", "--no-cache"])
+    res = json.loads(out)["results"][0]
+    assert rc == 0 and res["status"] == "ok" and res["timeline"], err
+    assert res["note"].startswith("damaged audio: about ") and "could not be decoded and were skipped" in res["note"]
+    lost = float(res["note"].split("about ")[1].split(" s")[0])
+    assert 5.0 < lost < 15.0 and abs(res["duration"] + lost - 90.0) < 0.5
+
+
+def test_a_file_mostly_destroyed_is_an_error_saying_so(tmp_path, capsys):
+    pytest.importorskip("av")
+    p = _mp3(tmp_path / "wrecked.mp3", 60.0, 0.1, 400_000)
+    rc, out, err = _cli(capsys, ["predict", p, "--format", "json", "--no-cache"])
+    res = json.loads(out)["results"][0]
+    assert rc == 1 and res["status"] == "error"
+    assert "damaged audio: only" in res["error"] or "cannot decode audio" in res["error"], res["error"]
+
+
+def test_permission_denied_says_so(tmp_path, monkeypatch):
+    from merkit import audio
+
+    p = tmp_path / "locked.wav"
+    sf.write(p, np.zeros(SR, np.float32), SR)
+    if os.geteuid() == 0:  # root reads everything: deny through the check merkit makes
+        monkeypatch.setattr(audio.os, "access", lambda path, mode: False)
+    else:
+        p.chmod(0)
+    with pytest.raises(audio.AudioError, match="locked.wav: permission denied"):
+        audio.load_window(p, audio.AudioConfig())
