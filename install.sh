@@ -4,7 +4,7 @@
 #        chromium + chromium-driver for the end-to-end test of the web page (tests/test_web_browser.py;
 #        MERKIT_NO_BROWSER=1 skips them, and that test then skips itself)
 #   pip: the CPU build of torch (pinned: an unpinned torch pulls several GB of CUDA packages),
-#        then merkit itself with its test/benchmark extras.
+#        then merkit itself with its test/benchmark extras, and the optional extras the tests cover.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -24,6 +24,16 @@ fi
 
 $PY -m pip install -q --disable-pip-version-check "torch==2.13.0"
 $PY -m pip install -q --disable-pip-version-check -e ".[dev]"
+# The optional extras the test suite covers (each test skips, saying why, when its extra is
+# missing): ONNX export (onnx, onnxruntime), dask clusters, the beets plugin, madmom's key and
+# chord networks; and the musicnn wheel, whose checkpoints tests/test_musicnn.py converts again.
+# MERKIT_MINIMAL=1 skips them all.
+if [ "${MERKIT_MINIMAL:-0}" != 1 ]; then
+  $PY -m pip install -q --disable-pip-version-check -e ".[onnx,dask,beets]" || echo "install.sh: an optional extra failed to install; its tests will skip"
+  $PY -m pip install -q --disable-pip-version-check -e ".[madmom]" || echo "install.sh: madmom extra not installed; its tests will skip"
+  $PY -m pip download -q --disable-pip-version-check --no-deps musicnn==0.1.0 \
+    -d "${MERKIT_CACHE:-$HOME/.cache/merkit}/wheels" || echo "install.sh: musicnn wheel not fetched; that test will skip"
+fi
 # pyenv installs console scripts behind shims that must be refreshed
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 echo "merkit installed: $($PY -c 'import merkit; print(merkit.__version__)')"

@@ -172,3 +172,21 @@ def test_device_flag_without_cuda_is_a_clear_error(model, tmp_path, capsys):
     assert main(["predict", str(tmp_path / "a.wav"), "--device", "cuda", "--no-progress"]) == 1
     assert "CUDA is not available" in capsys.readouterr().err
     assert model.to_device("cpu").predict(_signal(1), SR).arousal == model.predict(_signal(1), SR).arousal
+
+
+def test_mood_words_agree_with_the_quadrant():
+    """Known answers: the words shown lie in the predicted quadrant, from the most likely cluster
+    that has any there (issue 24: Q3 "sad" came with "aggressive"; every calm piece "literate")."""
+    from merkit.data.mirex_mood import ADJECTIVE_QUADRANT, CLUSTERS, mood_words
+
+    assert set(ADJECTIVE_QUADRANT) == {w for ws in CLUSTERS.values() for w in ws.split(", ")}
+    aggressive = [0.05, 0.05, 0.1, 0.05, 0.75]  # cluster 5 most likely
+    assert mood_words(2, aggressive) == (5, "aggressive, fiery, tense/anxious, intense, volatile, visceral")
+    assert mood_words(3, aggressive) == (3, "poignant, wistful, bittersweet, brooding")  # never "aggressive"
+    assert mood_words(4, aggressive) == (3, "literate, autumnal")  # cluster 3 is likelier than 2 and 4
+    assert mood_words(4, [0.1, 0.5, 0.2, 0.1, 0.1]) == (2, "sweet, amiable/good-natured")
+    assert mood_words(1, aggressive) == (1, "passionate, rousing, confident, boisterous, rowdy")  # ties: lowest cluster
+    for q in (1, 2, 3, 4):
+        for probs in np.random.default_rng(q).dirichlet(np.ones(5), 20):
+            _, words = mood_words(q, probs)
+            assert words and all(ADJECTIVE_QUADRANT[w] == q for w in words.split(", "))

@@ -50,6 +50,31 @@ CLUSTER_CIRCUMPLEX_DEG = {
     4: 30.0,  # humorous, silly, whimsical, quirky: pleasant, moderately aroused
     5: 120.0,  # aggressive, tense/anxious, fiery, volatile: arousal-distress
 }
+# Where each adjective sits on Russell's plane (quadrant 1 happy/excited, 2 angry/tense, 3
+# sad/depressed, 4 calm/relaxed), by its meaning: the mood words shown with a quadrant are the
+# ones of this table that lie in it (see mood_words), so that "sad" never comes with "aggressive"
+# and a calm piece is not always "literate" (the first word of cluster 3).
+ADJECTIVE_QUADRANT = {
+    "passionate": 1, "rousing": 1, "confident": 1, "boisterous": 1, "rowdy": 1,
+    "rollicking": 1, "cheerful": 1, "fun": 1, "sweet": 4, "amiable/good-natured": 4,
+    "literate": 4, "poignant": 3, "wistful": 3, "bittersweet": 3, "autumnal": 4, "brooding": 3,
+    "humorous": 1, "silly": 1, "campy": 1, "quirky": 1, "whimsical": 1, "witty": 1, "wry": 4,
+    "aggressive": 2, "fiery": 2, "tense/anxious": 2, "intense": 2, "volatile": 2, "visceral": 2,
+}
+
+
+def mood_words(quadrant: int, cluster_probs) -> tuple[int, str]:
+    """``(cluster, words)`` to show with a ``quadrant``: the most likely MIREX cluster (by
+    ``cluster_probs``, clusters 1..5 in order) that has adjectives in that quadrant, and those
+    adjectives (in the cluster's own order). Every quadrant has at least one such cluster."""
+    order = sorted(range(1, 6), key=lambda c: -float(cluster_probs[c - 1]))
+    for c in order:
+        words = [w for w in CLUSTERS[c].split(", ") if ADJECTIVE_QUADRANT[w] == quadrant]
+        if words:
+            return c, ", ".join(words)
+    raise ValueError(f"no MIREX adjective lies in quadrant {quadrant}")
+
+
 CONFIDENT_AROUSAL = (1, 3, 5)  # |sin| >= 0.8: high (1, 5) or low (3) beyond doubt
 CONFIDENT_VALENCE = (1, 2, 3, 4, 5)  # every cluster is clearly on one side of the valence axis
 

@@ -15,7 +15,8 @@ Outputs (:class:`~merkit.results.Prediction`), one consistent story:
   signs of the scores point to (the web page's dot and the card never disagree);
 * ``certainty``: the probability of that quadrant (the calibrated marginals' product; its
   reliability on the test parts is in the model card);
-* ``mood_cluster`` / ``mood_words``: the most likely MIREX cluster; ``gems``: predicted GEMS
+* ``mood_cluster`` / ``mood_words``: the most likely MIREX cluster that has adjectives in the
+  quadrant, and those adjectives (:func:`merkit.data.mirex_mood.mood_words`); ``gems``: predicted GEMS
   vote shares.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 
 from ..config import AudioConfig
 from ..data.manifest import QUADRANT_WORDS
-from ..data.mirex_mood import CLUSTERS
+from ..data.mirex_mood import mood_words
 from ..data.multi_corpus import GEMS_ORDER, assemble_inputs
 from ..reference import REFERENCE_SR, reference_signal
 from ..results import Prediction, quadrant_probs
@@ -227,9 +228,8 @@ class UnifiedModel(Predictor):
                  "quadrant_word": QUADRANT_WORDS[q], "quadrant_probs": tuple(float(p) for p in pq[i]),
                  "certainty": float(pq[i, q - 1]),
                  "arousal_score": float(np.tanh(sa[i] - ca)), "valence_score": float(np.tanh(sv[i] - cv))}
-            if "mirex" in out:
-                c = int(np.argmax(out["mirex"][i])) + 1
-                f["mood_cluster"], f["mood_words"] = c, CLUSTERS[c]
+            if "mirex" in out:  # the most likely cluster with words in this quadrant, and those words
+                f["mood_cluster"], f["mood_words"] = mood_words(q, out["mirex"][i])
             if "gems" in out:
                 f["gems"] = {g: round(float(p), 4) for g, p in zip(GEMS_ORDER, out["gems"][i])}
             fields.append(f)
