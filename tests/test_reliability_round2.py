@@ -112,3 +112,24 @@ def test_permission_denied_says_so(tmp_path, monkeypatch):
         p.chmod(0)
     with pytest.raises(audio.AudioError, match="locked.wav: permission denied"):
         audio.load_window(p, audio.AudioConfig())
+
+
+def test_a_silent_intro_does_not_hide_the_music(tmp_path, capsys):
+    """90 s of silence, then 60 s of music: the window moves to the sound, with a note; the
+    file is never called "not music". All silence stays "not music: silence"."""
+    y = np.concatenate([np.zeros(90 * SR, np.float32), 0.5 * melody(60.0, SR, seed=5)])
+    sf.write(tmp_path / "intro.wav", y, SR)
+    sf.write(tmp_path / "silence.wav", np.zeros(150 * SR, np.float32), SR)
+    rc, out, err = _cli(capsys, ["predict", tmp_path / "intro.wav", tmp_path / "silence.wav", "--format", "json",
+                                 "--no-cache", "--no-progress"])
+    intro, silence = json.loads(out)["results"]
+    assert intro["status"] == "ok" and intro["prediction"]["start"] == pytest.approx(90.0, abs=0.5)
+    assert intro["note"].startswith("the analysis window starts at 90.0 s, where the sound begins")
+    assert silence["status"] == "not_music" and "silence" in silence["error"]
+    from merkit.audio import AudioConfig, load_window, prepare
+
+    win_file, info_file = load_window(tmp_path / "intro.wav", AudioConfig())
+    decoded, _ = sf.read(tmp_path / "intro.wav", dtype="float32")
+    win_arr, info_arr = prepare(decoded, SR, AudioConfig())  # the array path agrees with the file path
+    np.testing.assert_allclose(win_file, win_arr, atol=1e-6)
+    assert info_file.window_start == info_arr.window_start == pytest.approx(90.0, abs=0.5)

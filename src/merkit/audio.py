@@ -265,13 +265,43 @@ def prepare(y: np.ndarray, sr: int, cfg: AudioConfig, *, name: str | None = None
     if duration < cfg.min_seconds:
         raise AudioError(f"{_name(name)}: too short ({duration:.2f} s < {cfg.min_seconds} s)")
     win, start, repeated = select_window(y, sr, cfg)
-    lufs, gain = float("nan"), 0.0
+    lufs, gain, note = float("nan"), 0.0, None
     if cfg.target_lufs is not None:
         win, lufs, gain = normalize_loudness(win, sr, target_lufs=cfg.target_lufs,
                                              silence_lufs=cfg.silence_lufs)
+        onset = _first_sound(y, sr, cfg) if _silent(lufs, cfg) else None
+        if onset is not None:  # a silent window in a file with sound: analyse the sound
+            win, _, repeated = select_window(y[onset:], sr, dataclasses.replace(cfg, window_start=0.0))
+            win, lufs, gain = normalize_loudness(win, sr, target_lufs=cfg.target_lufs, silence_lufs=cfg.silence_lufs)
+            note = (f"the analysis window starts at {onset / sr:.1f} s, where the sound begins (the usual window "
+                    f"from {cfg.window_start:g} s held only silence)")
+            start = onset
     info = AudioInfo(duration=duration, source_sample_rate=sr, window_start=start / sr,
-                     repeated=repeated, loudness_lufs=lufs, gain_db=gain)
+                     repeated=repeated, loudness_lufs=lufs, gain_db=gain, note=note)
     return np.ascontiguousarray(win, dtype=np.float32), info
+
+
+# A window that holds only silence moves to the first sound found within this many seconds of the
+# file's start (a silent intro); longer files are not searched (their window stays "silence").
+SILENT_INTRO_MAX_SECONDS = 600.0
+_SOUND_BLOCK_SECONDS = 0.4
+
+
+def _silent(lufs: float, cfg: AudioConfig) -> bool:
+    return not (np.isfinite(lufs) and lufs >= cfg.silence_lufs)
+
+
+def _first_sound(y: np.ndarray, sr: int, cfg: AudioConfig) -> int | None:
+    """The first sample of the first 0.4 s block whose RMS reaches the silence gate's level
+    (``cfg.silence_lufs`` read as dBFS), within :data:`SILENT_INTRO_MAX_SECONDS`; None if none."""
+    b = int(_SOUND_BLOCK_SECONDS * sr)
+    n = min(len(y), int(SILENT_INTRO_MAX_SECONDS * sr)) // b * b
+    if n == 0:
+        return None
+    mono = downmix(y[:n]) if y.ndim > 1 else y[:n]
+    rms = np.sqrt(np.mean(np.square(mono.reshape(-1, b), dtype=np.float64), axis=1))
+    loud = np.flatnonzero(rms >= 10.0 ** (cfg.silence_lufs / 20.0))
+    return int(loud[0]) * b if len(loud) else None
 
 
 # Source audio read beyond each end of the analysis window, so that the resampler's edge
@@ -398,6 +428,9 @@ def load_window(path: str | os.PathLike, cfg: AudioConfig, *, soundfont: str | N
     lufs, gain = float("nan"), 0.0
     if cfg.target_lufs is not None:
         win, lufs, gain = normalize_loudness(win, sr, target_lufs=cfg.target_lufs, silence_lufs=cfg.silence_lufs)
+        if _silent(lufs, cfg) and frames / src_sr <= SILENT_INTRO_MAX_SECONDS + cfg.window_seconds:
+            # a silent window: look for the sound in the whole (bounded-length) file (prepare)
+            return _load_window_whole(path, cfg, soundfont)
     info = AudioInfo(duration=frames / src_sr, source_sample_rate=src_sr, window_start=start / sr,
                      repeated=False, loudness_lufs=lufs, gain_db=gain)
     return np.ascontiguousarray(win, dtype=np.float32), info
@@ -417,4 +450,5 @@ def _load_window_whole(path: Path, cfg: AudioConfig, soundfont: str | None) -> t
             y, src_sr, note = _salvage(path, e)
     y, sr = _finish(y, src_sr, sample_rate=cfg.sample_rate, mono=cfg.mono, name=str(path))
     win, info = prepare(y, sr, cfg, name=str(path))
+    note = "; ".join(n for n in (note, info.note) if n) or None
     return win, dataclasses.replace(info, source_sample_rate=src_sr, note=note)
