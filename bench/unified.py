@@ -382,7 +382,10 @@ def report(results: dict) -> str:
                   "Emotify extracted once more with `--views musicnn,madmom` (madmom's key CNN and chord "
                   "CNN + CRF on the middle 30 s of the window; `pip install 'merkit[madmom]'`, models CC "
                   "BY-NC-SA 4.0); every row on that folder, same splits and seeds. The other corpora were "
-                  "not run: madmom costs ~12 CPU-s per clip (EMOPIA + MIREX would take ~6.5 CPU-hours here).",
+                  "not run: madmom costs ~12 CPU-s per clip (EMOPIA + MIREX would take ~6.5 CPU-hours here)."
+                  + (f" These rows are carried over from the {results['carried_over']['madmom']} run (the madmom "
+                     "folder was not re-extracted for later reruns)." if results.get("carried_over", {}).get("madmom")
+                     else ""),
                   "", "| inputs | Emotify A r | Emotify V r | Emotify A AUC | Emotify V AUC |", "|---|--:|--:|--:|--:|"]
         for row in MADMOM_ROWS.values():
             lines.append(f"| {row} | " + " | ".join(_cell(_gather(results, "unified", row, "emotify", m, "in_domain"))

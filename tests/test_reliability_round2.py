@@ -133,3 +133,54 @@ def test_a_silent_intro_does_not_hide_the_music(tmp_path, capsys):
     win_arr, info_arr = prepare(decoded, SR, AudioConfig())  # the array path agrees with the file path
     np.testing.assert_allclose(win_file, win_arr, atol=1e-6)
     assert info_file.window_start == info_arr.window_start == pytest.approx(90.0, abs=0.5)
+
+
+def _long_midi(path, minutes: float):
+    """A piano note every half second for ``minutes`` (a small file that plays for long)."""
+    from test_render import note, smf, tempo
+
+    events = [(0, b"\xc0\x00")]
+    for k in range(int(minutes * 120)):  # 480 ticks = one quarter = 0.5 s at 120 bpm
+        pitch = 60 + (k * 7) % 24
+        events += [note(k * 480, pitch), note(k * 480 + 400, pitch, on=False)]
+    path.write_bytes(smf([[tempo(0, 500_000)], events]))
+    return path
+
+
+def test_serve_measures_a_midi_before_rendering_it(tmp_path):
+    pytest.importorskip("uvicorn")
+    from test_serve import post_file, running_server
+
+    from merkit.web.app import create_app
+
+    midi = _long_midi(tmp_path / "two_hours.mid", 120.0)
+    assert midi.stat().st_size < 200_000
+    with running_server(create_app(model="(never used)", max_minutes=60)) as url:
+        status, body = post_file(url + "/api/predict", "two_hours.mid", midi.read_bytes())
+    assert status == 422 and "MIDI too long (120.0 min; this server takes up to 60 min)" in body["error"], body
+
+
+@pytest.mark.slow
+def test_a_long_midi_is_predicted_in_bounded_memory(tmp_path):
+    """A 30-minute MIDI with --timeline: rendered to disk and read like audio, so the peak stays
+    far below what decoding the whole render took (3.3 GB for one hour)."""
+    import subprocess
+    import sys
+
+    from merkit.midi import find_fluidsynth, find_soundfont
+
+    try:
+        find_fluidsynth()
+        find_soundfont()
+    except Exception as e:
+        pytest.skip(str(e))
+    midi = _long_midi(tmp_path / "long.mid", 30.0)
+    with open(tmp_path / "out.json", "wb") as fo, open(tmp_path / "err.txt", "wb") as fe:
+        p = subprocess.Popen([sys.executable, "-m", "merkit", "predict", str(midi), "--timeline", "--format", "json",
+                              "--no-cache"], stdout=fo, stderr=fe)
+        _, _, usage = os.wait4(p.pid, 0)  # this process's own peak (FluidSynth streams to disk)
+    peak_mb = usage.ru_maxrss / 1024
+    res = json.loads((tmp_path / "out.json").read_text())["results"][0]
+    assert res["status"] in ("ok", "not_music") and res["duration"] > 29 * 60, (tmp_path / "err.txt").read_text()[-500:]
+    assert "timeline covers the first 10" in (res["note"] or "")
+    assert peak_mb < 1300, peak_mb  # measured 1.05 GB here (was 1.8 GB for 30 min)

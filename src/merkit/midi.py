@@ -210,17 +210,24 @@ def render_midi(midi_path: str | os.PathLike, out_path: str | os.PathLike, *,
             msg = " ".join((proc.stderr or proc.stdout or "").split())[:300]
             raise RenderError(f"{midi_path}: fluidsynth failed (exit {proc.returncode}): {msg}")
         try:
-            y, sr = sf.read(tmp, dtype="int16", always_2d=True)  # (n, channels)
+            # checked block by block: a long MIDI's render is never held whole in memory
+            peak, n = 0, 0
+            with sf.SoundFile(str(tmp)) as f:
+                sr = f.samplerate
+                for block in f.blocks(blocksize=1 << 20, dtype="int16", always_2d=True):
+                    n += len(block)
+                    peak = max(peak, int(np.abs(block.astype(np.int32)).max()) if len(block) else 0)
         except (sf.LibsndfileError, RuntimeError) as e:
             raise RenderError(f"{midi_path}: fluidsynth wrote no readable audio ({e})") from None
         if sr != sample_rate:
             raise RenderError(f"{midi_path}: fluidsynth wrote {sr} Hz instead of {sample_rate} Hz")
-        if y.shape[0] == 0:
+        if n == 0:
             raise RenderError(f"{midi_path}: fluidsynth wrote an empty file")
-        if np.abs(y.astype(np.int32)).max() < SILENT_PEAK_LSB:
+        if peak < SILENT_PEAK_LSB:
             raise RenderError(f"{midi_path}: the render is silent (no notes, or the soundfont lacks "
                               "the instruments)")
-        if trim_tail:
+        if trim_tail:  # in memory: callers ask for it for short renders only
+            y, _ = sf.read(tmp, dtype="int16", always_2d=True)
             sf.write(tmp, _trim_tail(y), sr, subtype="PCM_16", format="WAV")
         os.replace(tmp, out_path)
     finally:

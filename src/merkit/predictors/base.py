@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from ..audio import MIDI_EXTENSIONS, AudioError, AudioInfo, as_audio, decode, downmix, load_window, prepare, read_mono
+from ..audio import MIDI_EXTENSIONS, AudioError, AudioInfo, as_audio, load_window, prepare, read_mono
+from ..midi import midi_duration, render_midi
 from ..config import AudioConfig, FeatureConfig, from_dict, to_dict
 from ..content import ContentCheck, NotMusicError, check_window
 from ..results import FileResult, Prediction
@@ -40,6 +42,9 @@ TIMELINE_MAX_MINUTES = 10.0
 # measured fastest among 1-16 windows per call for a 5-minute track (bench/predict.py); the
 # (frames x FFT) temporaries of a call stay at ~30-60 MB.
 TIMELINE_CHUNK_SAMPLES = 4 * 441_000
+# MIDI up to this long get their rendered release tail trimmed (in memory, as the training renders
+# were); longer ones are read from disk in bounded pieces, tail and all
+MIDI_TRIM_MAX_SECONDS = 600.0
 PREDICTOR_KEY = "predictor"  # the checkpoint entry holding the front-end settings
 # A float16 model file may move a probability by this much from its float32 original; the
 # export refuses larger changes and EmotionModel.check verifies a loaded file against it.
@@ -301,8 +306,18 @@ class Predictor:
         for any file length (MIDI is rendered whole)."""
         a = self.config.audio
         if Path(path).suffix.lower() in MIDI_EXTENSIONS:
-            y, src_sr = decode(path, midi_sample_rate=a.sample_rate)
-            return self.features(downmix(y), src_sr, name=str(path), timeline=timeline)
+            # rendered to a WAV on disk (FluidSynth streams it), then read like any audio file:
+            # only the track window and the timeline's minutes are held in memory, however long
+            # the MIDI plays (a 1-hour MIDI decoded whole peaked at 3.3 GB)
+            with tempfile.TemporaryDirectory(prefix="merkit-midi-") as tmp:
+                # the release tail is trimmed in memory: only for MIDI short enough to hold (the
+                # short clips whose window and looping it changes, as in training renders)
+                short = midi_duration(path) <= MIDI_TRIM_MAX_SECONDS
+                wav = render_midi(path, Path(tmp) / "render.wav", sample_rate=a.sample_rate, trim_tail=short)
+                try:
+                    return self._file_features(wav, timeline)
+                except AudioError as e:
+                    raise AudioError(str(e).replace(str(wav), str(path))) from None
         win, info = load_window(path, a)
         track = (win, (info.window_start, info.window_start + min(a.window_seconds, info.duration), info.repeated), info)
         y_tl = read_mono(path, a.sample_rate, seconds=self.timeline_max_seconds) if timeline else None

@@ -47,6 +47,7 @@ from starlette.staticfiles import StaticFiles
 from . import DEFAULT_MAX_MINUTES, DEFAULT_MAX_UPLOAD_MB
 from ..playlists import load_library, m3u8
 from ..audio import AudioError, MIDI_EXTENSIONS, open_info
+from ..midi import midi_duration
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,14 @@ def create_app(model=None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     slots = threading.BoundedSemaphore(max_concurrent)
 
     def analyse(upload_path: Path, timeline: bool):
-        if upload_path.suffix.lower() not in MIDI_EXTENSIONS:
+        if upload_path.suffix.lower() in MIDI_EXTENSIONS:  # its length, before any rendering
+            try:
+                seconds = midi_duration(upload_path)
+            except Exception:  # a corrupt MIDI: the renderer's own message follows
+                seconds = 0.0
+            if seconds > max_minutes * 60:
+                return f"MIDI too long ({seconds / 60:.1f} min; this server takes up to {max_minutes:g} min)"
+        else:
             try:
                 frames, sr = open_info(upload_path)
             except AudioError:
