@@ -157,14 +157,15 @@ def find_track(tracks, song: str | os.PathLike) -> Track:
     raise ValueError(f"{song}: not in the library file (predict it first, or give its path as the library has it)")
 
 
-def m3u8(tracks, playlist_path: str | os.PathLike, title: str) -> str:
-    """An extended M3U playlist (UTF-8) with paths relative to the playlist's folder."""
-    folder = Path(playlist_path).resolve().parent
+def m3u8(tracks, playlist_path: str | os.PathLike | None, title: str) -> str:
+    """An extended M3U playlist (UTF-8) with paths relative to the playlist's folder, or absolute
+    ones when the playlist's place is not known (``playlist_path=None``: a browser download)."""
+    folder = Path(playlist_path).resolve().parent if playlist_path is not None else None
     lines = ["#EXTM3U", PLAYLIST_MARK, f"#PLAYLIST:{title}"]
     for t in tracks:
         p = Path(t.path).resolve()
         try:
-            rel = os.path.relpath(p, folder)
+            rel = os.path.relpath(p, folder) if folder is not None else str(p)
         except ValueError:  # another drive (Windows): the absolute path
             rel = str(p)
         words = f" ({t.mood_words.split(',')[0]})" if t.mood_words else ""

@@ -14,7 +14,7 @@ With a library (``merkit serve --library library.csv``, a `merkit predict` outpu
     GET  /library                   the library page: every track a point on the V-A plane
     GET  /api/library               {"tracks": [{id, title, path, v, a, valence, arousal, quadrant, mood}]}
     GET  /api/library/audio/ID      that track's audio file (only the library's files, by number)
-    GET  /api/library/playlist?ids=1,2,...   an M3U8 of those tracks (paths relative to the library file)
+    GET  /api/library/playlist?ids=1,2,...   an M3U8 of those tracks (absolute paths: a download lands anywhere)
 
 Every answer is JSON (or the page); nothing is ever a plain-text 500. With a ``token``
 (``merkit serve --token`` or ``MERKIT_TOKEN``), /api/predict needs the header
@@ -223,7 +223,8 @@ def create_app(model=None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
         chosen = [_library_track(request, s) for s in ids]
         if not chosen:
             return _error(400, "no tracks selected (ids=1,2,...)")
-        text = m3u8(chosen, library_dir / "selection.m3u8", "merkit selection")
+        # absolute paths: the browser saves the file wherever its user likes
+        text = m3u8(chosen, None, "merkit selection")
         return Response(text, media_type="audio/x-mpegurl",
                         headers={"Content-Disposition": 'attachment; filename="merkit-selection.m3u8"'})
 
