@@ -424,6 +424,65 @@ def _encode_av(path: Path, y: np.ndarray, fmt: str, codec: str) -> None:
             c.mux(packet)
 
 
+def serve_burst_case(d: Path) -> dict:
+    """20 uploads of a real 60 s clip at once to `merkit serve`: every answer JSON (200, or 503
+    with Retry-After beyond 2 running + 4 waiting), the peak (VmHWM) under the bound, and the
+    resident size 5 s after the burst (malloc_trim after each request)."""
+    import socket
+    import threading
+    import urllib.error
+    import urllib.request
+    import uuid
+
+    clip = next(iter(sorted((SHARED / "emotify" / "audio").rglob("*.mp3"))), None) or d / "round2" / "song.wav"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    p = subprocess.Popen([sys.executable, "-m", "merkit", "serve", "--port", str(port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    statuses = []
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        boundary = uuid.uuid4().hex
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{clip.name}\"\r\n"
+                "Content-Type: audio/mpeg\r\n\r\n").encode() + clip.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+
+        def one():
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/api/predict", data=body, method="POST",
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            try:
+                with urllib.request.urlopen(req, timeout=600) as r:
+                    statuses.append((r.status, "json" in r.headers.get("content-type", "")))
+            except urllib.error.HTTPError as e:
+                statuses.append((e.code, "json" in e.headers.get("content-type", "")))
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=one) for _ in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        took = time.perf_counter() - t0
+        time.sleep(5)
+        status = {ln.split(":")[0]: int(ln.split()[1]) / 1024 for ln in open(f"/proc/{p.pid}/status")
+                  if ln.startswith(("VmHWM", "VmRSS"))}
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+    ok200 = sum(s == 200 for s, _ in statuses)
+    busy = sum(s == 503 for s, _ in statuses)
+    ok = (len(statuses) == 20 and all(j for _, j in statuses) and ok200 + busy == 20 and ok200 >= 6
+          and status["VmHWM"] < MEMORY_BOUND_MB)
+    return {"case": "serve: 20 uploads of a 60 s MP3 at once", "expect": "JSON answers (200 or 503), bounded memory",
+            "rc": 0, "what": f"{ok200} answered, {busy} told busy (503) in {took:.0f} s; resident "
+                             f"{status['VmRSS']:.0f} MB 5 s later", "rss_mb": round(status["VmHWM"]), "ok": bool(ok),
+            "seconds": round(took, 1), "traceback": False}
+
+
 def port_in_use_case(d: Path) -> dict:
     import socket
 
@@ -716,7 +775,7 @@ def main(argv=None) -> int:
         if args.only == "data-loss":
             rows += [signal_case(d, signal.SIGTERM), signal_case(d, signal.SIGHUP)] + full_disk_cases(d)
         else:
-            rows.append(port_in_use_case(d))
+            rows += [port_in_use_case(d), serve_burst_case(d)]
         for row in rows:
             print(f"{'ok ' if row['ok'] else 'BAD'} {row['case']}: {row['what']}", flush=True)
         old = json.loads((RESULTS / "reliability.json").read_text())["rows"] if (RESULTS / "reliability.json").exists() else []
@@ -748,7 +807,7 @@ def main(argv=None) -> int:
             rows.append(row)
             print(f"{'ok ' if row['ok'] else 'BAD'} {row['case']}: {row['what']} ({row['rss_mb']} MB)", flush=True)
     extra = [signal_case(d, signal.SIGTERM), signal_case(d, signal.SIGHUP)] if hasattr(signal, "SIGHUP") else []
-    extra.append(port_in_use_case(d))
+    extra += [port_in_use_case(d), serve_burst_case(d)]
     for row in extra + full_disk_cases(d):
         rows.append(row)
         print(f"{'ok ' if row['ok'] else 'BAD'} {row['case']}: {row['what']}", flush=True)

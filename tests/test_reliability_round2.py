@@ -184,3 +184,42 @@ def test_a_long_midi_is_predicted_in_bounded_memory(tmp_path):
     assert res["status"] in ("ok", "not_music") and res["duration"] > 29 * 60, (tmp_path / "err.txt").read_text()[-500:]
     assert "timeline covers the first 10" in (res["note"] or "")
     assert peak_mb < 1300, peak_mb  # measured 1.05 GB here (was 1.8 GB for 30 min)
+
+
+def test_serve_bounds_the_uploads_in_flight(tmp_path):
+    """Beyond max_concurrent running and max_waiting waiting, an upload gets a JSON 503 with
+    Retry-After at once; the others are answered; the server goes on serving."""
+    import threading
+    import time as _time
+
+    pytest.importorskip("uvicorn")
+    from test_serve import post_file, running_server
+
+    from merkit.results import FileResult, Prediction
+    from merkit.web.app import create_app
+
+    class Slow:
+        def analyse_file(self, path, timeline=False):
+            _time.sleep(1.5)
+            p = Prediction(arousal=0.5, valence=0.5, quadrant=1, quadrant_word="happy/excited",
+                           quadrant_probs=(0.25,) * 4, certainty=0.25, start=0.0, end=1.0)
+            return FileResult(str(path), prediction=p, duration=1.0)
+
+    song = tmp_path / "s.wav"
+    sf.write(song, melody(2.0, SR), SR)
+    data = song.read_bytes()
+    answers = []
+    with running_server(create_app(Slow(), max_concurrent=1, max_waiting=1)) as url:
+        def one():
+            answers.append(post_file(url + "/api/predict?timeline=0", "s.wav", data))
+        threads = [threading.Thread(target=one) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        later = post_file(url + "/api/predict?timeline=0", "s.wav", data)  # still serving
+    codes = sorted(status for status, _ in answers)
+    assert codes.count(200) >= 2 and codes.count(503) >= 1 and set(codes) <= {200, 503}, codes
+    busy = next(body for status, body in answers if status == 503)
+    assert busy["ok"] is False and busy["error"].startswith("busy: 1 analyses running and 1 waiting")
+    assert later[0] == 200

@@ -29,6 +29,19 @@ _TOP_PAD = 256 << 20  # extra bytes per heap extension: fewer brk calls
 _done = False
 
 
+def release_freed_memory() -> bool:
+    """Give the heap's free memory back to the system now (glibc ``malloc_trim``): a server
+    calls it after each request, so that its resident size falls back after a burst instead of
+    staying at the peak that :func:`reuse_freed_memory` keeps. False where unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
 def reuse_freed_memory() -> bool:
     """Tell glibc to keep freed memory for reuse (once per process). Returns True when the
     setting is active; False on other C libraries, other systems, or when disabled by

@@ -26,6 +26,9 @@ def register(sub) -> None:
                    help=f"largest accepted upload in MB (default: {DEFAULT_MAX_UPLOAD_MB:g})")
     p.add_argument("--max-minutes", type=float, default=DEFAULT_MAX_MINUTES,
                    help=f"longest accepted audio in minutes (default: {DEFAULT_MAX_MINUTES:g})")
+    p.add_argument("--max-waiting", type=int, default=4, metavar="N",
+                   help="uploads that may wait while 2 are analysed; more get a JSON 503 with Retry-After "
+                        "(default: 4; bounds the server's memory)")
     p.add_argument("--library", metavar="FILE",
                    help="a `merkit predict` CSV/JSON: its tracks on the V-A plane at /library (hover, play, "
                         "filter by region, export a playlist)")
@@ -42,6 +45,8 @@ def check_flags(args) -> None:
         raise ValueError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
     if not args.max_minutes > 0:
         raise ValueError(f"--max-minutes must be > 0, got {args.max_minutes}")
+    if args.max_waiting < 0:
+        raise ValueError(f"--max-waiting must be >= 0, got {args.max_waiting}")
 
 
 def check_port(host: str, port: int) -> None:
@@ -88,5 +93,5 @@ def run(args) -> int:
     print(f"merkit serve: http://{args.host}:{args.port}/  (Ctrl-C to stop)"
           + ("; token required on /api/predict" if token else ""))
     serve(model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
-          max_minutes=args.max_minutes, token=token, library=args.library)
+          max_minutes=args.max_minutes, token=token, library=args.library, max_waiting=args.max_waiting)
     return 0

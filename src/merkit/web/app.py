@@ -48,11 +48,15 @@ from . import DEFAULT_MAX_MINUTES, DEFAULT_MAX_UPLOAD_MB
 from ..playlists import load_library, m3u8
 from ..audio import AudioError, MIDI_EXTENSIONS, open_info
 from ..midi import midi_duration
+from ..cpu_memory import release_freed_memory
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 DEFAULT_MAX_CONCURRENT = 2  # a decoded 10-minute track is ~100 MB of float32; bound the peak
+# Uploads that may wait for a free slot; beyond them a request gets a JSON 503 with Retry-After
+# at once (each waiting request holds its spooled upload and a thread)
+DEFAULT_MAX_WAITING = 4
 _SAFE_SUFFIX = re.compile(r"^\.[a-z0-9]{1,5}$")
 _COPY_CHUNK = 1 << 20
 
@@ -99,6 +103,7 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def create_app(model=None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
                max_concurrent: int = DEFAULT_MAX_CONCURRENT, max_minutes: float = DEFAULT_MAX_MINUTES,
+               max_waiting: int = DEFAULT_MAX_WAITING,
                token: str | None = None, library: str | None = None):
     """The ASGI app. ``model``: any :class:`~merkit.predictors.base.Predictor` (default: the shipped
     one); ``library``: a `merkit predict` CSV/JSON whose tracks the library page shows."""
@@ -109,6 +114,7 @@ def create_app(model=None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     model = model if model is not None else load_model()
     max_bytes = int(max_upload_mb * 1e6)
     slots = threading.BoundedSemaphore(max_concurrent)
+    admitted = threading.BoundedSemaphore(max_concurrent + max_waiting)  # running + waiting
 
     def analyse(upload_path: Path, timeline: bool):
         if upload_path.suffix.lower() in MIDI_EXTENSIONS:  # its length, before any rendering
@@ -125,8 +131,11 @@ def create_app(model=None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
                 frames, sr = 0, 1  # analyse_file gives the decoder's own message
             if frames / sr > max_minutes * 60:
                 return f"audio too long ({frames / sr / 60:.1f} min; this server takes up to {max_minutes:g} min)"
-        with slots:
-            return model.analyse_file(upload_path, timeline=timeline)
+        try:
+            with slots:
+                return model.analyse_file(upload_path, timeline=timeline)
+        finally:
+            release_freed_memory()  # back down after a burst (the encoder keeps freed memory)
 
     def authorised(request: Request) -> bool:
         if not token:
@@ -152,6 +161,17 @@ def create_app(model=None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             return _error(415, "send the audio file as multipart/form-data in a field named 'file'")
         timeline = request.query_params.get("timeline", "1").lower() not in ("0", "false", "no")
+        if not admitted.acquire(blocking=False):  # bounded work in flight: answer at once
+            async for _ in request.stream():  # drop the body (see above)
+                pass
+            return JSONResponse({"ok": False, "error": f"busy: {max_concurrent} analyses running and {max_waiting} "
+                                 "waiting; try again in a few seconds"}, status_code=503, headers={"Retry-After": "5"})
+        try:
+            return await _predict_admitted(request, timeline)
+        finally:
+            admitted.release()
+
+    async def _predict_admitted(request: Request, timeline: bool):
         async with request.form(max_files=1, max_fields=8) as form:
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
@@ -254,9 +274,11 @@ def create_app(model=None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
 
 def serve(model=None, *, host: str = "127.0.0.1", port: int = 8000,
           max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_minutes: float = DEFAULT_MAX_MINUTES,
-          token: str | None = None, log_level: str = "info", library: str | None = None) -> None:
+          token: str | None = None, log_level: str = "info", library: str | None = None,
+          max_waiting: int = DEFAULT_MAX_WAITING) -> None:
     """Run the app with uvicorn until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(model, max_upload_mb=max_upload_mb, max_minutes=max_minutes, token=token, library=library),
+    uvicorn.run(create_app(model, max_upload_mb=max_upload_mb, max_minutes=max_minutes, token=token, library=library,
+                           max_waiting=max_waiting),
                 host=host, port=port, log_level=log_level)
