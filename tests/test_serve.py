@@ -87,7 +87,9 @@ def tmpdir_watch(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(tmpdir_watch):
     model = EmotionModel({"quadrant": tiny_network(4)})
-    with running_server(create_app(model, max_upload_mb=2.0)) as url:
+    # room for every request of test_concurrent_requests_and_no_files_left to wait (the bound on
+    # waiting uploads, a JSON 503 beyond it, has its own test in test_reliability_round2.py)
+    with running_server(create_app(model, max_upload_mb=2.0, max_waiting=8)) as url:
         yield url
 
 
