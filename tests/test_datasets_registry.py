@@ -107,7 +107,7 @@ def test_generic_manifest_round_trip(folder, tmp_path):
 # --- registry --------------------------------------------------------------------------------
 
 def test_registry_lists_every_dataset():
-    assert set(DATASETS) == {"emopia", "emotify", "mirex_mood", "deam", "pmemo", "emomusic", "generic", "synthetic", "memo2496"}
+    assert set(DATASETS) == {"emopia", "emotify", "mirex_mood", "q4", "deam", "pmemo", "emomusic", "generic", "synthetic", "memo2496"}
     for d in DATASETS.values():
         assert d.has_audio_here() in (True, False, None) and d.licence and d.description
 

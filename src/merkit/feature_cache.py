@@ -17,7 +17,7 @@ from .data.registry import resolve_input
 log = logging.getLogger(__name__)
 
 # Datasets that name a corpus whose audio merkit can reach without further options.
-NAMED = ("emopia", "emotify", "mirex_mood", "synthetic")
+NAMED = ("emopia", "emotify", "mirex_mood", "q4", "synthetic")
 
 
 def dataset_features_dir(name: str, views=None) -> Path:

@@ -86,8 +86,13 @@ def cluster_va(cluster: int, positions: dict[int, float] | None = None) -> tuple
     return math.cos(rad), math.sin(rad)
 
 
-def _group(artist: str) -> str:
+def artist_group(artist: str) -> str:
+    """An artist's name normalised (lower case, runs of other characters as one space): the
+    group of its clips, here and in the 4Q corpus (merkit.data.q4), so splits agree across both."""
     return re.sub(r"[^a-z0-9]+", " ", artist.lower()).strip() or "unknown"
+
+
+_group = artist_group
 
 
 def mirex_mood_manifest(root: str | os.PathLike | None = None, *, require_audio: bool = True,

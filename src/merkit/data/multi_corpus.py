@@ -12,7 +12,7 @@ Label spaces (the unified model's heads):
 * ``quadrant``: EMOPIA's 4 quadrants; ``mirex``: the 5 MIREX clusters; ``gems``: Emotify's 9
   GEMS vote shares (soft multi-label targets).
 
-Splits per seed (:func:`corpus_splits`): EMOPIA's official split; MIREX-like 5 artist-grouped
+Splits per seed (:func:`corpus_splits`): EMOPIA's official split; MIREX-like and 4Q: 5 artist-grouped
 folds, fold ``seed % 5`` the test part; Emotify (no split) a 70/15/15 split stratified by
 quadrant, grouped by track, drawn with the seed; other corpora their ``split`` field, else
 like Emotify. Validation parts are carved from the training side only.
@@ -117,7 +117,7 @@ def corpus_from_features(fs: FeatureSet, inputs: tuple[str, ...] = ("musicnn", "
     mirex = np.full(n, -1)
     gems = np.full((n, len(GEMS_ORDER)), np.nan)
     for i, t in enumerate(fs.tracks):
-        if t.source == "emopia" and t.quadrant in (1, 2, 3, 4):
+        if t.source in ("emopia", "q4") and t.quadrant in (1, 2, 3, 4):  # manually validated quadrants
             quadrant[i] = t.quadrant - 1
         cluster = t.extra.get("cluster") if t.extra else None
         if cluster:
@@ -178,7 +178,7 @@ def corpus_splits(corpus: Corpus, seed: int, *, val_size: float = 0.15, test_siz
     y = _strata(corpus)
     splits = np.array([t.split for t in corpus.tracks])
     all_idx = np.arange(n)
-    if corpus.name == "mirex_mood" or ((corpus.mirex >= 0).all() and not (splits != "").any()):
+    if corpus.name in ("mirex_mood", "q4") or ((corpus.mirex >= 0).all() and not (splits != "").any()):
         folds = _fold_of_groups(corpus.groups, y, MIREX_FOLDS, seed=0)  # folds fixed across seeds
         test = all_idx[folds == seed % MIREX_FOLDS]
         rest = all_idx[folds != seed % MIREX_FOLDS]

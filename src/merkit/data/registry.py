@@ -97,6 +97,16 @@ def _synthetic(root=None, *, n_tracks=None, seed=None, duration=None, sample_rat
     return generate(out_dir, **{k: v for k, v in given.items() if v is not None})
 
 
+def _q4(root=None, *, require_audio=True) -> list[Track]:
+    from .q4 import q4_manifest
+    return q4_manifest(root, require_audio=require_audio)
+
+
+def _q4_here() -> bool:
+    from .q4 import METADATA_FILE, default_root
+    return (default_root() / METADATA_FILE).is_file()
+
+
 def _memo2496(root) -> list[Track]:
     from .memo2496 import load_memo2496
     return load_memo2496(root).tracks
@@ -115,6 +125,9 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
     DatasetInfo("mirex_mood", "MIREX-like mood set: 891 real 30 s song previews, 5 MIREX mood clusters "
                 "(V/A by cluster position); group splits by artist", "AllMusic previews, research use only",
                 lambda: _shared_dir("mirex_mood", "audio"), _mirex_mood),
+    DatasetInfo("q4", "4Q audio emotion dataset (Panda et al. 2018): 900 real 30 s AllMusic clips, 225 per "
+                "quadrant, exact V/A signs, moods and genres; group splits by artist ($MERKIT_Q4_DIR)",
+                "AllMusic previews, research use only", _q4_here, _q4),
     DatasetInfo("deam", "DEAM: 1 802 songs, static V/A (1-9), official split; audio via --audio-dir",
                 "research use; audio under each track's Creative Commons licence", _deam_audio, _deam),
     DatasetInfo("pmemo", "PMEmo: 767 pop choruses, static V/A, official split; audio via --audio-dir",
