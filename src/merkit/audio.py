@@ -56,6 +56,13 @@ def decode(path: str | os.PathLike, *, soundfont: str | None = None,
     wav, flac, ogg, mp3 (libsndfile >= 1.1), AAC/M4A, WMA, WebM, Matroska and the other
     :data:`~merkit.av_decode.AV_EXTENSIONS` (PyAV), and MIDI (rendered by FluidSynth).
     """
+    y, sr, _ = _decode_noted(path, soundfont=soundfont, midi_sample_rate=midi_sample_rate)
+    return y, sr
+
+
+def _decode_noted(path: str | os.PathLike, *, soundfont: str | None = None,
+                  midi_sample_rate: int = 44_100) -> tuple[np.ndarray, int, str | None]:
+    """:func:`decode`, and a note when part of a damaged file had to be skipped (:func:`_salvage`)."""
     import soundfile as sf
 
     path = _check_file(Path(path))
@@ -65,17 +72,18 @@ def decode(path: str | os.PathLike, *, soundfont: str | None = None,
         with tempfile.TemporaryDirectory(prefix="merkit-midi-") as tmp:
             wav = render_midi(path, Path(tmp) / "render.wav", sample_rate=midi_sample_rate,
                               soundfont=soundfont)
-            return decode(wav)
+            return _decode_noted(wav)
     if _is_av(path):
         try:
-            return decode_av(path)
+            y, sr = decode_av(path)
         except AvDecodeError as e:
             raise AudioError(f"{path}: cannot decode audio ({e})") from None
+        return y, sr, None
     try:
         y, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:  # libsndfile raises several types; all mean "cannot decode"
-        y, sr, _ = _salvage(path, e)
-    return y, int(sr)
+        return _salvage(path, e)
+    return y, int(sr), None
 
 
 # A damaged file is analysed when at least this share of the audio its header states is left
@@ -437,17 +445,7 @@ def load_window(path: str | os.PathLike, cfg: AudioConfig, *, soundfont: str | N
 
 
 def _load_window_whole(path: Path, cfg: AudioConfig, soundfont: str | None) -> tuple[np.ndarray, AudioInfo]:
-    note = None
-    if path.suffix.lower() in MIDI_EXTENSIONS or _is_av(path):
-        y, src_sr = decode(path, soundfont=soundfont, midi_sample_rate=cfg.sample_rate)
-    else:
-        import soundfile as sf
-
-        _check_file(path)
-        try:
-            y, src_sr = sf.read(str(path), dtype="float32", always_2d=True)
-        except Exception as e:  # libsndfile raises several types
-            y, src_sr, note = _salvage(path, e)
+    y, src_sr, note = _decode_noted(path, soundfont=soundfont, midi_sample_rate=cfg.sample_rate)
     y, sr = _finish(y, src_sr, sample_rate=cfg.sample_rate, mono=cfg.mono, name=str(path))
     win, info = prepare(y, sr, cfg, name=str(path))
     note = "; ".join(n for n in (note, info.note) if n) or None
