@@ -141,7 +141,12 @@ def load_model(path: str | os.PathLike, *, map_location="cpu") -> "nn.Module":
     eval mode."""
     from ..checkpoint import load_checkpoint
 
-    ckpt = load_checkpoint(path, map_location=map_location)
+    return network_from_checkpoint(load_checkpoint(path, map_location=map_location), path)
+
+
+def network_from_checkpoint(ckpt: dict, source: str | os.PathLike = "checkpoint") -> "nn.Module":
+    """:func:`load_model` of a checkpoint dict already read (``source`` names it in errors)."""
+    path = source
     spec = MODELS.get(ckpt["kind"])
     if spec is None or spec.kind != "torch":
         raise ValueError(f"{path}: a {ckpt['kind']} model file, not a network of the DAMER training loop "
@@ -156,4 +161,4 @@ def load_model(path: str | os.PathLike, *, map_location="cpu") -> "nn.Module":
 
 
 __all__ = ["LOOP_KINDS", "MODELS", "ModelSpec", "DAMER", "DamerOutput", "build_model", "get_spec", "resolve_head",
-           "head_probabilities", "load_model"]
+           "head_probabilities", "load_model", "network_from_checkpoint"]

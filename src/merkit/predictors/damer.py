@@ -42,7 +42,7 @@ from ..config import AudioConfig
 from ..reference import REFERENCE_SR, reference_signal
 from ..results import TASKS, Prediction, combine
 from .base import FP16_TOLERANCE, PREDICTOR_KEY, Predictor, PredictorConfig
-from ..models import load_model as load_network
+from ..models import network_from_checkpoint
 from ..checkpoint import load_checkpoint
 from ..frontend import FrontEnd
 from ..training.losses import js_divergence_probs
@@ -91,7 +91,7 @@ class EmotionModel(Predictor):
         networks, config, info, reference = {}, None, {}, None
         for path in paths:
             ckpt = load_checkpoint(path)
-            net = load_network(path).float()
+            net = network_from_checkpoint(ckpt, path).float()  # the file is read once
             task = ckpt["train_config"].get("label") or ckpt[PREDICTOR_KEY].get("task")
             if task not in TASKS:
                 raise ValueError(f"{path}: checkpoint of unknown task {task!r}")
