@@ -19,7 +19,6 @@ them: an item whose file, the model and the settings are unchanged is not analys
 """
 from __future__ import annotations
 
-import argparse
 
 from beets import ui
 from beets.dbcore import types
@@ -53,7 +52,7 @@ class MerkitPlugin(BeetsPlugin):
 
     def analyse(self, items, *, write: bool = False, force: bool = False) -> int:
         """Predict and store the attributes of ``items``; the number of items updated."""
-        from merkit.commands.predict import _model, _stored_results, results_in_order
+        from merkit.commands.predict import _model, _stored_results, results_in_order, track_options
         from merkit.commands.tag import _model_name
         from merkit.tags import tag_values
 
@@ -62,9 +61,7 @@ class MerkitPlugin(BeetsPlugin):
         if not items:
             return 0
         model_file = self.config["model"].as_str() or None
-        opts = argparse.Namespace(model=[model_file] if model_file else None, backend="torch", device="cpu",
-                                  timeline=False, plot=None, cluster=None, timeline_max_minutes=None,
-                                  content_check=True, cache=True, workers=None)
+        opts = track_options([model_file] if model_file else None)
         paths = [i.path.decode() if isinstance(i.path, bytes) else str(i.path) for i in items]
         store, key, stored = _stored_results(opts, paths)
         model = _model(opts) if any(p not in stored for p in paths) else None

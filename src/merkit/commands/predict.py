@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from . import COMMANDS
 
+import argparse
 import csv
 import io
 import json
@@ -251,6 +252,13 @@ def run(args) -> int:
     if failed:
         print(f"merkit predict: {len(failed)} of {len(results)} file(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def track_options(model=None, *, cache: bool = True, workers: int | None = None) -> argparse.Namespace:
+    """The options of a plain track-level `merkit predict` run (shipped settings, no timeline,
+    local): what `merkit tag` and the beets plugin pass to the helpers below."""
+    return argparse.Namespace(model=model, backend="torch", device="cpu", timeline=False, plot=None, cluster=None,
+                              timeline_max_minutes=None, content_check=True, cache=cache, workers=workers)
 
 
 def results_in_order(args, files, model, store, key, stored):

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from . import COMMANDS
 
-import argparse
 import sys
 from pathlib import Path
 
 from ._args import add_old_spelling, worker_count
-from .predict import _model, _stored_results, results_in_order
+from .predict import _model, _stored_results, results_in_order, track_options
 from ..config import DEFAULT_MODEL_FILE
 from ..stopping import describe
 from ..tags import TAGGABLE, TagError, tag_values, write_tags
@@ -97,9 +96,7 @@ def run(args) -> int:
 
 def _tag(args, files, rows, bar) -> int:
     """Predict (or read from the store) and tag each file; the number of failures."""
-    opts = argparse.Namespace(model=args.model, backend="torch", device="cpu", timeline=False, plot=None,
-                              cluster=None, timeline_max_minutes=None, content_check=True, cache=args.cache,
-                              workers=args.workers)
+    opts = track_options(args.model, cache=args.cache, workers=args.workers)
     store, key, stored = _stored_results(opts, files)
     todo = [f for f in files if str(f) not in stored]
     model = _model(opts) if todo else None
