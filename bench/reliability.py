@@ -424,37 +424,52 @@ def _encode_av(path: Path, y: np.ndarray, fmt: str, codec: str) -> None:
             c.mux(packet)
 
 
+def _start_serve(*flags: str) -> tuple[subprocess.Popen, int]:
+    """`merkit serve` on a free port, once it answers /api/health: (process, port)."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    p = subprocess.Popen([sys.executable, "-m", "merkit", "serve", "--port", str(port), *flags],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.2)
+    return p, port
+
+
+def _upload(path: Path, content_type: str) -> tuple[bytes, dict]:
+    """A multipart/form-data body holding ``path`` in field "file", and its headers."""
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path.name}\"\r\n"
+            f"Content-Type: {content_type}\r\n\r\n").encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
 def serve_burst_case(d: Path) -> dict:
     """20 uploads of a real 60 s clip at once to `merkit serve`: every answer JSON (200, or 503
     with Retry-After beyond 2 running + 4 waiting), the peak (VmHWM) under the bound, and the
     resident size 5 s after the burst (malloc_trim after each request)."""
-    import socket
     import threading
     import urllib.error
     import urllib.request
-    import uuid
 
     clip = next(iter(sorted((SHARED / "emotify" / "audio").rglob("*.mp3"))), None) or d / "round2" / "song.wav"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    p = subprocess.Popen([sys.executable, "-m", "merkit", "serve", "--port", str(port)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p, port = _start_serve()
     statuses = []
     try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
-        boundary = uuid.uuid4().hex
-        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{clip.name}\"\r\n"
-                "Content-Type: audio/mpeg\r\n\r\n").encode() + clip.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+        body, headers = _upload(clip, "audio/mpeg")
 
         def one():
             req = urllib.request.Request(f"http://127.0.0.1:{port}/api/predict", data=body, method="POST",
-                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+                                         headers=headers)
             try:
                 with urllib.request.urlopen(req, timeout=600) as r:
                     statuses.append((r.status, "json" in r.headers.get("content-type", "")))
@@ -672,33 +687,19 @@ def kill_case(d: Path) -> dict:
 def serve_case(d: Path) -> list[dict]:
     """`merkit serve` given a 10-hour and a 55-minute upload: JSON answers, bounded memory
     (the server's peak RSS from /proc/PID/status VmHWM after both requests)."""
-    import socket
     import urllib.error
     import urllib.request
-    import uuid
 
     hour = d / "55_minutes.flac"
     if not hour.exists():
         write_long_flac(hour, 55 / 60)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    p = subprocess.Popen([sys.executable, "-m", "merkit", "serve", "--port", str(port)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p, port = _start_serve()
     rows = []
     try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
         for name, path in (("10-hour silent FLAC upload", d / "ten_hours.flac"), ("55-minute silent FLAC upload", hour)):
-            boundary = uuid.uuid4().hex
-            body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path.name}\"\r\n"
-                    "Content-Type: audio/flac\r\n\r\n").encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+            body, headers = _upload(path, "audio/flac")
             req = urllib.request.Request(f"http://127.0.0.1:{port}/api/predict", data=body, method="POST",
-                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+                                         headers=headers)
             t0 = time.perf_counter()
             try:
                 with urllib.request.urlopen(req, timeout=600) as r:
