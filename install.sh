@@ -2,7 +2,8 @@
 # Installs merkit and everything it needs on a fresh Debian/Ubuntu machine with Python >= 3.10.
 #   apt: FluidSynth + the General MIDI soundfont (rendering MIDI: EMOPIA, `merkit predict x.mid`);
 #        chromium + chromium-driver for the end-to-end test of the web page (tests/test_web_browser.py;
-#        MERKIT_NO_BROWSER=1 skips them, and that test then skips itself)
+#        MERKIT_NO_BROWSER=1 skips them, and that test then skips itself); espeak-ng, speech for the
+#        tests of the not-music check (MERKIT_MINIMAL=1 skips it, and those tests skip themselves)
 #   pip: the CPU build of torch (pinned: an unpinned torch pulls several GB of CUDA packages),
 #        then merkit itself with its test/benchmark extras, and the optional extras the tests cover.
 set -euo pipefail
@@ -12,6 +13,8 @@ PY=${PYTHON:-python3}
 apt_pkgs=()
 command -v fluidsynth >/dev/null 2>&1 || apt_pkgs+=(fluidsynth)
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || apt_pkgs+=(fluid-soundfont-gm)
+# espeak-ng (~10 MB): speech for the tests and bench of the not-music check; merkit never needs it
+[ -n "${MERKIT_MINIMAL:-}" ] || command -v espeak-ng >/dev/null 2>&1 || apt_pkgs+=(espeak-ng)
 if [ "${MERKIT_NO_BROWSER:-0}" != 1 ]; then
   { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } || apt_pkgs+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || apt_pkgs+=(chromium-driver)

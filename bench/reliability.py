@@ -65,6 +65,19 @@ def write_long_flac(path: Path, hours: float) -> None:
             f.write(block)
 
 
+def write_long_music(path: Path, hours: float) -> None:
+    """``hours`` of music-like audio (ten different minutes of :func:`melody`, in turn), written
+    minute by minute in the format of ``path``'s suffix (MP3 by libsndfile, M4A by PyAV)."""
+    minutes = [melody(60.0, seed=100 + k) for k in range(10)]
+    n = int(round(hours * 60))
+    if path.suffix == ".m4a":
+        _encode_av(path, (minutes[k % 10] for k in range(n)), "mp4", "aac")
+        return
+    with sf.SoundFile(path, "w", samplerate=SR, channels=1, format="MP3") as f:
+        for k in range(n):
+            f.write(minutes[k % 10])
+
+
 def melody(seconds: float, seed: int = 0) -> np.ndarray:
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import melody as m
@@ -371,9 +384,62 @@ def round2_cases(d: Path) -> list[dict]:
         line, _ = _one_line(r)
         return line, r["rc"] == 2 and "must be a whole number >= 0 (0: in this process)" in line
 
+    def whole_timeline(r):  # every 5 s of the 3 hours, in bounded memory
+        try:
+            res = json.loads(r["out"])["results"][0]
+        except (ValueError, KeyError, IndexError):
+            return _one_line(r)[0], False
+        n = len(res.get("timeline") or [])
+        last = (res.get("timeline") or [{}])[-1].get("end", 0.0)
+        return (f"{res['status']}: {n} timeline windows to {last / 3600:.2f} h, peak {r['rss_mb']:.0f} MB",
+                res["status"] == "ok" and n >= 2150 and last >= 3 * 3600 - 1)
+
+    def says(prefix):  # the file's status and message, one line; ok when it starts with prefix
+        def check(r):
+            try:
+                res = json.loads(r["out"])["results"][0]
+            except (ValueError, KeyError, IndexError):
+                return _one_line(r)[0], False
+            msg = res.get("error") or (f"Q{res['prediction']['quadrant']} {res['prediction']['quadrant_word']}"
+                                       if res.get("prediction") else "")
+            return f"{res['status']}: {msg}", msg.startswith(prefix) if prefix else res["status"] == "ok"
+        return check
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from content_check import SPEECH_TEXTS, pluck, speak, sweep
+
+    from merkit.audio import read_mono
+
+    sf.write(r2 / "sweep.wav", sweep(20.0, SR), SR)
+    sf.write(r2 / "pluck.wav", pluck(220.0, 2.0, SR), SR)
+    sound_cases = [
+        {"case": "a 100-8000 Hz sine sweep (20 s)", "expect": "not music", "check": says("not music"),
+         "argv": ["predict", str(r2 / "sweep.wav"), "--format", "json", "--no-cache"]},
+        {"case": "one plucked note (2 s)", "expect": "not music", "check": says("not music"),
+         "argv": ["predict", str(r2 / "pluck.wav"), "--format", "json", "--no-cache"]},
+    ]
+    speech = speak("en-us", SPEECH_TEXTS["en"], SR)
+    if speech is not None:  # espeak-ng installed (install.sh)
+        sf.write(r2 / "speech.wav", speech, SR)
+        bed = read_mono(SHARED / "emotify" / "audio" / "classical" / "12.mp3", SR) if (SHARED / "emotify").is_dir() \
+            else melody(len(speech) / SR, seed=24)
+        n = min(len(bed), len(speech))
+        bed = bed[:n] / np.sqrt(np.mean(bed[:n] ** 2)) * np.sqrt(np.mean(speech[:n] ** 2)) * 10 ** (-12 / 20)
+        sf.write(r2 / "speech_over_music.wav", speech[:n] + bed, SR)
+        sound_cases += [
+            {"case": "espeak-ng news reading (28 s)", "expect": "not music: speech", "check": says("not music: speech"),
+             "argv": ["predict", str(r2 / "speech.wav"), "--format", "json", "--no-cache"]},
+            {"case": "the same speech over quiet classical music (-12 dB)", "expect": "emotion", "check": says(""),
+             "argv": ["predict", str(r2 / "speech_over_music.wav"), "--format", "json", "--no-cache"]},
+        ]
+
+    long_mp3, long_m4a = r2 / "three_hours.mp3", r2 / "three_hours.m4a"
+    for path in (long_mp3, long_m4a):
+        if not path.exists():
+            write_long_music(path, 3.0)
     intro = np.concatenate([np.zeros(90 * SR, np.float32), 0.5 * melody(60.0, seed=23).astype(np.float32)])
     sf.write(r2 / "silent_intro.wav", intro, SR)
-    cases = [
+    cases = sound_cases + [
         {"case": "90 s of silence, then 60 s of music", "expect": "emotion, with a note",
          "argv": ["predict", str(r2 / "silent_intro.wav"), "--format", "json", "--no-cache"], "check": note_check},
         {"case": "predict --timeline-max-minutes inf", "expect": "one-line error",
@@ -384,6 +450,12 @@ def round2_cases(d: Path) -> list[dict]:
          "argv": ["extract", str(song), "-o", str(r2 / "feats"), "--workers", "-1"], "check": same_rule},
         {"case": "damaged MP3 (60 kB zeroed mid-file)", "expect": "emotion, with a note on the gap",
          "argv": ["predict", str(song.parent / "damaged.mp3"), "--format", "json", "--no-cache"], "check": note_check},
+        {"case": "3-hour MP3: predict --timeline --timeline-max-minutes 200", "expect":
+         f"a timeline of all 3 hours, < {MEMORY_BOUND_MB} MB", "memory": True, "check": whole_timeline,
+         "argv": ["predict", str(long_mp3), "--timeline", "--timeline-max-minutes", "200", "--format", "json",
+                  "--no-cache", "--no-progress"]},
+        {"case": "3-hour M4A: predict", "expect": f"emotion, < {MEMORY_BOUND_MB} MB", "memory": True,
+         "argv": ["predict", str(long_m4a), "--format", "json", "--no-cache", "--no-progress"]},
         {"case": "folder: m4a, aac, mp4, webm, wma, mka, a linked folder, a .jpg", "expect": "7 analysed, the .jpg named",
          "argv": ["predict", str(lib), "--format", "json", "--no-cache", "--no-progress"], "check": folder_check},
     ]
@@ -398,28 +470,37 @@ def round2_cases(d: Path) -> list[dict]:
     return cases
 
 
-def _encode_av(path: Path, y: np.ndarray, fmt: str, codec: str) -> None:
+def _encode_av(path: Path, y, fmt: str, codec: str) -> None:
+    """Encode mono float audio ``y`` (an array, or consecutive arrays for a long file) with PyAV."""
     import av
 
     rate = 48_000 if codec == "libopus" else SR
-    if rate != SR:
-        import soxr
-
-        y = soxr.resample(y, SR, rate)
     sample_fmt = [f.name for f in av.codec.Codec(codec, "w").audio_formats][0]
-    pcm = np.clip(np.round(y * 32767), -32768, 32767).astype(np.int16)
-    data = {"s16": pcm, "s16p": pcm, "s32p": pcm.astype(np.int32) << 16,
-            "fltp": pcm.astype(np.float32) / 32768, "flt": pcm.astype(np.float32) / 32768}[sample_fmt]
+    pieces = [y] if isinstance(y, np.ndarray) else y
     with av.open(str(path), "w", format=fmt) as c:
         s = c.add_stream(codec, rate=rate)
         s.layout, s.format = "mono", sample_fmt
         if codec == "wmav2":
             s.bit_rate = 128_000
-        for i in range(0, len(pcm), 1024):
-            frame = av.AudioFrame.from_ndarray(data[None, i:i + 1024], format=sample_fmt, layout="mono")
-            frame.sample_rate, frame.pts = rate, i
-            for packet in s.encode(frame):
-                c.mux(packet)
+        left, pts = np.zeros(0, np.float32), 0
+        for piece in [*pieces, None]:
+            if piece is not None:
+                if rate != SR:
+                    import soxr
+
+                    piece = soxr.resample(piece, SR, rate)
+                left = np.concatenate([left, piece])
+            usable = len(left) if piece is None else len(left) // 1024 * 1024  # whole frames until the end
+            pcm = np.clip(np.round(left[:usable] * 32767), -32768, 32767).astype(np.int16)
+            left = left[usable:]
+            data = {"s16": pcm, "s16p": pcm, "s32p": pcm.astype(np.int32) << 16,
+                    "fltp": pcm.astype(np.float32) / 32768, "flt": pcm.astype(np.float32) / 32768}[sample_fmt]
+            for i in range(0, len(pcm), 1024):
+                frame = av.AudioFrame.from_ndarray(data[None, i:i + 1024], format=sample_fmt, layout="mono")
+                frame.sample_rate, frame.pts = rate, pts
+                pts += frame.samples
+                for packet in s.encode(frame):
+                    c.mux(packet)
         for packet in s.encode(None):
             c.mux(packet)
 
@@ -591,6 +672,8 @@ def judge(case: dict, r: dict, d: Path) -> tuple[str, bool]:
         what, ok = case["check"](r)
         if case.get("expect_before_work"):
             ok &= r["seconds"] < 30
+        if case.get("memory"):
+            ok &= r["rss_mb"] < MEMORY_BOUND_MB
         return what.replace(str(d), "…")[:150], bool(ok and "Traceback" not in r["out"] + r["err"])
     text = r["out"] + r["err"]
     tb = "Traceback" in text

@@ -18,6 +18,7 @@ import merkit.predict
 from conftest import melody
 from merkit.cli import main
 from merkit.config import ModelConfig
+from merkit.content import NotMusicError
 from merkit.data.manifest import QUADRANT_WORDS
 from merkit.models import build_model
 from merkit.audio import downmix
@@ -260,7 +261,9 @@ def test_shipped_model_loads_and_matches_its_reference():
 
     assert isinstance(model, UnifiedModel)  # the unified model (musicnn + tonal features)
     assert set(model.info["trained_on"]) == {"emopia", "mirex_mood", "emotify"}
-    p = model.predict(reference_signal(), 44_100)
+    with pytest.raises(NotMusicError, match="a single sound"):  # one synthetic chord: not music
+        model.predict(reference_signal(), 44_100)
+    p = model.predict(melody(60.0, 44_100, seed=8), 44_100)
     assert p.quadrant in (1, 2, 3, 4) and 0.25 <= p.certainty <= 1.0 and p.view_agreement is None
     assert -1 <= p.arousal_score <= 1 and -1 <= p.valence_score <= 1 and p.mood_words
 

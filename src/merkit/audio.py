@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .av_decode import AV_EXTENSIONS, AvDecodeError, av_info, decode_av, decode_av_counted
+from .av_decode import AV_EXTENSIONS, AvDecodeError, AvStream, av_info, decode_av, decode_av_counted
 from .config import AudioConfig
 
 # libsndfile reads these; PyAV (FFmpeg) the rest of what a music library holds (AV_EXTENSIONS)
@@ -352,38 +352,89 @@ READ_BLOCK_SECONDS = 30.0
 
 
 def read_mono(path: str | os.PathLike, sample_rate: int, *, seconds: float | None = None) -> np.ndarray:
-    """The first ``seconds`` (None: all) of an audio file, mono float32 at ``sample_rate``,
-    decoded block by block and downmixed as it goes: the multichannel source is never held whole."""
-    import soundfile as sf
+    """The first ``seconds`` (None: all) of an audio file, mono float32 at ``sample_rate``:
+    :func:`iter_mono` joined (one copy of the mono signal; the multichannel source is never
+    held whole)."""
+    return np.concatenate(list(iter_mono(path, sample_rate, seconds=seconds)))
 
-    if _is_av(path):  # decoded whole (PyAV), then cut, downmixed and resampled
-        return _read_mono_whole(path, sample_rate, seconds)
-    frames, src_sr = open_info(path)
-    stop = frames if seconds is None else min(frames, int(math.ceil(seconds * src_sr)))
-    block = int(READ_BLOCK_SECONDS * src_sr)
-    y = np.empty(stop, dtype=np.float32)  # filled in place: one copy of the mono signal
-    done = 0
+
+def iter_mono(path: str | os.PathLike, sample_rate: int, *, seconds: float | None = None,
+              block_seconds: float = READ_BLOCK_SECONDS):
+    """The first ``seconds`` (None: all) of an audio file as consecutive mono float32 blocks
+    at ``sample_rate``, decoded, downmixed and resampled as they are read, so that memory does
+    not grow with the file (the timeline of a 3-hour file). Joined, the blocks are bit-identical
+    to decoding the whole file (soxr's stream resampler gives the one-shot result). A file
+    libsndfile fails on part-way is salvaged whole (:func:`_salvage`) and the rest yielded."""
+    import soundfile as sf
+    import soxr
+
+    path = _check_file(Path(path))
+    limit = None if seconds is None else int(round(seconds * sample_rate))
+    if _is_av(path):
+        try:
+            source = AvStream(path)
+        except AvDecodeError as e:
+            raise AudioError(f"{path}: cannot decode audio ({e})") from None
+        src_sr, pieces, f = source.sample_rate, iter(source), None
+    else:
+        try:
+            f = sf.SoundFile(str(path))
+        except Exception:  # damaged from the start: salvaged whole (decode, _salvage)
+            yield _read_mono_whole(path, sample_rate, seconds)
+            return
+        src_sr = int(f.samplerate)
+        pieces = _blocks(f, int(block_seconds * src_sr))
+    stop = None if seconds is None else int(math.ceil(seconds * src_sr))
+    stream = None if src_sr == sample_rate else soxr.ResampleStream(src_sr, sample_rate, 1, dtype="float32",
+                                                                     quality="HQ")
+    read = out = 0
     try:
-        with sf.SoundFile(str(path)) as f:
-            while done < stop:
-                part = f.read(min(block, stop - done), dtype="float32", always_2d=True)
-                if len(part) == 0:
-                    break
+        while stop is None or read < stop:
+            try:
+                part = next(pieces, None)
+            except AudioError:
+                raise
+            except Exception:  # damaged frames part-way: what can be salvaged, after what was given
+                rest = _read_mono_whole(path, sample_rate, seconds)[out:]
+                if len(rest):
+                    yield rest
+                return
+            last = part is None or len(part) == 0
+            if not last:
+                if stop is not None:
+                    part = part[:stop - read]
+                read += len(part)
                 if not np.isfinite(part).all():
                     raise AudioError(f"{path}: {int((~np.isfinite(part)).sum())} NaN/Inf samples")
-                y[done:done + len(part)] = downmix(part) if part.shape[1] > 1 else part[:, 0]
-                done += len(part)
-    except AudioError:
-        raise
-    except Exception:  # damaged frames: decoded whole by what can salvage them (decode, _salvage)
-        return _read_mono_whole(path, sample_rate, seconds)
-    if done == 0:
+                mono = downmix(part) if part.shape[1] > 1 else part[:, 0]
+            else:
+                mono = np.zeros(0, dtype=np.float32)
+            last = last or (stop is not None and read >= stop)
+            if stream is not None:
+                mono = stream.resample_chunk(mono, last=last)
+            if limit is not None:
+                mono = mono[:max(0, limit - out)]
+            if len(mono):
+                out += len(mono)
+                yield np.ascontiguousarray(mono, dtype=np.float32)
+            if last:
+                break
+    finally:
+        if f is not None:
+            f.close()
+    if out == 0 and f is None:
+        bad = f", {source.bad} damaged packet(s)" if source.bad else ""
+        raise AudioError(f"{path}: cannot decode audio (no audio could be decoded{bad})")
+    if out == 0:
         raise AudioError(f"{path}: zero-length audio")
-    y = y[:done]  # a truncated file ends early
-    out = resample(y, src_sr, sample_rate)
-    if seconds is not None:
-        out = out[:int(round(seconds * sample_rate))]
-    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _blocks(f, n: int):
+    while True:
+        part = f.read(n, dtype="float32", always_2d=True)
+        if len(part) == 0:
+            return
+        yield part
 
 
 def _read_mono_whole(path, sample_rate: int, seconds: float | None) -> np.ndarray:
@@ -406,6 +457,8 @@ def load_window(path: str | os.PathLike, cfg: AudioConfig, *, soundfont: str | N
     that of decoding the whole file (exactly at the target rate; elsewhere up to the resampler's
     rounding, ~1e-6)."""
     path = Path(path)
+    if _is_av(path) and cfg.mono:  # no exact frame count or seeking: read as a stream
+        return _load_window_streamed(path, cfg)
     if path.suffix.lower() in MIDI_EXTENSIONS or _is_av(path):  # no exact frame count in their headers
         return _load_window_whole(path, cfg, soundfont)
     frames, src_sr = open_info(path)
@@ -442,6 +495,27 @@ def load_window(path: str | os.PathLike, cfg: AudioConfig, *, soundfont: str | N
     info = AudioInfo(duration=frames / src_sr, source_sample_rate=src_sr, window_start=start / sr,
                      repeated=False, loudness_lufs=lufs, gain_db=gain)
     return np.ascontiguousarray(win, dtype=np.float32), info
+
+
+def _load_window_streamed(path: Path, cfg: AudioConfig) -> tuple[np.ndarray, AudioInfo]:
+    """:func:`load_window` of a file read as a stream (:func:`iter_mono`): only the part the
+    window can come from is kept (its usual place, or past a silent intro of up to
+    :data:`SILENT_INTRO_MAX_SECONDS`); the rest is decoded only to count its length, so a
+    3-hour M4A costs the memory of an 11-minute one. The same window as decoding it whole."""
+    sr = cfg.sample_rate
+    keep = int(math.ceil((SILENT_INTRO_MAX_SECONDS + max(cfg.window_start, 0.0) + cfg.window_seconds) * sr))
+    parts, kept, total = [], 0, 0
+    for block in iter_mono(path, sr):
+        if kept < keep:
+            parts.append(block[:keep - kept])
+            kept += len(parts[-1])
+        total += len(block)
+    win, info = prepare(np.concatenate(parts), sr, cfg, name=str(path))
+    try:
+        src_sr = av_info(path)[1]
+    except AvDecodeError:
+        src_sr = 0
+    return win, dataclasses.replace(info, duration=total / sr, source_sample_rate=src_sr or sr)
 
 
 def _load_window_whole(path: Path, cfg: AudioConfig, soundfont: str | None) -> tuple[np.ndarray, AudioInfo]:

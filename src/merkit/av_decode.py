@@ -31,43 +31,65 @@ def decode_av(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 def decode_av_counted(path: str | os.PathLike) -> tuple[np.ndarray, int, int]:
     """:func:`decode_av` and the number of damaged packets it skipped."""
-    import av
+    stream = AvStream(path)
+    chunks = list(stream)
+    if not chunks or stream.sample_rate <= 0:
+        raise AvDecodeError("no audio could be decoded" + (f" ({stream.bad} damaged packet(s))" if stream.bad else ""))
+    y = np.concatenate(chunks)
+    return np.ascontiguousarray(y, dtype=np.float32), stream.sample_rate, stream.bad
 
-    path = Path(path)
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
-        raise AvDecodeError(_reason(e)) from None
-    with container:
-        stream = next((s for s in container.streams if s.type == "audio"), None)
-        if stream is None:
+
+class AvStream:
+    """The first audio stream of ``path``, decoded as it is read: iterating yields
+    ``(n, channels)`` float32 pieces at the stream's own rate, so a long file is never held
+    whole (:func:`merkit.audio.iter_mono`). Damaged packets are skipped and counted
+    (:attr:`bad`); :attr:`sample_rate` is known once the file is open. Opening raises
+    :class:`AvDecodeError`."""
+
+    def __init__(self, path: str | os.PathLike):
+        import av
+
+        self.path = Path(path)
+        try:
+            self._container = av.open(str(self.path))
+        except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
+            raise AvDecodeError(_reason(e)) from None
+        self._stream = next((s for s in self._container.streams if s.type == "audio"), None)
+        if self._stream is None:
+            self._container.close()
             raise AvDecodeError("no audio stream in this file")
-        sr = int(stream.codec_context.sample_rate or 0)
+        self.sample_rate = int(self._stream.codec_context.sample_rate or 0)
+        self.bad = 0
+
+    def __iter__(self):
+        import av
+
         # planar float32 at the stream's own rate and channels: (channels, samples) per frame
-        resampler = av.AudioResampler(format="fltp", layout=stream.codec_context.layout, rate=sr or None)
-        chunks, bad = [], 0
-        packets = container.demux(stream)
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                break
-            except av.error.FFmpegError:  # a damaged container: stop at what was read
-                bad += 1
-                break
-            try:
-                for frame in packet.decode():
-                    for out in resampler.resample(frame):
-                        chunks.append(out.to_ndarray())
-                    sr = sr or int(frame.sample_rate)
-            except av.error.FFmpegError:  # a damaged packet: skip it, keep the rest
-                bad += 1
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray())
-    if not chunks or sr <= 0:
-        raise AvDecodeError("no audio could be decoded" + (f" ({bad} damaged packet(s))" if bad else ""))
-    y = np.concatenate(chunks, axis=1).T
-    return np.ascontiguousarray(y, dtype=np.float32), sr, bad
+        resampler = av.AudioResampler(format="fltp", layout=self._stream.codec_context.layout,
+                                      rate=self.sample_rate or None)
+        packets = self._container.demux(self._stream)
+        try:
+            while True:
+                try:
+                    packet = next(packets)
+                except StopIteration:
+                    break
+                except av.error.FFmpegError:  # a damaged container: stop at what was read
+                    self.bad += 1
+                    break
+                try:
+                    outs = []
+                    for frame in packet.decode():
+                        outs += resampler.resample(frame)
+                        self.sample_rate = self.sample_rate or int(frame.sample_rate)
+                except av.error.FFmpegError:  # a damaged packet: skip it, keep the rest
+                    self.bad += 1
+                for out in outs:
+                    yield np.ascontiguousarray(out.to_ndarray().T, dtype=np.float32)
+            for out in resampler.resample(None):
+                yield np.ascontiguousarray(out.to_ndarray().T, dtype=np.float32)
+        finally:
+            self._container.close()
 
 
 def av_info(path: str | os.PathLike) -> tuple[int, int]:
@@ -100,4 +122,4 @@ def _reason(e: BaseException) -> str:
     return msg
 
 
-__all__ = ["AV_EXTENSIONS", "AvDecodeError", "av_info", "decode_av", "decode_av_counted"]
+__all__ = ["AV_EXTENSIONS", "AvDecodeError", "AvStream", "av_info", "decode_av", "decode_av_counted"]

@@ -8,6 +8,10 @@ Before any emotion is given, the track window is checked for music (:mod:`merkit
 silence, steady signals and noise raise :class:`~merkit.content.NotMusicError` (``predict*``) or
 give a "not music" result (``analyse_file*``); a silent timeline window gets no emotion and a
 ``warning``.
+
+Size: one module over ~400 lines on purpose: the public API (``predict*``, ``analyse*``) and the
+paths a file takes to it (audio, MIDI rendered to disk, the streamed timeline, the self-check's
+reference) share the windows and the content check defined here, and read best side by side.
 """
 from __future__ import annotations
 
@@ -21,11 +25,13 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from ..audio import MIDI_EXTENSIONS, AudioError, AudioInfo, as_audio, load_window, prepare, read_mono
+from ..audio import MIDI_EXTENSIONS, AudioError, AudioInfo, as_audio, iter_mono, load_window, prepare
 from ..midi import midi_duration, render_midi
 from ..config import AudioConfig, FeatureConfig, from_dict, to_dict
-from ..content import ContentCheck, NotMusicError, check_window
+from ..content import ContentCheck, NotMusicError, check_window, sound_stats
+from ..reference import REFERENCE_SR, reference_signal
 from ..results import FileResult, Prediction
+from .segments import timeline_segments, timeline_starts
 from ..loudness import integrated_loudness, integrated_loudness_batch, normalize_loudness_batch
 
 if TYPE_CHECKING:
@@ -84,24 +90,6 @@ class PredictorConfig:
                                    min_seconds=min(self.audio.min_seconds, self.timeline_window))
 
 
-# A tail shorter than this after the last regular window gets no window of its own: one flush
-# with the end would nearly repeat the last window (a 60.03 s clip gave 50.0-60.0 twice).
-MIN_TAIL_SECONDS = 1.0
-
-
-def timeline_starts(n_samples: int, sr: int, window: float, hop: float) -> list[int]:
-    """Start samples of the timeline windows: every ``hop`` seconds while a full window fits,
-    plus one final window flush with the end when at least :data:`MIN_TAIL_SECONDS` would
-    otherwise be left out; a single window at 0 for audio no longer than one window."""
-    w, h = int(round(window * sr)), int(round(hop * sr))
-    if h <= 0 or w <= 0:
-        raise ValueError(f"timeline window and hop must be > 0, got {window} and {hop}")
-    if n_samples <= w:
-        return [0]
-    starts = list(range(0, n_samples - w + 1, h))
-    if n_samples - (starts[-1] + w) >= MIN_TAIL_SECONDS * sr:
-        starts.append(n_samples - w)
-    return starts
 
 
 class Predictor:
@@ -206,9 +194,10 @@ class Predictor:
         the sidecar."""
         return self.onnx_modules(), {}  # onnx_modules refuses for a predictor without an export
 
-    def _features_of(self, track: tuple, y_timeline: np.ndarray | None, name: str) -> dict:
+    def _features_of(self, track: tuple, timeline, name: str) -> dict:
         """Features of the track window ``track`` = (window, (start, end, looped), AudioInfo)
-        (row 0) and of the timeline windows of ``y_timeline`` (44.1 kHz mono; None: no
+        (row 0) and of the timeline windows of the audio given as consecutive blocks
+        ``timeline`` (44.1 kHz mono, an iterable read once: :meth:`_timeline_segments`; None: no
         timeline), plus ``"content"`` (:meth:`_check_track`), ``"window_flags"``
         (:meth:`_window_flags`) and ``"duration"``."""
         raise NotImplementedError
@@ -231,7 +220,8 @@ class Predictor:
         if a.target_lufs is None:  # the front end did not measure it
 
             lufs = integrated_loudness(win, a.sample_rate)
-        return check_window(lufs, log_mel, a.silence_lufs, self.content_check)
+        sound = sound_stats(win, a.sample_rate) if self.content_check.enabled else None
+        return check_window(lufs, log_mel, a.silence_lufs, self.content_check, sound)
 
     def _window_flags(self, lufs: np.ndarray) -> list[str | None]:
         """Per timeline window: the reason it holds no music (silence only), or None."""
@@ -250,20 +240,30 @@ class Predictor:
         return track, tl
 
     def _timeline_windows(self, y: np.ndarray, name: str) -> tuple[np.ndarray, list[tuple], np.ndarray]:
-        """``(n_windows, L)`` loudness-normalised timeline windows, their (start, end, looped)
-        and their loudness (LUFS; ``-inf`` for digital silence): :meth:`_timeline_chunks`
-        joined (the models themselves take the chunks, so that the windows, which overlap, are
-        never all in memory at once)."""
+        """``(n_windows, L)`` loudness-normalised timeline windows of ``y``, their (start, end,
+        looped) and their loudness (LUFS; ``-inf`` for digital silence): :meth:`_timeline_chunks`
+        of every segment, joined (the models themselves take the chunks, so that the windows,
+        which overlap, are never all in memory at once)."""
         wins, times, lufs = [], [], []
-        for w, t, l in self._timeline_chunks(y, name):
-            wins.append(w)
-            times += t
-            lufs.append(l)
+        for seg in self._timeline_segments([y]):
+            for w, t, l in self._timeline_chunks(seg, name):
+                wins.append(w)
+                times += t
+                lufs.append(l)
         return np.concatenate(wins), times, np.concatenate(lufs)
 
-    def _timeline_chunks(self, y: np.ndarray, name: str):
-        """Timeline windows a few at a time (:data:`TIMELINE_CHUNK_SAMPLES` of audio per chunk):
-        yields ``(windows (b, L), [(start, end, looped)], lufs (b,))``.
+    def _timeline_segments(self, blocks, *, align: int = 1):
+        """The timeline's audio, given as consecutive 44.1 kHz mono ``blocks``, in segments of
+        a few minutes of windows (:func:`~merkit.predictors.segments.timeline_segments`): what a
+        predictor holds at a time, so that its memory does not grow with the track."""
+        a = self.config.timeline_audio()
+        return timeline_segments(blocks, a.sample_rate, self.config.timeline_window, self.config.timeline_hop,
+                                 align=align)
+
+    def _timeline_chunks(self, seg, name: str):
+        """Timeline windows of one segment (:meth:`_timeline_segments`) a few at a time
+        (:data:`TIMELINE_CHUNK_SAMPLES` of audio per chunk): yields ``(windows (b, L), [(start,
+        end, looped)], lufs (b,))``, times in seconds from the start of the track.
 
         Each window is what :func:`prepare` makes of its slice; the loudness of a chunk's
         windows is measured and applied in one batched pass (:mod:`merkit.loudness`), which
@@ -275,13 +275,13 @@ class Predictor:
         w = a.window_samples
         step = max(1, TIMELINE_CHUNK_SAMPLES // w)
         cut = dataclasses.replace(a, target_lufs=None)  # cut (and loop) only: loudness comes below
-        starts = timeline_starts(len(y), sr, self.config.timeline_window, self.config.timeline_hop)
+        y, starts = seg.y, seg.local_starts()
         for i in range(0, len(starts), step):
             wins, times = [], []
             for s in starts[i:i + step]:
                 win, info = prepare(y[s:s + w], sr, cut, name=name)  # a view of y unless looped
                 wins.append(win)
-                times.append((s / sr, min(s + w, len(y)) / sr, info.repeated))
+                times.append(((seg.offset + s) / sr, (seg.offset + min(s + w, len(y))) / sr, info.repeated))
             wins = np.stack(wins)
             if a.target_lufs is not None:
                 _, lufs, _ = normalize_loudness_batch(wins, sr, target_lufs=a.target_lufs,
@@ -297,8 +297,18 @@ class Predictor:
         y = as_audio(y, sr, sample_rate=a.sample_rate)
         name = name or "<array>"
         cap = int(round(self.timeline_max_seconds * a.sample_rate))
-        feats = self._features_of(self._track_window(y, name), y[:cap] if timeline else None, name)
-        return self._note_cap(feats, timeline)
+        feats = self._features_of(self._track_window(y, name), [y[:cap]] if timeline else None, name)
+        return self._add_notes(feats, timeline)
+
+    def _reference_features(self, *, timeline: bool = True) -> dict:
+        """:meth:`features` of :func:`merkit.reference.reference_signal` without the not-music
+        check: the self-check signal is one synthetic chord, which the check rightly calls a
+        single sound, but it exercises the front end and the networks all the same."""
+        check, self.content_check = self.content_check, ContentCheck(enabled=False)
+        try:  # a self-check runs when a model is loaded or exported, before it serves requests
+            return self.features(reference_signal(), REFERENCE_SR, timeline=timeline)
+        finally:
+            self.content_check = check
 
     def _file_features(self, path: str | os.PathLike, timeline: bool) -> dict:
         """Features of a file. Only the track window is decoded for the track result, and only
@@ -320,13 +330,15 @@ class Predictor:
                     raise AudioError(str(e).replace(str(wav), str(path))) from None
         win, info = load_window(path, a)
         track = (win, (info.window_start, info.window_start + min(a.window_seconds, info.duration), info.repeated), info)
-        y_tl = read_mono(path, a.sample_rate, seconds=self.timeline_max_seconds) if timeline else None
-        feats = self._features_of(track, y_tl, str(path))
+        # the timeline's audio is read block by block as the model consumes it (iter_mono)
+        blocks = iter_mono(path, a.sample_rate, seconds=self.timeline_max_seconds) if timeline else None
+        feats = self._features_of(track, blocks, str(path))
         if info.note:  # e.g. damaged parts of the file that were skipped
             feats["note"] = info.note
-        return self._note_cap(feats, timeline)
+        return self._add_notes(feats, timeline)
 
-    def _note_cap(self, feats: dict, timeline: bool) -> dict:
+    def _add_notes(self, feats: dict, timeline: bool) -> dict:
+        """The note that the timeline stopped at its cap, added to the file's note."""
         if timeline and feats["duration"] > self.timeline_max_seconds + 1e-6:
             cap = (f"the timeline covers the first {self.timeline_max_seconds / 60:g} of "
                    f"{feats['duration'] / 60:.1f} minutes (--timeline-max-minutes)")

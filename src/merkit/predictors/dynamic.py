@@ -74,7 +74,7 @@ class DynamicModel(Predictor):
             out = self.net(torch.from_numpy(f[None]), torch.from_numpy(g[None].astype(np.float32)))[0].numpy()
         return times, out.astype(np.float64)
 
-    def _features_of(self, track: tuple, y_timeline: np.ndarray | None, name: str) -> dict:
+    def _features_of(self, track: tuple, timeline, name: str) -> dict:
         win, times, info = track
         content = self._check_track(win, info, self._fe.spectral(win).mel)
         feats = {"times": [times], "duration": info.duration, "content": content, "window_flags": []}
@@ -82,7 +82,10 @@ class DynamicModel(Predictor):
             return feats
         _, curve = self._curve(self._fe.encoder_input(win, info, self.encoder), self.config.audio.window_seconds)
         feats["track"] = curve.mean(0)
-        if y_timeline is not None:
+        if timeline is not None:
+            # the sequence model reads the whole track at once (its global embedding is of the
+            # whole track), so its timeline audio is joined; --timeline-max-minutes bounds it
+            y_timeline = np.concatenate(list(timeline))
             gain = float(10.0 ** (info.gain_db / 20.0))
             t, c = self._curve(self._fe.encoder_input(y_timeline, info, self.encoder, gain=gain),
                                len(y_timeline) / self.config.audio.sample_rate)

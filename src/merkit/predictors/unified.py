@@ -30,8 +30,8 @@ from ..config import AudioConfig
 from ..data.manifest import QUADRANT_WORDS
 from ..data.mirex_mood import mood_words
 from ..data.multi_corpus import GEMS_ORDER, assemble_inputs
-from ..reference import REFERENCE_SR, reference_signal
 from ..results import Prediction, quadrant_probs
+from .segments import encoder_align
 from .base import FP16_TOLERANCE, Predictor, PredictorConfig
 from ..checkpoint import save_checkpoint, upgrade
 from ..models.unified import load_unified, unified_checkpoint
@@ -141,7 +141,7 @@ class UnifiedModel(Predictor):
         return assemble_inputs(views.__getitem__, self.net.cfg.inputs, hop_seconds=hop_seconds_from_info(info),
                                features=info["features"])
 
-    def _features_of(self, track: tuple, y_timeline: np.ndarray | None, name: str) -> dict:
+    def _features_of(self, track: tuple, timeline, name: str) -> dict:
         win, times, info = track
         front = self._front(self.config.audio)
         views = front.window(win, info).arrays
@@ -149,52 +149,60 @@ class UnifiedModel(Predictor):
         all_times = [times]
         flags = []
         content = self._check_track(win, info, views["mel"])
-        if y_timeline is not None and not content[0]:  # no timeline for input that is not music
-            tx, t_times, lufs = self._timeline_inputs(y_timeline, name, info)
+        if timeline is not None and not content[0]:  # no timeline for input that is not music
+            tx, t_times, lufs = self._timeline_inputs(timeline, name, info)
             x.append(tx)
             all_times += t_times
             flags = self._window_flags(lufs)
         return {"x": np.concatenate(x), "times": all_times, "duration": info.duration,
                 "content": content, "window_flags": flags}
 
-    def _timeline_inputs(self, y: np.ndarray, name: str, info) -> tuple[np.ndarray, list[tuple], np.ndarray]:
-        """(B, D) inputs of the timeline windows, their (start, end, looped) and loudness.
+    def _timeline_inputs(self, blocks, name: str, info) -> tuple[np.ndarray, list[tuple], np.ndarray]:
+        """(B, D) inputs of the timeline windows of the audio ``blocks`` (an array, or the
+        consecutive blocks of :func:`merkit.audio.iter_mono`), their (start, end, looped) and
+        loudness.
 
         The spectral views come from each window, loudness-normalised on its own, as in
-        training. The encoder sees the whole track once, at the level of the track window (its
-        gain applied to every sample), and each window pools the frames inside it
+        training. The encoder sees the track at the level of the track window (its gain applied
+        to every sample), and each window pools the frames inside it
         (:meth:`~merkit.encoders.musicnn.MusicnnEncoder.embed_segments`): overlapping windows
         share the encoder's work, so the timeline costs about one pass over the track instead of
-        two, and level changes along the track stay visible to the model.
+        two, and level changes along the track stay visible to the model. The track is read and
+        reduced a segment of a few minutes at a time (:mod:`merkit.predictors.segments`): only
+        one segment's audio, frames and spectrograms are held, whatever the track's length.
         """
+        if isinstance(blocks, np.ndarray):
+            blocks = [blocks]
         tfront = self._front(self.config.timeline_audio())
-        arrays: dict[str, list] = {"mel": [], "coch": []}
-        frameless = [n for n, e in tfront.encoders.items() if not hasattr(e, "frame_sequence")]
-        times, lufs = [], []
-        for wins, t, l in self._timeline_chunks(y, name):  # a few windows at a time: bounded memory
-            f = tfront.spectral(wins)
-            arrays["mel"].append(f.mel)
-            arrays["coch"].append(f.coch)
-            for enc_name in frameless:  # an encoder without frames: each window on its own
-                enc = tfront.encoders[enc_name]
-                arrays.setdefault(enc_name, []).append(
-                    np.stack([enc.embed(tfront.encoder_input(w, None, enc)).pooled for w in wins]))
-            times += t
-            lufs.append(l)
-        views = {k: np.concatenate(v) for k, v in arrays.items()}
+        sr = self.config.audio.sample_rate
+        framed = {n: e for n, e in tfront.encoders.items() if hasattr(e, "frame_sequence")}
         gain = float(10.0 ** (info.gain_db / 20.0))
-        starts_s = [t[0] for t in times]
-        for enc_name, enc in tfront.encoders.items():
-            if enc_name in frameless:
-                continue
-            y_enc = tfront.encoder_input(y, info, enc, gain=gain)  # the gain after resampling: no copy of y
-            frames = enc.frame_sequence(y_enc)
-            hop = enc.front_end.hop_length / enc.sample_rate
-            n = int(round(self.config.timeline_window / hop))
-            embs = enc.embed_segments(frames, [int(round(s / hop)) for s in starts_s], n)
-            views[enc_name] = np.stack([e.pooled for e in embs])
-        lufs = np.concatenate(lufs)
-        return self._inputs(tfront, views), times, lufs
+        xs, times, lufs = [], [], []
+        for seg in self._timeline_segments(blocks, align=encoder_align(sr, framed.values())):
+            arrays: dict[str, list] = {"mel": [], "coch": []}
+            seg_times = []
+            for wins, t, l in self._timeline_chunks(seg, name):  # a few windows at a time
+                f = tfront.spectral(wins)
+                arrays["mel"].append(f.mel)
+                arrays["coch"].append(f.coch)
+                for enc_name, enc in tfront.encoders.items():  # an encoder without frames: each window on its own
+                    if enc_name not in framed:
+                        arrays.setdefault(enc_name, []).append(
+                            np.stack([enc.embed(tfront.encoder_input(w, None, enc)).pooled for w in wins]))
+                seg_times += t
+                lufs.append(l)
+            views = {k: np.concatenate(v) for k, v in arrays.items()}
+            for enc_name, enc in framed.items():
+                y_enc = tfront.encoder_input(seg.y, info, enc, gain=gain)  # the gain after resampling: no copy
+                frames = enc.frame_sequence(y_enc)
+                hop = enc.front_end.hop_length / enc.sample_rate
+                first = int(round(seg.offset / sr / hop))  # the segment starts on a whole hop (encoder_align)
+                n = int(round(self.config.timeline_window / hop))
+                embs = enc.embed_segments(frames, [int(round(t[0] / hop)) - first for t in seg_times], n)
+                views[enc_name] = np.stack([e.pooled for e in embs])
+            xs.append(self._inputs(tfront, views))
+            times += seg_times
+        return np.concatenate(xs), times, np.concatenate(lufs)
 
     # -- the network -------------------------------------------------------------------------
     def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -243,7 +251,7 @@ class UnifiedModel(Predictor):
     # -- self-check --------------------------------------------------------------------------
     def reference_probabilities(self) -> dict[str, list[list[float]]]:
         """Head outputs on the track and timeline windows of :func:`reference_signal`."""
-        feats = self.features(reference_signal(), REFERENCE_SR, timeline=True)
+        feats = self._reference_features()
         return {k: v.tolist() for k, v in self.outputs(feats["x"]).items()}
 
     def check(self, tolerance: float = FP16_TOLERANCE) -> float:
