@@ -176,7 +176,23 @@ def non_music(sr: int) -> list[tuple[str, str, np.ndarray]]:
         out.append(("single", f"linear sweep 100-8000 Hz, {secs:g} s", sweep(secs, sr, log=False)))
     for freq, secs in ((110.0, 3.0), (220.0, 2.0), (440.0, 1.0), (330.0, 6.0)):
         out.append(("single", f"one plucked note {freq:g} Hz, {secs:g} s", pluck(freq, secs, sr)))
+    # as files hold them: 16-bit PCM (quantisation noise in the quiet bins) and MP3 (a codec's)
+    for kind, name, y in [o for o in out if o[0] == "single" and ("10 s" in o[1] or "note" in o[1])]:
+        for fmt, subtype in (("WAV", "PCM_16"), ("MP3", None)):
+            out.append((kind, f"{name}, {fmt if fmt == 'MP3' else '16-bit WAV'}", coded(y, sr, fmt, subtype)))
     return out
+
+
+def coded(y: np.ndarray, sr: int, fmt: str, subtype: str | None) -> np.ndarray:
+    """``y`` written to a ``fmt`` file in memory and read back."""
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format=fmt, subtype=subtype)
+    buf.seek(0)
+    return sf.read(buf, dtype="float32")[0]
 
 
 NEW_RULES = ("a single tone", "a single sound", "speech")
@@ -202,7 +218,7 @@ def tables() -> int:
     lines = ["# The not-music check on real music and on generated non-music", "",
              f"Run: `python bench/content_check.py --scan` ({data['seconds'] / 60:.0f} min on 2 cores, "
              f"{time.strftime('%Y-%m-%d')}). Thresholds: `merkit.content.ContentCheck` "
-             f"(max_peak {check.max_peak} with max_tone_flux {check.max_tone_flux}, min_flux {check.min_flux}, "
+             f"(max_peak {check.max_peak} with max_tone_flux {check.max_tone_flux} or tone_glide {check.tone_glide}, min_flux {check.min_flux}, "
              f"speech_pause {check.speech_pause}, speech_glide {check.speech_glide}, speech_held {check.speech_held}, "
              f"speech_flux {check.speech_flux}; "
              f"the older rules: min_variation {check.min_variation}, min_roughness {check.min_roughness}). The new "

@@ -842,6 +842,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", choices=("data-loss", "round-2"), default=None,
                     help="run only these cases (data-loss: issue 20's; round-2: issue 24's) and update their rows "
                          "in the committed table, keeping the other rows")
+    ap.add_argument("--case", action="append", default=[], metavar="TEXT",
+                    help="with --only: just the cases whose name holds TEXT (repeatable)")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     d = Path(args.work or tempfile.mkdtemp(prefix="merkit-reliability-"))
@@ -849,6 +851,8 @@ def main(argv=None) -> int:
     if args.only:
         rows = []
         for case in (data_loss_cases(d) if args.only == "data-loss" else round2_cases(d)):
+            if args.case and not any(t in case["case"] for t in args.case):
+                continue
             work = d / f"run_loss_{len(rows):02d}"
             work.mkdir(exist_ok=True)
             r = run(case["argv"], work)
@@ -856,7 +860,9 @@ def main(argv=None) -> int:
             rows.append({"case": case["case"], "expect": case["expect"], "rc": r["rc"], "what": what,
                          "rss_mb": round(r["rss_mb"]), "seconds": round(r["seconds"], 1), "ok": ok,
                          "traceback": "Traceback" in r["out"] + r["err"]})
-        if args.only == "data-loss":
+        if args.case:
+            pass  # only the named cases
+        elif args.only == "data-loss":
             rows += [signal_case(d, signal.SIGTERM), signal_case(d, signal.SIGHUP)] + full_disk_cases(d)
         else:
             rows += [port_in_use_case(d), serve_burst_case(d)]

@@ -289,6 +289,14 @@ ROWS = {
     "all but q4": {"train": ["emopia", "mirex_mood", "emotify"]},
     "all, musicnn only (no tonal)": {"train": list(CORPORA), "inputs": ["musicnn"]},
 }
+# the second encoder family (musicnn's VGG checkpoint, issue 23): with --vgg, whose folders also
+# hold the musicnn_vgg view (tools/merge_feature_views.py joins it onto the musicnn folders)
+VGG = ["musicnn", "musicnn_vgg", "tonal"]
+VGG_ROWS = {"all, musicnn + VGG": {"train": list(CORPORA), "inputs": VGG},
+            "all, VGG only": {"train": list(CORPORA), "inputs": ["musicnn_vgg", "tonal"]},
+            **{f"all but {short}, musicnn + VGG": {"train": [c for c in CORPORA if c != held], "inputs": VGG}
+               for held, short in (("emopia", "emopia"), ("mirex_mood", "mirex"), ("emotify", "emotify"),
+                                   ("q4", "q4"))}}
 
 
 def _load_json() -> dict:
@@ -317,11 +325,12 @@ def run(args) -> None:
     paths = {"emopia": args.emopia, "mirex_mood": args.mirex, "emotify": args.emotify, "q4": args.q4}
     results = _load_json()
     cache = {}
-    for inputs in (("musicnn", "tonal"), ("musicnn",)):
+    rows = {**ROWS, **(VGG_ROWS if args.vgg else {})}
+    for inputs in dict.fromkeys(tuple(spec.get("inputs", ("musicnn", "tonal"))) for spec in rows.values()):
         corpora = load_corpora(paths, inputs)
         teachers: dict = {}
         for seed in args.seeds:
-            for row, spec in ROWS.items():
+            for row, spec in rows.items():
                 if tuple(spec.get("inputs", ("musicnn", "tonal"))) != inputs:
                     continue
                 key = f"{row}|{seed}"
@@ -436,6 +445,8 @@ def report(results: dict) -> str:
     rows = [("unified", "all corpora"), ("unified", "all + KD"), ("unified", "all, musicnn only (no tonal)"),
             ("unified", "emopia alone"), ("unified", "mirex alone"), ("unified", "emotify alone"),
             ("unified", "q4 alone"), ("baselines", "probe"), ("baselines", "svm"), ("baselines", "damer")]
+    rows[3:3] = [("unified", r) for r in VGG_ROWS if not r.startswith("all but")
+                 and _gather(results, "unified", r, "emotify", "a_r", "in_domain")]
     for section, row in rows:
         cells = [_cell(_gather(results, section, row, "emopia", "q_acc", "in_domain")),
                  _cell(_gather(results, section, row, "emopia", "a_acc", "in_domain")),
@@ -507,6 +518,10 @@ def loco_report(results: dict) -> list[str]:
     for c, row in LOCO_ROWS.items():
         cells += [_cell(_gather(results, "unified", row, c, m, "zero_shot")) for m in ("a_auc", "v_auc")]
     lines.append("| unified, trained on the other corpora (the shipped recipe) | " + " | ".join(cells) + " |")
+    cells = [_cell(_gather(results, "unified", f"{row}, musicnn + VGG", c, m, "zero_shot"))
+             for c, row in LOCO_ROWS.items() for m in ("a_auc", "v_auc")]
+    if any(x != "—" for x in cells):
+        lines.append("| the same with musicnn's VGG embedding beside musicnn's | " + " | ".join(cells) + " |")
     for row, label, det in (("probe LOCO", f"probe: standardised musicnn, L2 logistic C = {PROBE_C:g}, other corpora",
                              True), ("vibenet", "vibenet 0.1.0 (never trained on any of these)", True)):
         cells = [_cell(_gather(results, "baselines", row, c, m, "zero_shot"), deterministic=det)
@@ -563,6 +578,8 @@ def main(argv=None) -> int:
     ap.add_argument("--mirex")
     ap.add_argument("--emotify")
     ap.add_argument("--q4", help="the 4Q audio emotion dataset's feature folder (merkit extract q4)")
+    ap.add_argument("--vgg", action="store_true", help="also the rows with musicnn's VGG embedding (the four "
+                    "folders must hold the musicnn_vgg view too)")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--no-svm", action="store_true")
     ap.add_argument("--emotify-mtt", action="store_true", help="also train on Emotify with the MTT checkpoint")

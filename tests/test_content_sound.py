@@ -61,6 +61,19 @@ def test_sweeps_and_single_notes_are_not_music(signal):
     assert reason is not None and reason.startswith(("a single tone or sweep", "a single sound")), reason
 
 
+@pytest.mark.parametrize("signal", ["log sweep 20 s", "pluck 220 Hz 2 s", "pluck 330 Hz 6 s"])
+def test_a_16_bit_file_is_judged_as_its_float_signal(signal, tmp_path):
+    # quantisation noise fills the bins a sweep or a decaying note leaves empty; its random shape
+    # once read as spectral change (a 16-bit sweep was given Q1, a plucked note Q3)
+    y = {"log sweep 20 s": lambda: sweep(20.0, SR), "pluck 220 Hz 2 s": lambda: pluck(220.0, 2.0, SR),
+         "pluck 330 Hz 6 s": lambda: pluck(330.0, 6.0, SR)}[signal]()
+    sf.write(tmp_path / "x.wav", y, SR, subtype="PCM_16")
+    y16, _ = sf.read(tmp_path / "x.wav", dtype="float32")
+    assert abs(_stats(y16)["flux"] - _stats(y)["flux"]) < 0.01
+    reason = _reason(y16)
+    assert reason is not None and reason.startswith(("a single tone or sweep", "a single sound")), reason
+
+
 def test_music_passes_and_thresholds_are_settings():
     for seed in range(3):
         assert _reason(melody(60.0, SR, seed=seed)) is None

@@ -4,9 +4,11 @@
     python tools/convert_musicnn.py /tmp/musicnn/musicnn-0.1.0-py3-none-any.whl
 
 No TensorFlow: the checkpoints are read with merkit.encoders.tf_bundle. Writes
-src/merkit/assets/musicnn/{MSD,MTT}_musicnn.pt (float32; --half for float16) and the licence.
-tests/test_musicnn.py checks the result against outputs of the original TF graph
-(tests/data/musicnn_reference.npz, made by tools/make_musicnn_fixture.py).
+src/merkit/assets/musicnn/{MSD,MTT}_musicnn.pt and the wheel's VGG baselines {MSD,MTT}_vgg.pt
+(float32; --half for float16) and the licence. tests/test_musicnn.py and
+tests/test_musicnn_vgg.py check the result against outputs of the original TF graphs
+(tests/data/musicnn_reference.npz and musicnn_vgg_reference.npz, made by
+tools/make_musicnn_fixture.py and tools/make_musicnn_vgg_fixture.py).
 """
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from merkit.encoders import musicnn_vgg
 from merkit.encoders.musicnn import ASSET_DIR, CHECKPOINTS, Musicnn, MusicnnDims, dims_dict
+from merkit.encoders.musicnn_vgg import MusicnnVgg, VggDims
 from merkit.encoders.tf_bundle import read_bundle
 
 # TF1 layer names, in creation order within build_musicnn, -> the port's module names
@@ -35,6 +39,13 @@ def _tf_name(base: str, i: int) -> str:
     return base if i == 0 else f"{base}_{i}"
 
 
+def _bn(sd: dict, name: str, bundle: dict, tf: str) -> None:
+    sd[f"{name}.weight"] = bundle[f"{tf}/gamma"]
+    sd[f"{name}.bias"] = bundle[f"{tf}/beta"]
+    sd[f"{name}.running_mean"] = bundle[f"{tf}/moving_mean"]
+    sd[f"{name}.running_var"] = bundle[f"{tf}/moving_variance"]
+
+
 def convert(bundle: dict[str, np.ndarray], model: Musicnn) -> dict[str, torch.Tensor]:
     """Map TF variables onto the port's state dict, checking every shape."""
     sd = {}
@@ -47,15 +58,29 @@ def convert(bundle: dict[str, np.ndarray], model: Musicnn) -> dict[str, torch.Te
         sd[f"{name}.weight"] = w
         sd[f"{name}.bias"] = bundle[f"{_tf_name('conv2d', i)}/bias"]
     for i, name in enumerate(_BNS):
-        tf = _tf_name("batch_normalization", i)
-        sd[f"{name}.weight"] = bundle[f"{tf}/gamma"]
-        sd[f"{name}.bias"] = bundle[f"{tf}/beta"]
-        sd[f"{name}.running_mean"] = bundle[f"{tf}/moving_mean"]
-        sd[f"{name}.running_var"] = bundle[f"{tf}/moving_variance"]
+        _bn(sd, name, bundle, _tf_name("batch_normalization", i))
     for i, name in enumerate(_DENSES):
         tf = _tf_name("dense", i)
         sd[f"{name}.weight"] = bundle[f"{tf}/kernel"].T  # (in, out) -> (out, in)
         sd[f"{name}.bias"] = bundle[f"{tf}/bias"]
+    return _fit(sd, model)
+
+
+def convert_vgg(bundle: dict[str, np.ndarray], model: MusicnnVgg) -> dict[str, torch.Tensor]:
+    """The same for ``models.vgg``: convolutions named 1CNN..5CNN, the input BN first."""
+    sd = {}
+    _bn(sd, "input_bn", bundle, "batch_normalization")
+    for i in range(len(model.convs)):
+        sd[f"convs.{i}.weight"] = bundle[f"{i + 1}CNN/kernel"].transpose(3, 2, 0, 1)
+        sd[f"convs.{i}.bias"] = bundle[f"{i + 1}CNN/bias"]
+        _bn(sd, f"bns.{i}", bundle, f"batch_normalization_{i + 1}")
+    # the dense kernel's rows are pool5 flattened as (time, freq, channel): the port flattens so
+    sd["out.weight"] = bundle["dense/kernel"].T
+    sd["out.bias"] = bundle["dense/bias"]
+    return _fit(sd, model)
+
+
+def _fit(sd: dict[str, np.ndarray], model: torch.nn.Module) -> dict[str, torch.Tensor]:
     target = model.state_dict()
     out = {}
     for key, ref in target.items():
@@ -90,11 +115,15 @@ def main(argv=None) -> int:
         (out / "LICENSE").write_text((root.parent / "musicnn-0.1.0.dist-info" / "LICENSE.md").read_text()
                                      if (root.parent / "musicnn-0.1.0.dist-info").exists()
                                      else _LICENSE)
-        for name in CHECKPOINTS:
+        for name in [*CHECKPOINTS, *musicnn_vgg.CHECKPOINTS]:
             folder = root / name
-            bundle = read_bundle(folder)
-            model = Musicnn(MusicnnDims())
-            sd = convert({k: v for k, v in bundle.items() if "Adam" not in k}, model)
+            bundle = {k: v for k, v in read_bundle(folder).items() if "Adam" not in k}
+            if name in musicnn_vgg.CHECKPOINTS:
+                model = MusicnnVgg(VggDims(pools=musicnn_vgg.POOLS[name]))
+                sd = convert_vgg(bundle, model)
+            else:
+                model = Musicnn(MusicnnDims())
+                sd = convert(bundle, model)
             model.load_state_dict(sd)
             n_params = sum(p.numel() for p in model.parameters())
             sha = hashlib.sha256((folder / ".data-00000-of-00001").read_bytes()).hexdigest()

@@ -47,10 +47,12 @@ def signal(seconds=6.1, seed=0):
     return (0.5 * y / np.abs(y).max()).astype(np.float32)
 
 
-def run(model_dir, x):
+def run_graph(model_dir, x, outputs):
+    """``{key: value}`` of the stored graph's tensors ``outputs`` (key -> node name) on ``x``.
+    Shared with tools/make_musicnn_vgg_fixture.py."""
     mgd = meta_graph_pb2.MetaGraphDef()
     mgd.ParseFromString(open(f"{model_dir}/.meta", "rb").read())
-    gd = tf.compat.v1.graph_util.extract_sub_graph(mgd.graph_def, list(OUTPUTS.values()))
+    gd = tf.compat.v1.graph_util.extract_sub_graph(mgd.graph_def, list(outputs.values()))
     for node in gd.node:
         node.attr.pop("_output_shapes", None)
     reader = tf.compat.v1.train.NewCheckpointReader(f"{model_dir}/")  # the prefix is the folder
@@ -66,19 +68,28 @@ def run(model_dir, x):
             for op in g.get_operations():  # the is_training flag
                 if op.type == "Placeholder" and op.get_attr("dtype") == tf.bool:
                     feeds[op.outputs[0]] = False
-            res = sess.run({k: g.get_tensor_by_name(v + ":0") for k, v in OUTPUTS.items()}, feeds)
+            return sess.run({k: g.get_tensor_by_name(v + ":0") for k, v in outputs.items()}, feeds)
+
+
+def run(model_dir, x):
+    res = run_graph(model_dir, x, OUTPUTS)
     res["max_pool"] = res["max_pool"][..., 0]
     res["mean_pool"] = res["mean_pool"].reshape(res["max_pool"].shape)
     res["midend"] = res["midend"][..., 0]
     return res
 
 
+def log_mel_patches(y):
+    """musicnn's input, two 187-frame patches of ``y``."""
+    mel = librosa.feature.melspectrogram(y=y, sr=SR, hop_length=256, n_fft=512, n_mels=96).T
+    spec = np.log10(10000 * mel.astype(np.float32) + 1).astype(np.float32)
+    return np.stack([spec[:187], spec[187:374]])
+
+
 def main(musicnn_dir, out):
     tf.compat.v1.disable_eager_execution()
     y = signal()
-    mel = librosa.feature.melspectrogram(y=y, sr=SR, hop_length=256, n_fft=512, n_mels=96).T
-    spec = np.log10(10000 * mel.astype(np.float32) + 1).astype(np.float32)
-    x = np.stack([spec[:187], spec[187:374]])
+    x = log_mel_patches(y)
     arrays = {"audio": y, "x": x, "librosa_version": np.array(librosa.__version__),
               "tensorflow_version": np.array(tf.__version__)}
     for name in ("MSD_musicnn", "MTT_musicnn"):

@@ -30,7 +30,7 @@ def register(sub) -> None:
     p.add_argument("--views", default="mel,coch",
                    help="comma-separated views to store: mel and coch always, plus pretrained encoders "
                         "(musicnn = musicnn's Million Song Dataset model, musicnn_mtt = its MagnaTagATune "
-                        "model), stored as OUT/<name>.npy (pooled) and OUT/<name>_seq.npy (3 s patches)")
+                        "model, musicnn_vgg / musicnn_vgg_mtt = the VGG models of the same package), stored as OUT/<name>.npy (pooled) and OUT/<name>_seq.npy (3 s patches)")
     p.add_argument("--overwrite", action="store_true", help="discard an unfinished extraction in OUT")
     p.add_argument("--no-progress", action="store_true")
     add_config_args(p, AudioConfig, exclude=("mono",), group_title="audio front end")

@@ -1,9 +1,10 @@
 """Pretrained audio encoders: an analysis window in, embeddings out.
 
 An encoder is one module with a class that satisfies :class:`Encoder` and one line in
-:data:`ENCODERS`. merkit ships musicnn (its weights come inside the package, converted from the
-``musicnn`` wheel; nothing is downloaded). A second encoder, e.g. MERT, CLAP or MusicFM loaded
-from a file the user already has, is added the same way; merkit never fetches weights.
+:data:`ENCODERS`. merkit ships musicnn and the wheel's VGG baselines (their weights come inside
+the package, converted from the ``musicnn`` wheel; nothing is downloaded). Another encoder, e.g.
+MERT, CLAP or MusicFM loaded from a file the user already has, is added the same way; merkit
+never fetches weights.
 
 >>> enc = get_encoder("musicnn")
 >>> e = enc.embed(y16k)          # y16k: (n,) mono float32 at enc.sample_rate
@@ -25,6 +26,15 @@ def _musicnn(checkpoint: str) -> Callable[..., Encoder]:
     return make
 
 
+def _musicnn_vgg(checkpoint: str) -> Callable[..., Encoder]:
+    def make(**kw) -> Encoder:
+        from .musicnn_vgg import MusicnnVggEncoder
+
+        return MusicnnVggEncoder(checkpoint, **kw)
+
+    return make
+
+
 def _madmom(**kw) -> Encoder:
     return MadmomTonalEncoder(**kw)
 
@@ -34,6 +44,9 @@ def _madmom(**kw) -> Encoder:
 ENCODERS: dict[str, Callable[..., Encoder]] = {
     "musicnn": _musicnn("MSD_musicnn"),
     "musicnn_mtt": _musicnn("MTT_musicnn"),
+    # the VGG baselines shipped with musicnn (same front end and patches; 256-d pooled)
+    "musicnn_vgg": _musicnn_vgg("MSD_vgg"),
+    "musicnn_vgg_mtt": _musicnn_vgg("MTT_vgg"),
     # optional (pip install 'merkit[madmom]'; models CC BY-NC-SA 4.0): key and chord networks,
     # summarised like merkit.features.tonal
     "madmom": _madmom,

@@ -274,7 +274,9 @@ class OnDevice:
     """Stands in for a :class:`Musicnn` module that lives on an accelerator: the same three calls
     (``frames``, ``head``, the forward pass) with CPU tensors in and out, so the encoder's own
     code (patches, batching, chunked frames, segment pooling) is unchanged. Float32: prediction
-    is cheap next to decoding, and mixed precision would move the shipped model's outputs."""
+    is cheap next to decoding, and mixed precision would move the shipped model's outputs.
+    The forward pass also serves :class:`~merkit.encoders.musicnn_vgg.MusicnnVgg` (it has no
+    ``frames``/``head``), whose encoder the predictors place the same way."""
 
     def __init__(self, module: nn.Module, device: torch.device):
         self.torch_module = module.to(device)
@@ -282,17 +284,21 @@ class OnDevice:
         self.dims = module.dims
 
     def __repr__(self) -> str:
-        return f"OnDevice(Musicnn, {self.device})"
+        return f"OnDevice({type(self.torch_module).__name__}, {self.device})"
 
     def frames(self, x: torch.Tensor) -> torch.Tensor:
         return self.torch_module.frames(x.to(self.device)).float().cpu()
 
     def head(self, mid: torch.Tensor) -> MusicnnOutput:
-        o = self.torch_module.head(mid.to(self.device))
-        return MusicnnOutput(*(getattr(o, f.name).float().cpu() for f in dataclasses.fields(MusicnnOutput)))
+        return _to_cpu(self.torch_module.head(mid.to(self.device)))
 
-    def __call__(self, x: torch.Tensor) -> MusicnnOutput:
-        return self.head(self.torch_module.frames(x.to(self.device)))
+    def __call__(self, x: torch.Tensor):
+        return _to_cpu(self.torch_module(x.to(self.device)))
+
+
+def _to_cpu(o):
+    """A network's output dataclass with every field as a float32 CPU tensor."""
+    return type(o)(*(getattr(o, f.name).float().cpu() for f in dataclasses.fields(o)))
 
 
 def load_musicnn(checkpoint: str = "MSD_musicnn", *, path: str | Path | None = None) -> Musicnn:
