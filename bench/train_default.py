@@ -2,7 +2,7 @@
 the unified model on the training parts of every corpus.
 
     python bench/train_default.py          # extracts missing feature folders into the cache first
-    python bench/train_default.py --emopia feats/emopia --mirex feats/mirex_mood --emotify feats/emotify
+    python bench/train_default.py --emopia feats/emopia --mirex feats/mirex_mood --emotify feats/emotify --q4 feats/q4
 
 A thin caller of the recipe inside the package (:func:`merkit.recipes.train_default`, also
 ``merkit train --recipe default``), which writes the package's model file and this record.
@@ -10,12 +10,12 @@ A thin caller of the recipe inside the package (:func:`merkit.recipes.train_defa
 Recipe (every step seeded; rerunning it gives the same model on CPU with one torch thread):
 
 1. Features of the paper's 60 s window with the musicnn view (``merkit extract NAME --views
-   mel,coch,musicnn``): EMOPIA renders, the MIREX-like mood set, Emotify.
+   mel,coch,musicnn``): EMOPIA renders, the MIREX-like mood set, Emotify, the 4Q dataset.
 2. Splits, seed 0 (:func:`merkit.data.multi_corpus.corpus_splits`): EMOPIA's official split,
-   MIREX fold 0 of 5 artist-grouped folds, Emotify 70 / 15 / 15.
-3. Training: :func:`merkit.training.unified_fit.fit_unified` with and without distillation from
-   per-corpus teachers; the variant with the better **validation** score is kept (and the epoch
-   is chosen on validation, as always).
+   MIREX and 4Q fold 0 of 5 artist-grouped folds, Emotify 70 / 15 / 15.
+3. Training: :func:`merkit.training.unified_fit.fit_unified` with ``merkit.recipes.DEFAULT_RECIPE``,
+   the settings chosen by leave-one-corpus-out validation (``bench/unified_loco.py``); the epoch
+   is chosen on validation, as always.
 4. Calibration: P(high arousal) and P(positive valence) are logistic maps of the scores,
    fitted on the validation parts (:func:`merkit.predictors.unified.fit_calibration`).
 5. Test metrics, computed once on each corpus's test part.
@@ -24,7 +24,7 @@ Recipe (every step seeded; rerunning it gives the same model on CPU with one tor
    moves any test output by more than 0.02.
 
 Results: ``bench/results/default_model.json``. Licences: musicnn's weights ISC; EMOPIA
-CC BY-NC-SA 4.0, Emotify (Magnatune) CC non-commercial, MIREX-like previews research use: the
+CC BY-NC-SA 4.0, Emotify (Magnatune) CC non-commercial, MIREX-like and 4Q previews research use: the
 shipped weights are for non-commercial research.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ VIEWS = ("mel", "coch", "musicnn")
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, flag in (("emopia", "--emopia"), ("mirex_mood", "--mirex"), ("emotify", "--emotify")):
+    for name, flag in (("emopia", "--emopia"), ("mirex_mood", "--mirex"), ("emotify", "--emotify"), ("q4", "--q4")):
         ap.add_argument(flag, dest=name, metavar="DIR", help=f"{name} feature folder with the musicnn view "
                                                                "(default: merkit's cache, extracted on first use)")
         ap.add_argument(f"{flag}-feats", dest=name, help=argparse.SUPPRESS)  # the old spelling

@@ -170,7 +170,7 @@ def test_train_help_of_one_family_shows_its_own_options_and_defaults(family, sho
 @pytest.mark.slow
 def test_train_recipe_default_makes_a_calibrated_self_checking_model(tmp_path, capsys):
     """`merkit train --recipe default`: the shipped model's recipe from the package (plain vs
-    distilled chosen on validation, calibration, float16 check) on three tiny corpora."""
+    leave-one-corpus-out-chosen settings, calibration, float16 check) on four tiny corpora."""
     import json
 
     from test_unified import _feature_folder
@@ -180,7 +180,8 @@ def test_train_recipe_default_makes_a_calibrated_self_checking_model(tmp_path, c
 
     rng = np.random.default_rng(1)
     data = [_feature_folder(tmp_path / n, n, k, rng, kind=kind)
-            for n, k, kind in (("emopia", 60, "quadrant"), ("mirex_mood", 150, "mirex"), ("emotify", 100, "mirex"))]
+            for n, k, kind in (("emopia", 60, "quadrant"), ("mirex_mood", 150, "mirex"), ("emotify", 100, "mirex"),
+                               ("q4", 100, "quadrant"))]
     rc, out, err = _cli(capsys, ["train", "--recipe", "default", "--data", ",".join(map(str, data)),
                                  "--run-dir", tmp_path / "run"])
     assert rc == 0, err
@@ -188,16 +189,19 @@ def test_train_recipe_default_makes_a_calibrated_self_checking_model(tmp_path, c
     assert model.check() < 0.02 and set(model.calibration) == {"valence", "arousal"}
     assert model.calibration["valence"] != (1.7, 0.0)  # fitted, not the fallback
     ckpt = load_checkpoint(tmp_path / "run" / "model.pt")
-    assert ckpt["kind"] == "unified" and ckpt["train_config"]["kd_weight"] in (0.0, 0.5)
+    from merkit.recipes import DEFAULT_RECIPE
+
+    assert ckpt["kind"] == "unified" and ckpt["train_config"]["kd_weight"] == DEFAULT_RECIPE[1].get("kd_weight", 0.0)
+    assert all(ckpt["model_config"][k] == v for k, v in DEFAULT_RECIPE[0].items())
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert res["recipe"] == "default" and res["record"]["fp16_max_output_change"] <= 0.02
-    assert set(res["test"][0]) == {"emopia", "mirex_mood", "emotify"} and "| emopia |" in out
+    assert set(res["test"][0]) == {"emopia", "mirex_mood", "emotify", "q4"} and "| emopia |" in out
 
 
 def test_train_recipe_default_refuses_what_it_fixes(capsys, tmp_path):
     rc, _, err = _cli(capsys, ["train", "--recipe", "default", "--epochs", "3", "--run-dir", tmp_path / "r"])
     assert rc == 1 and len(err) == 1 and "fixes its training settings (--epochs" in err[0], err
     rc, _, err = _cli(capsys, ["train", "--recipe", "default", "--data", "a,b", "--run-dir", tmp_path / "r"])
-    assert rc == 1 and len(err) == 1 and "in this order: emopia,mirex_mood,emotify (got 2)" in err[0], err
+    assert rc == 1 and len(err) == 1 and "in this order: emopia,mirex_mood,emotify,q4 (got 2)" in err[0], err
     rc, _, err = _cli(capsys, ["train", "--recipe", "default", "--arch", "dsaml"])
     assert rc == 1 and len(err) == 1 and "leave out --arch" in err[0], err

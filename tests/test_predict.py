@@ -260,7 +260,7 @@ def test_shipped_model_loads_and_matches_its_reference():
     from merkit.predictors.unified import UnifiedModel
 
     assert isinstance(model, UnifiedModel)  # the unified model (musicnn + tonal features)
-    assert set(model.info["trained_on"]) == {"emopia", "mirex_mood", "emotify"}
+    assert set(model.info["trained_on"]) == {"emopia", "mirex_mood", "emotify", "q4"}
     with pytest.raises(NotMusicError, match="a single sound"):  # one synthetic chord: not music
         model.predict(reference_signal(), 44_100)
     p = model.predict(melody(60.0, 44_100, seed=8), 44_100)

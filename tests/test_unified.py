@@ -65,7 +65,9 @@ def test_splits_follow_each_corpus_protocol(corpora):
 
 def test_fit_learns_every_head(corpora):
     splits = {c.name: corpus_splits(c, 0) for c in corpora}
-    res = fit_unified(corpora, splits, UnifiedConfig(input_dim=D, hidden=64), FAST)
+    # lighter dropout than the shipped 0.7 / 0.5, which needs more than FAST's epochs on these few
+    # clips: this test is about every head learning, not about regularisation
+    res = fit_unified(corpora, splits, UnifiedConfig(input_dim=D, hidden=64, dropout=0.5, input_dropout=0.3), FAST)
     assert res.model.cfg.heads == ("va", "quadrant", "mirex", "gems")
     emopia, mirex, emotify = corpora
     for c in corpora:

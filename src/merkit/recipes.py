@@ -18,11 +18,15 @@ calibrated; ``merkit train --recipe default`` (the shipped model: :func:`train_d
 **The default recipe** (:func:`train_default`; every step seeded, so a rerun gives the same
 model on CPU with one torch thread):
 1. Features of the paper's 60 s window with the musicnn view: EMOPIA renders, the MIREX-like
-   mood set, Emotify (:data:`DEFAULT_CORPORA`).
+   mood set, Emotify and the 4Q audio emotion dataset (:data:`DEFAULT_CORPORA`).
 2. Splits of ``seed`` (:func:`merkit.data.multi_corpus.corpus_splits`): EMOPIA's official
-   split, MIREX fold ``seed`` of 5 artist-grouped folds, Emotify 70 / 15 / 15.
-3. :func:`merkit.training.unified_fit.fit_unified` with and without distillation from
-   per-corpus teachers; the variant with the better **validation** score is kept.
+   split, MIREX and 4Q fold ``seed`` of 5 artist-grouped folds (songs in both are grouped
+   together), Emotify 70 / 15 / 15.
+3. :func:`merkit.training.unified_fit.fit_unified` with the settings of :data:`DEFAULT_RECIPE`,
+   chosen by **leave-one-corpus-out** validation (``bench/unified_loco.py``: each candidate
+   trained without one corpus and scored on that corpus's validation part; the shipped model
+   meets music from none of its corpora, and in-corpus validation rewards each corpus's quirks).
+   The epoch is chosen on the training corpora's validation parts, as always.
 4. Calibration and reference outputs (above); test metrics computed once per corpus.
 5. Export with float16 weights, refused if they move any test output by more than
    :data:`FP16_LIMIT`; the file is then loaded back and self-checked.
@@ -87,16 +91,19 @@ def fp16_change(model: UnifiedModel, half: UnifiedModel, inputs: list[np.ndarray
     return worst
 
 
-DEFAULT_CORPORA = ("emopia", "mirex_mood", "emotify")
+DEFAULT_CORPORA = ("emopia", "mirex_mood", "emotify", "q4")
+# (UnifiedConfig changes, UnifiedTrainConfig changes) of the shipped recipe: the best of
+# bench/unified_loco.py's candidates by leave-one-corpus-out validation (bench/results/unified_loco.md)
+DEFAULT_RECIPE: tuple[dict, dict] = ({"dropout": 0.7, "input_dropout": 0.5}, {})
 LICENCES = {"musicnn weights": "ISC", "EMOPIA": "CC BY-NC-SA 4.0", "Emotify": "Magnatune, CC non-commercial",
-            "MIREX-like": "research use only"}
+            "MIREX-like": "research use only", "4Q audio emotion dataset": "research use only"}
 
 
 def train_default(data: dict[str, str], out, *, seed: int = 0, inputs=None, log=print) -> dict:
     """The shipped model's recipe (module docstring) on ``data`` (``{corpus name: feature folder
-    or dataset name}``, the three of :data:`DEFAULT_CORPORA`), written to ``out``; ``inputs``:
+    or dataset name}``, those of :data:`DEFAULT_CORPORA`), written to ``out``; ``inputs``:
     the network's inputs (default: :class:`~merkit.models.unified.UnifiedConfig`'s). Returns the
-    record of the run (validation scores, calibration, test metrics, float16 change)."""
+    record of the run (validation score, calibration, test metrics, float16 change)."""
     import time
     from pathlib import Path
 
@@ -104,21 +111,19 @@ def train_default(data: dict[str, str], out, *, seed: int = 0, inputs=None, log=
     if missing:
         raise ValueError(f"the default recipe trains on {', '.join(DEFAULT_CORPORA)}; missing {', '.join(missing)}")
     t0 = time.perf_counter()
-    inputs = tuple(inputs or DEFAULT_INPUTS)
+    model_changes, train_changes = DEFAULT_RECIPE
+    inputs = tuple(inputs or model_changes.get("inputs") or DEFAULT_INPUTS)
     corpora = []
     for name in DEFAULT_CORPORA:
         c = load_corpus(str(data[name]), inputs)
         c.name = name
         corpora.append(c)
     splits = {c.name: corpus_splits(c, seed) for c in corpora}
-    mcfg = UnifiedConfig(input_dim=corpora[0].x.shape[1], inputs=inputs)
-    cfg = UnifiedTrainConfig(seed=seed)
-    plain = fit_unified(corpora, splits, mcfg, cfg)
-    kd_cfg = UnifiedTrainConfig(seed=seed, kd_weight=0.5)
-    kd = fit_unified(corpora, splits, mcfg, kd_cfg, teachers=fit_teachers(corpora, splits, mcfg, cfg))
-    chosen, used = (kd, kd_cfg) if kd.val_score > plain.val_score else (plain, cfg)
-    log(f"validation: plain {plain.val_score:.4f} (epoch {plain.best_epoch}), KD {kd.val_score:.4f} "
-        f"(epoch {kd.best_epoch}) -> {'KD' if chosen is kd else 'plain'}")
+    mcfg = UnifiedConfig(input_dim=corpora[0].x.shape[1], **{**model_changes, "inputs": inputs})
+    used = UnifiedTrainConfig(seed=seed, **train_changes)
+    teachers = fit_teachers(corpora, splits, mcfg, UnifiedTrainConfig(seed=seed)) if used.kd_weight else None
+    chosen = fit_unified(corpora, splits, mcfg, used, teachers=teachers)
+    log(f"validation {chosen.val_score:.4f} (epoch {chosen.best_epoch})")
     net = chosen.model
     test = {}
     for c in corpora:
@@ -126,7 +131,8 @@ def train_default(data: dict[str, str], out, *, seed: int = 0, inputs=None, log=
         test[c.name] = {"n": int(len(te)), **corpus_metrics(c, te, predict_corpus(net, c.x[te]))}
     info = {"model": f"unified ({' + '.join(inputs)})", "inputs": list(inputs),
             "trained_on": {n: str(data[n]) for n in DEFAULT_CORPORA}, "seed": seed,
-            "distillation": chosen is kd, "best_epoch": chosen.best_epoch, "test": test, "licences": LICENCES}
+            "distillation": bool(used.kd_weight), "best_epoch": chosen.best_epoch, "test": test,
+            "licences": LICENCES}
     model = calibrated_model(net, corpora, splits, feature_info=corpora[0].feature_info, info=info)
 
     out = Path(out)
@@ -142,11 +148,11 @@ def train_default(data: dict[str, str], out, *, seed: int = 0, inputs=None, log=
             raise ValueError(f"float16 weights move test outputs by {worst:.4f} > {FP16_LIMIT}; {out} not written")
         half.check()
     return {"date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - t0, 1),
-            "validation": {"plain": plain.val_score, "kd": kd.val_score},
+            "validation": chosen.val_score, "recipe": {"model": model_changes, "train": train_changes},
             "calibration": {k: list(v) for k, v in model.calibration.items()}, "test": test,
             "fp16_max_output_change": worst, "train": used.to_dict(), "model": mcfg.to_dict(),
             "file_bytes": out.stat().st_size}
 
 
-__all__ = ["DEFAULT_CORPORA", "FP16_LIMIT", "calibrate", "calibrated_model", "fp16_change",
+__all__ = ["DEFAULT_CORPORA", "DEFAULT_RECIPE", "FP16_LIMIT", "calibrate", "calibrated_model", "fp16_change",
            "train_default"]

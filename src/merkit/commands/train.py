@@ -59,9 +59,10 @@ def register(sub) -> None:
                         "dsaml: the dynamic (2 Hz) model on a `merkit extract-dynamic` folder")
     add_old_spelling(p, "--model", "model", choices=list(MODELS))
     p.add_argument("--recipe", choices=("default",),
-                   help="default: the shipped model's recipe (the unified model on EMOPIA, the MIREX-like set and "
-                        "Emotify, plain or distilled chosen on validation, calibrated, float16-checked); --data "
-                        "takes their three feature folders in that order (default: merkit's cache)")
+                   help="default: the shipped model's recipe (the unified model on EMOPIA, the MIREX-like set, "
+                        "Emotify and 4Q with the settings chosen by leave-one-corpus-out validation, calibrated, "
+                        "float16-checked); --data takes their four feature folders in that order (default: "
+                        "merkit's cache)")
     p.add_argument("--kd-weight", type=float, default=None,
                    help="unified: weight of distillation from per-corpus teachers (default 0: off)")
     p.add_argument("--inputs", default=None, metavar="VIEWS",

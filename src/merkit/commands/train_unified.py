@@ -94,7 +94,7 @@ def run_unified(args) -> int:
 
 
 def run_recipe(args) -> int:
-    """``merkit train --recipe default [--data EMOPIA,MIREX,EMOTIFY] [--seeds N] [--inputs ...]``."""
+    """``merkit train --recipe default [--data EMOPIA,MIREX,EMOTIFY,Q4] [--seeds N] [--inputs ...]``."""
     from ..recipes import DEFAULT_CORPORA, train_default
 
     args.model = "unified"
