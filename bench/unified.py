@@ -108,7 +108,7 @@ def fit_row(row: dict, corpora: dict, seed: int, teachers_cache: dict) -> dict:
     if not row.get("kd") and len(row["train"]) == 1:
         teachers_cache[(row["train"][0], seed)] = res.model
     return {"best_epoch": res.best_epoch, "val_score": res.val_score, "seconds": time.perf_counter() - t0,
-            "corpora": _scores(res.model, corpora, splits, set(row["train"]))}
+            "net": _net_settings(), "corpora": _scores(res.model, corpora, splits, set(row["train"]))}
 
 
 def probe_row(corpora: dict, seed: int) -> dict:
@@ -309,11 +309,20 @@ def _save_json(d: dict) -> None:
     os.replace(tmp, JSON)
 
 
+def _net_settings() -> dict:
+    """The unified network's regularisation today (UnifiedConfig's defaults)."""
+    from merkit.models.unified import UnifiedConfig
+
+    c = UnifiedConfig(input_dim=1)
+    return {"hidden": c.hidden, "layers": c.layers, "dropout": c.dropout, "input_dropout": c.input_dropout}
+
+
 def _done(results: dict, section: str, key: str, corpora) -> bool:
     """Whether ``key`` was run and scored on exactly these corpora (a run before a corpus was
-    added is run again)."""
+    added is run again), and a unified row with today's network settings."""
     r = results.get(section, {}).get(key)
-    return r is not None and set(r.get("corpora", {})) == set(corpora)
+    return (r is not None and set(r.get("corpora", {})) == set(corpora)
+            and (section != "unified" or r.get("net") == _net_settings()))
 
 
 def run(args) -> None:
@@ -385,7 +394,7 @@ def run(args) -> None:
         mtt = load_corpora({"emotify": args.emotify}, ("musicnn_mtt", "tonal"))
         for seed in args.seeds:
             key = f"emotify alone, MTT checkpoint|{seed}"
-            if key not in results.get("unified", {}):
+            if results.get("unified", {}).get(key, {}).get("net") != _net_settings():
                 results.setdefault("unified", {})[key] = fit_row({"train": ["emotify"]}, mtt, seed, {})
                 _save_json(results)
     results["protocol"] = {"seeds": list(args.seeds), "machine": _machine(), "date": time.strftime("%Y-%m-%d")}
