@@ -1,11 +1,11 @@
 """Is the shipped model's certainty a probability? Reliability of P(high arousal), P(positive
 valence) and the quadrant's certainty on the held-out test parts it never trained on.
 
-    python bench/calibration.py --emopia feats/emopia --mirex feats/mirex_mood --emotify feats/emotify
+    python bench/calibration.py --emopia feats/emopia --mirex feats/mirex_mood --emotify feats/emotify --q4 feats/q4
 
 Test parts: seed 0 of :func:`merkit.data.multi_corpus.corpus_splits`, the splits
 ``bench/train_default.py`` trained and calibrated the shipped model with (calibration used the
-validation parts only). Truth: the sign of each clip's valence / arousal (EMOPIA quadrants;
+validation parts only). Truth: the sign of each clip's valence / arousal (EMOPIA and 4Q quadrants;
 MIREX clusters by their circumplex angle, arousal only for clusters 1, 3, 5; Emotify's GEMS
 heuristic); the true quadrant is the pair of signs. Writes ``bench/results/calibration.{json,md}``
 and the reliability diagram ``calibration.png``: per bin of predicted probability, the share
@@ -24,7 +24,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-CORPORA = ("emopia", "mirex_mood", "emotify")
+CORPORA = ("emopia", "mirex_mood", "emotify", "q4")
 BINS = np.linspace(0.0, 1.0, 11)
 
 
@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("--emopia", required=True)
     ap.add_argument("--mirex", required=True)
     ap.add_argument("--emotify", required=True)
+    ap.add_argument("--q4", required=True, help="the 4Q dataset's feature folder (the shipped model trained on it too)")
     args = ap.parse_args(argv)
 
     import merkit
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
 
     model = merkit.load_model()
     seed = int(model.info.get("seed", 0))
-    paths = {"emopia": args.emopia, "mirex_mood": args.mirex, "emotify": args.emotify}
+    paths = {"emopia": args.emopia, "mirex_mood": args.mirex, "emotify": args.emotify, "q4": args.q4}
     pv, pa, cert, tv, ta, conf_a = [], [], [], [], [], []
     for name in CORPORA:
         c = corpus_from_features(load_memo2496(paths[name]), tuple(model.net.cfg.inputs), name=name)
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
     fig.savefig(RESULTS / "calibration.png", dpi=110)
 
     lines = ["# Calibration of the shipped model (`python bench/calibration.py`)", "",
-             f"{out['date']}; test parts of seed {seed} (EMOPIA, MIREX-like, Emotify together). "
+             f"{out['date']}; test parts of seed {seed} (EMOPIA, MIREX-like, Emotify, 4Q together). "
              "ECE: expected calibration error over 10 bins. ![reliability diagram](calibration.png)", "",
              "| output | n | mean predicted probability | observed rate (high A / positive V / quadrant right) | ECE |", "|---|--:|--:|--:|--:|"]
     for key in ("arousal", "valence", "quadrant certainty"):
