@@ -603,12 +603,16 @@ def main(argv=None) -> int:
         if not (args.emopia and args.mirex and args.emotify and args.q4):
             ap.error("--emopia, --mirex, --emotify and --q4 feature folders are needed (or --report)")
         run(args)
-    text = report(_load_json())
-    tmp = MD.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, MD)
-    print(text)
+    publish(MD, report(_load_json()))
     return 0
+
+
+def publish(md: Path, text: str) -> None:
+    """Write a results table atomically and print it."""
+    tmp = md.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, md)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from unified import CORPORA, REAL, _cell, load_corpora  # noqa: E402  (one loader for both benches)
+from unified import CORPORA, REAL, _cell, load_corpora, publish  # noqa: E402  (one loader for both benches)
 
 RESULTS = ROOT / "bench" / "results"
 JSON = RESULTS / "unified_loco.json"
@@ -136,11 +136,7 @@ def main(argv=None) -> int:
         if not (args.emopia and args.mirex and args.emotify and args.q4):
             ap.error("--emopia, --mirex, --emotify and --q4 feature folders are needed (or --report)")
         run(args)
-    text = report(json.loads(JSON.read_text()) if JSON.is_file() else {})
-    tmp = MD.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, MD)
-    print(text)
+    publish(MD, report(json.loads(JSON.read_text()) if JSON.is_file() else {}))
     return 0
 
 
