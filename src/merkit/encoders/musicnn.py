@@ -301,26 +301,75 @@ def _to_cpu(o):
     return type(o)(*(getattr(o, f.name).float().cpu() for f in dataclasses.fields(o)))
 
 
+def read_checkpoint(checkpoint: str, known, path: str | Path | None, kind: str = "musicnn") -> dict:
+    """The converted blob ``{"dims": ..., "state_dict": ...}`` of ``checkpoint`` from merkit's
+    package data (one of ``known``), or of the converted file ``path``."""
+    if path is None:
+        if checkpoint not in known:
+            raise ValueError(f"unknown {kind} checkpoint {checkpoint!r}; known: {sorted(known)}")
+        path = ASSET_DIR / f"{checkpoint}.pt"
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def with_weights(model: nn.Module, blob: dict) -> nn.Module:
+    """``model`` with the blob's (float16 or float32) weights as float32, in eval mode."""
+    model.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()})
+    return model.eval()
+
+
 def load_musicnn(checkpoint: str = "MSD_musicnn", *, path: str | Path | None = None) -> Musicnn:
     """The pretrained network from merkit's package data (or a converted file ``path``), in
     eval mode. ``checkpoint``: ``"MSD_musicnn"`` (Million Song Dataset, 50 tags incl. moods) or
     ``"MTT_musicnn"`` (MagnaTagATune)."""
-    if path is None:
-        if checkpoint not in CHECKPOINTS:
-            raise ValueError(f"unknown musicnn checkpoint {checkpoint!r}; known: {sorted(CHECKPOINTS)}")
-        path = ASSET_DIR / f"{checkpoint}.pt"
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    model = Musicnn(MusicnnDims(**{k: tuple(v) if isinstance(v, list) else v
-                                   for k, v in blob["dims"].items()}))
-    model.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()})
-    return model.eval()
+    blob = read_checkpoint(checkpoint, CHECKPOINTS, path)
+    return with_weights(Musicnn(MusicnnDims(**{k: tuple(v) if isinstance(v, list) else v
+                                                for k, v in blob["dims"].items()})), blob)
 
 
 def dims_dict(dims: MusicnnDims) -> dict:
     return dataclasses.asdict(dims)
 
 
-class MusicnnEncoder:
+class PatchEncoder:
+    """What musicnn's taggers share as merkit encoders: 16 kHz audio, musicnn's log-Mel front
+    end, 3 s patches through a network :attr:`batch` patches at a time, a level, tag names.
+    Subclasses set ``model``, ``dim`` and ``seq_dim`` and write ``embed``."""
+
+    sample_rate = 16000
+    patch_frames = 187  # 3 s: librosa.time_to_frames(3, sr=16000, hop_length=256, n_fft=512) + 1
+    batch = 8
+    extra_info: dict = {}
+
+    def __init__(self, checkpoint: str, name: str, model: nn.Module, *, tag_names, target_lufs: float | None,
+                 front_end: MusicnnFrontEnd | None):
+        self.checkpoint = checkpoint
+        self.name = name
+        self.model = model
+        self.front_end = front_end or MusicnnFrontEnd()
+        self.target_lufs = target_lufs
+        self.tag_names = tag_names
+        self.hop_seconds = self.patch_frames * self.front_end.hop_length / self.front_end.sample_rate
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.checkpoint!r}, dim={self.dim}, target_lufs={self.target_lufs})"
+
+    def info(self) -> dict:
+        return {"encoder": self.name, "checkpoint": self.checkpoint, "target_lufs": self.target_lufs,
+                "patch_frames": self.patch_frames, "front_end": dataclasses.asdict(self.front_end),
+                "dim": self.dim, "seq_dim": self.seq_dim, **self.extra_info}
+
+    def n_patches(self, n_samples: int) -> int:
+        return max(1, self.front_end.n_frames(n_samples) // self.patch_frames)
+
+    @torch.inference_mode()
+    def forward_patches(self, x: np.ndarray):
+        """The network's output dataclass on patches ``(P, 187, 96)``, :attr:`batch` at a time."""
+        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        outs = [self.model(x[i:i + self.batch]) for i in range(0, len(x), self.batch)]
+        return type(outs[0])(*(torch.cat([getattr(o, f.name) for o in outs]) for f in dataclasses.fields(outs[0])))
+
+
+class MusicnnEncoder(PatchEncoder):
     """musicnn as a merkit :class:`~merkit.encoders.Encoder`.
 
     ``embed(y)`` takes mono audio at 16 kHz, cuts its log-Mel spectrogram into non-overlapping
@@ -336,8 +385,6 @@ class MusicnnEncoder:
     the analysis window.
     """
 
-    sample_rate = 16000
-    patch_frames = 187  # 3 s: librosa.time_to_frames(3, sr=16000, hop_length=256, n_fft=512) + 1
     # Patches per forward pass. The timbral maps of one patch are ~9 MB; with 8 patches a call
     # stays near 0.1 GB, and freed blocks are kept for reuse (merkit.cpu_memory):
     # without that, every call page-faulted its maps in afresh and extraction workers spent
@@ -346,37 +393,14 @@ class MusicnnEncoder:
 
     def __init__(self, checkpoint: str = "MSD_musicnn", *, target_lufs: float | None = -14.0,
                  path: str | Path | None = None, front_end: MusicnnFrontEnd | None = None):
-        self.checkpoint = checkpoint
-        self.name = {"MSD_musicnn": "musicnn", "MTT_musicnn": "musicnn_mtt"}.get(checkpoint, checkpoint)
-
         reuse_freed_memory()
-        self.model = load_musicnn(checkpoint, path=path)
-        self.front_end = front_end or MusicnnFrontEnd()
-        self.target_lufs = target_lufs
-        self.tag_names = CHECKPOINTS.get(checkpoint, ())
+        super().__init__(checkpoint, {"MSD_musicnn": "musicnn", "MTT_musicnn": "musicnn_mtt"}.get(checkpoint, checkpoint),
+                         load_musicnn(checkpoint, path=path), tag_names=CHECKPOINTS.get(checkpoint, ()),
+                         target_lufs=target_lufs, front_end=front_end)
         d = self.model.dims
         self.seq_dim = d.backend_units
         self.dim = 2 * d.backend_units + 2 * d.midend_channels
-        self.hop_seconds = self.patch_frames * self.front_end.hop_length / self.front_end.sample_rate
 
-    def __repr__(self) -> str:
-        return f"MusicnnEncoder({self.checkpoint!r}, dim={self.dim}, target_lufs={self.target_lufs})"
-
-    def info(self) -> dict:
-        return {"encoder": self.name, "checkpoint": self.checkpoint, "target_lufs": self.target_lufs,
-                "patch_frames": self.patch_frames, "front_end": dataclasses.asdict(self.front_end),
-                "dim": self.dim, "seq_dim": self.seq_dim}
-
-    def n_patches(self, n_samples: int) -> int:
-        return max(1, self.front_end.n_frames(n_samples) // self.patch_frames)
-
-    @torch.inference_mode()
-    def forward_patches(self, x: np.ndarray) -> MusicnnOutput:
-        """The network on patches ``(P, 187, 96)``, :attr:`batch` patches at a time."""
-        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        outs = [self.model(x[i:i + self.batch]) for i in range(0, len(x), self.batch)]
-        return MusicnnOutput(*(torch.cat([getattr(o, f.name) for o in outs])
-                               for f in dataclasses.fields(MusicnnOutput)))
 
     @torch.inference_mode()
     def frame_sequence(self, y: np.ndarray, *, chunk: int = 2048) -> np.ndarray:

@@ -19,7 +19,6 @@ and each BN follows its ReLU, as in musicnn; dropout is off at inference.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +29,8 @@ from torch import nn
 
 from ..cpu_memory import reuse_freed_memory
 from .base import Embedding
-from .musicnn import ASSET_DIR, BN_EPS, MSD_LABELS, MTT_LABELS, MusicnnFrontEnd, patches
+from .musicnn import (BN_EPS, MSD_LABELS, MTT_LABELS, MusicnnFrontEnd, PatchEncoder, patches, read_checkpoint,
+                      with_weights)
 
 # (time, freq) kernel, (time, freq) stride of the five max pools, from each stored graph
 MODELS_PY_POOLS = (((4, 1), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((4, 4), (4, 4)))
@@ -105,19 +105,13 @@ class MusicnnVgg(nn.Module):
 def load_musicnn_vgg(checkpoint: str = "MSD_vgg", *, path: str | Path | None = None) -> MusicnnVgg:
     """The pretrained network from merkit's package data (or a converted file ``path``), in
     eval mode."""
-    if path is None:
-        if checkpoint not in CHECKPOINTS:
-            raise ValueError(f"unknown musicnn VGG checkpoint {checkpoint!r}; known: {sorted(CHECKPOINTS)}")
-        path = ASSET_DIR / f"{checkpoint}.pt"
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = read_checkpoint(checkpoint, CHECKPOINTS, path, kind="musicnn VGG")
     dims = dict(blob["dims"])
     dims["pools"] = tuple((tuple(k), tuple(s)) for k, s in dims["pools"])
-    model = MusicnnVgg(VggDims(**dims))
-    model.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()})
-    return model.eval()
+    return with_weights(MusicnnVgg(VggDims(**dims)), blob)
 
 
-class MusicnnVggEncoder:
+class MusicnnVggEncoder(PatchEncoder):
     """A musicnn VGG checkpoint as a merkit :class:`~merkit.encoders.Encoder`; the input, the
     patches and the level are :class:`~merkit.encoders.musicnn.MusicnnEncoder`'s.
 
@@ -133,41 +127,18 @@ class MusicnnVggEncoder:
     whole patch), so a timeline embeds each window on its own.
     """
 
-    sample_rate = 16000
-    patch_frames = 187
     # Patches per forward pass: conv 1's map is 9 MB per patch, and ReLU and BN copy it.
     batch = 4
+    extra_info = {"embedding": "pool5 max over time"}
 
     def __init__(self, checkpoint: str = "MSD_vgg", *, target_lufs: float | None = -14.0,
                  path: str | Path | None = None, front_end: MusicnnFrontEnd | None = None):
-        self.checkpoint = checkpoint
-        self.name = NAMES.get(checkpoint, checkpoint)
         reuse_freed_memory()
-        self.model = load_musicnn_vgg(checkpoint, path=path)
-        self.front_end = front_end or MusicnnFrontEnd()
-        self.target_lufs = target_lufs  # trained on the same recordings as musicnn: its level
-        self.tag_names = CHECKPOINTS.get(checkpoint, ())
+        # trained on the same recordings as musicnn: its level
+        super().__init__(checkpoint, NAMES.get(checkpoint, checkpoint), load_musicnn_vgg(checkpoint, path=path),
+                         tag_names=CHECKPOINTS.get(checkpoint, ()), target_lufs=target_lufs, front_end=front_end)
         self.seq_dim = self.model.dims.filters
         self.dim = 2 * self.seq_dim
-        self.hop_seconds = self.patch_frames * self.front_end.hop_length / self.front_end.sample_rate
-
-    def __repr__(self) -> str:
-        return f"MusicnnVggEncoder({self.checkpoint!r}, dim={self.dim}, target_lufs={self.target_lufs})"
-
-    def info(self) -> dict:
-        return {"encoder": self.name, "checkpoint": self.checkpoint, "target_lufs": self.target_lufs,
-                "patch_frames": self.patch_frames, "front_end": dataclasses.asdict(self.front_end),
-                "dim": self.dim, "seq_dim": self.seq_dim, "embedding": "pool5 max over time"}
-
-    def n_patches(self, n_samples: int) -> int:
-        return max(1, self.front_end.n_frames(n_samples) // self.patch_frames)
-
-    @torch.inference_mode()
-    def forward_patches(self, x: np.ndarray) -> VggOutput:
-        """The network on patches ``(P, 187, 96)``, :attr:`batch` patches at a time."""
-        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        outs = [self.model(x[i:i + self.batch]) for i in range(0, len(x), self.batch)]
-        return VggOutput(*(torch.cat([getattr(o, f.name) for o in outs]) for f in dataclasses.fields(VggOutput)))
 
     def embed(self, y: np.ndarray) -> Embedding:
         o = self.forward_patches(patches(self.front_end(y), self.patch_frames))
