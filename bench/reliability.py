@@ -860,12 +860,9 @@ def main(argv=None) -> int:
             rows.append({"case": case["case"], "expect": case["expect"], "rc": r["rc"], "what": what,
                          "rss_mb": round(r["rss_mb"]), "seconds": round(r["seconds"], 1), "ok": ok,
                          "traceback": "Traceback" in r["out"] + r["err"]})
-        if args.case:
-            pass  # only the named cases
-        elif args.only == "data-loss":
-            rows += [signal_case(d, signal.SIGTERM), signal_case(d, signal.SIGHUP)] + full_disk_cases(d)
-        else:
-            rows += [port_in_use_case(d), serve_burst_case(d)]
+        if not args.case:  # the cases outside the table's list run only when none is named
+            rows += ([signal_case(d, signal.SIGTERM), signal_case(d, signal.SIGHUP)] + full_disk_cases(d)
+                     if args.only == "data-loss" else [port_in_use_case(d), serve_burst_case(d)])
         for row in rows:
             print(f"{'ok ' if row['ok'] else 'BAD'} {row['case']}: {row['what']}", flush=True)
         old = json.loads((RESULTS / "reliability.json").read_text())["rows"] if (RESULTS / "reliability.json").exists() else []

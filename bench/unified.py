@@ -600,11 +600,16 @@ def main(argv=None) -> int:
     ap.add_argument("--report", action="store_true", help="only rewrite the tables from the JSON")
     args = ap.parse_args(argv)
     if not args.report:
-        if not (args.emopia and args.mirex and args.emotify and args.q4):
-            ap.error("--emopia, --mirex, --emotify and --q4 feature folders are needed (or --report)")
+        require_corpora(ap, args)
         run(args)
     publish(MD, report(_load_json()))
     return 0
+
+
+def require_corpora(ap: argparse.ArgumentParser, args) -> None:
+    """Stop with a usage error unless the four corpora's feature folders are given."""
+    if not (args.emopia and args.mirex and args.emotify and args.q4):
+        ap.error("--emopia, --mirex, --emotify and --q4 feature folders are needed (or --report)")
 
 
 def publish(md: Path, text: str) -> None:

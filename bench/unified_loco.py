@@ -24,7 +24,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from unified import CORPORA, REAL, _cell, load_corpora, publish  # noqa: E402  (one loader for both benches)
+from unified import CORPORA, REAL, _cell, load_corpora, publish, require_corpora  # noqa: E402  (one loader for both benches)
 
 RESULTS = ROOT / "bench" / "results"
 JSON = RESULTS / "unified_loco.json"
@@ -133,8 +133,7 @@ def main(argv=None) -> int:
     ap.add_argument("--report", action="store_true", help="only rewrite the table from the JSON")
     args = ap.parse_args(argv)
     if not args.report:
-        if not (args.emopia and args.mirex and args.emotify and args.q4):
-            ap.error("--emopia, --mirex, --emotify and --q4 feature folders are needed (or --report)")
+        require_corpora(ap, args)
         run(args)
     publish(MD, report(json.loads(JSON.read_text()) if JSON.is_file() else {}))
     return 0
