@@ -52,29 +52,73 @@ def _save(d: dict) -> None:
     os.replace(tmp, JSON)
 
 
+def _on_grid(times: np.ndarray, tl, field: str) -> np.ndarray:
+    ok = [w for w in tl if w.warning is None]
+    centres = np.array([(w.start + w.end) / 2 for w in ok])
+    return np.interp(times, centres, [getattr(w, field) for w in ok])
+
+
 def shipped_baselines(ds, test: np.ndarray) -> dict:
-    """The shipped model on each test medley: its track result held constant, and its timeline
-    interpolated onto the 2 Hz grid."""
+    """The shipped model on each test medley, through `merkit predict`'s own code: its track
+    result held constant, its 2 Hz timeline (and with the lag off), and the 10 s sliding windows
+    (all interpolated onto the medleys' 2 Hz grid); plus the ceiling of the 2 Hz timeline's
+    design, the track head on the medleys' true parts."""
+    import dataclasses
+
     import merkit
     from merkit.training.dynamic_fit import song_metrics, targets
 
     model = merkit.load_model()
     times = np.asarray(ds.times)
-    const = np.full((len(test), len(times), 2), np.nan)
-    slide = np.full_like(const, np.nan)
-    for k, i in enumerate(test):
-        path = ds.tracks[i].path
-        res = model.analyse_file(path, timeline=True)
-        if not res.ok:
-            continue
-        const[k, :, 0], const[k, :, 1] = res.prediction.valence_score, res.prediction.arousal_score
-        ok = [w for w in res.timeline if w.warning is None]
-        centres = np.array([(w.start + w.end) / 2 for w in ok])
-        slide[k, :, 0] = np.interp(times, centres, [w.valence_score for w in ok])
-        slide[k, :, 1] = np.interp(times, centres, [w.arousal_score for w in ok])
+    names = {"const": "static unified model, held constant", "curve": "shipped 2 Hz timeline (change points + track head)",
+             "nolag": "shipped 2 Hz timeline, lag 0", "slide": "sliding-window timeline (10 s every 5 s)"}
+    pred = {k: np.full((len(test), len(times), 2), np.nan) for k in names}
+    curve = model.curve
+    for mode, keys in (("curve", ("const", "curve")), ("nolag", ("nolag",)), ("windows", ("slide",))):
+        model.set_curve(dataclasses.replace(curve, lag=0.0) if mode == "nolag" else curve)
+        model.timeline_mode = "windows" if mode == "windows" else "curve"
+        for k, i in enumerate(test):
+            res = model.analyse_file(ds.tracks[i].path, timeline=True)
+            if not res.ok:
+                continue
+            for key in keys:
+                if key == "const":
+                    pred[key][k] = [res.prediction.valence_score, res.prediction.arousal_score]
+                else:
+                    pred[key][k] = np.stack([_on_grid(times, res.timeline, f) for f in ("valence_score",
+                                                                                         "arousal_score")], -1)
+    model.set_curve(curve)
     true = targets(ds, test)
-    return {"static unified model, held constant": song_metrics(const, true),
-            "sliding-window timeline (shipped model)": song_metrics(slide, true)}
+    out = {names[k]: song_metrics(v, true) for k, v in pred.items()}
+    out["ceiling: track head on the true parts (lag 3 s)"] = song_metrics(oracle_parts(ds, test, model), true)
+    return out
+
+
+def oracle_parts(ds, test: np.ndarray, model) -> np.ndarray:
+    """The 2 Hz timeline with the medleys' true joins in place of the detected changes: what its
+    design reaches with a perfect change detector (from the extracted frames; tonal view averaged)."""
+    import dataclasses
+
+    import torch
+
+    from merkit.predictors.curve import follow, part_inputs
+    from merkit.recipes import _medley_crossfade
+    from merkit.data.medley import INFO
+    from merkit.training.curve_fit import joins
+
+    fade = _medley_crossfade(ds, INFO)
+    net = model.net
+    tonal = net.mean[2 * ds.frames.shape[-1]:].numpy()
+    centres = np.array(model.score_centres())
+    cfg = dataclasses.replace(model.curve, ease=0.0)
+    out = []
+    for i in test:
+        f = np.asarray(ds.frames[i])
+        starts = [0] + [int(round(j / 0.5 + 0.5)) for j in joins(ds.tracks[i], fade)]
+        with torch.inference_mode():
+            s = net.predict(torch.from_numpy(part_inputs(f, starts, tonal)))["va"].double().numpy()
+        out.append(follow(np.tanh(s - centres), starts, len(f), cfg))
+    return np.stack(out)
 
 
 def run(args) -> None:
@@ -104,7 +148,9 @@ def run(args) -> None:
                                                "cpu_seconds": time.process_time() - t0}
             _save(res)
             print(f"{row} seed {seed}: v_r {m['v_r']:.3f} a_r {m['a_r']:.3f} (epoch {fit.best_epoch})", flush=True)
-    if "static unified model, held constant|-" not in res.get("rows", {}):
+    if args.no_baselines:
+        return
+    if "static unified model, held constant|-" not in res.get("rows", {}) or args.redo_baselines:
         for row, m in shipped_baselines(ds, test).items():
             res.setdefault("rows", {})[f"{row}|-"] = {"test": m}
         _save(res)
@@ -181,15 +227,18 @@ def main(argv=None) -> int:
     ap.add_argument("--dyn", help="a merkit extract-dynamic folder of medleys")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--no-baselines", action="store_true", help="the trained rows only")
+    ap.add_argument("--redo-baselines", action="store_true", help="score the shipped model's rows again")
     ap.add_argument("--write-test-ids", metavar="FILE", help="write the shipped model's test clips (needs "
-                    "--emopia, --mirex, --emotify feature folders) for `merkit medleys --test-ids`, then stop")
+                    "the --emopia, --mirex, --emotify, --q4 feature folders) for `merkit medleys --test-ids`, then stop")
     ap.add_argument("--emopia")
     ap.add_argument("--mirex")
     ap.add_argument("--emotify")
+    ap.add_argument("--q4")
     args = ap.parse_args(argv)
     if args.write_test_ids:
-        write_unified_test_ids(args.write_test_ids, {"emopia": args.emopia, "mirex_mood": args.mirex,
-                                                     "emotify": args.emotify})
+        folders = {"emopia": args.emopia, "mirex_mood": args.mirex, "emotify": args.emotify, "q4": args.q4}
+        write_unified_test_ids(args.write_test_ids, {k: v for k, v in folders.items() if v})
         return 0
     if not args.report:
         if not args.dyn:

@@ -1,7 +1,9 @@
 """Does the timeline hold still where the music does? The shipped model's `--timeline` on single
-real clips it never trained on (issue 23, section 3: today's sliding window, measured).
+real clips it never trained on (issue 23, section 3): its 2 Hz curve, and the 10 s sliding
+windows (`--timeline-windows`) beside it.
 
-    python bench/timeline_steadiness.py --mirex feats/mirex_mood --emotify feats/emotify --q4 feats/q4
+    python bench/timeline_steadiness.py --mirex feats/mirex_mood --emotify feats/emotify --q4 feats/q4 \
+        [--mode curve|windows]   # one timeline only; the other's rows stay as they were
 
 Clips: the test parts of seed 0 (the splits the shipped model was trained and calibrated with,
 so no clip here was seen), each a single song excerpt (30 s previews, Emotify's one-minute
@@ -13,7 +15,8 @@ excerpts) that listeners labelled with one emotion. For P(high arousal) and P(po
 * **agreement**: the mean absolute gap between the timeline's mean and the track result, and the
   share of clips where it is ≤ 0.1 (target: within 0.1).
 
-Windows flagged as holding no music are left out. Writes bench/results/timeline_steadiness.{json,md}.
+Windows (or half seconds) flagged as holding no music are left out. Writes
+bench/results/timeline_steadiness.{json,md}.
 """
 from __future__ import annotations
 
@@ -69,20 +72,34 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+MODES = {"curve": "2 Hz curve (shipped)", "windows": "10 s windows every 5 s"}
+
+
 def markdown(res: dict) -> str:
     lines = ["# The shipped model's timeline on single real clips (`python bench/timeline_steadiness.py`)", "",
-             f"{res['date']}; {res['model']}; timeline windows {res['window']}. Test parts of seed "
-             f"{res['seed']} (never trained on). Steadiness: mean within-clip std of the curve / std of the "
-             "track results across clips (target ≤ 0.25). Agreement: mean |curve mean − track result| and the "
-             "share of clips within 0.1 (target: within 0.1). Probabilities (0–1).", "",
-             "| corpus | clips | A steadiness | V steadiness | A within-clip std | V within-clip std | "
-             "A gap (share ≤ 0.1) | V gap (share ≤ 0.1) |", "|---|--:|--:|--:|--:|--:|--:|--:|"]
-    for name, r in res["corpora"].items():
-        a, v = r["arousal"], r["valence"]
-        lines.append(f"| {NAMES.get(name, name)} | {r['clips']} | {a['steadiness']:.2f} | {v['steadiness']:.2f} | "
-                     f"{a['within_std']:.3f} | {v['within_std']:.3f} | {a['mean_gap']:.3f} ({a['within_0.1']:.0%}) | "
-                     f"{v['mean_gap']:.3f} ({v['within_0.1']:.0%}) |")
+             f"{res['date']}; {res['model']}. Test parts of seed {res['seed']} (never trained on). Steadiness: "
+             "mean within-clip std of the curve / std of the track results across clips (target ≤ 0.25). "
+             "Agreement: mean |curve mean − track result| and the share of clips within 0.1 (target: within "
+             "0.1). Probabilities (0–1).", "",
+             "| timeline | corpus | clips | A steadiness | V steadiness | A within-clip std | V within-clip std | "
+             "A gap (share ≤ 0.1) | V gap (share ≤ 0.1) |", "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
+    for mode, label in MODES.items():
+        for name, r in res.get("timelines", {}).get(mode, {}).get("corpora", {}).items():
+            a, v = r["arousal"], r["valence"]
+            lines.append(f"| {label} | {NAMES.get(name, name)} | {r['clips']} | {a['steadiness']:.2f} | "
+                         f"{v['steadiness']:.2f} | {a['within_std']:.3f} | {v['within_std']:.3f} | "
+                         f"{a['mean_gap']:.3f} ({a['within_0.1']:.0%}) | {v['mean_gap']:.3f} ({v['within_0.1']:.0%}) |")
     return "\n".join(lines) + "\n"
+
+
+def _previous() -> dict:
+    path = RESULTS / "timeline_steadiness.json"
+    if not path.is_file():
+        return {}
+    old = json.loads(path.read_text())
+    if "timelines" not in old and "corpora" in old:  # the file of the sliding windows alone
+        return {"windows": {"date": old["date"], "corpora": old["corpora"]}}
+    return old.get("timelines", {})
 
 
 def main(argv=None) -> int:
@@ -91,6 +108,7 @@ def main(argv=None) -> int:
     ap.add_argument("--emotify")
     ap.add_argument("--q4")
     ap.add_argument("--limit", type=int, default=None, help="at most this many clips per corpus")
+    ap.add_argument("--mode", choices=tuple(MODES), action="append", help="timeline(s) to measure (default: both)")
     args = ap.parse_args(argv)
     import torch
 
@@ -100,13 +118,16 @@ def main(argv=None) -> int:
     model = merkit.load_model()
     seed = int(model.info.get("seed", 0))
     res = {"date": time.strftime("%Y-%m-%d"), "model": model.info.get("model", repr(model)), "seed": seed,
-           "window": f"{model.config.timeline_window:g} s every {model.config.timeline_hop:g} s", "corpora": {}}
-    for name, folder in (("mirex_mood", args.mirex), ("emotify", args.emotify), ("q4", args.q4)):
-        if folder:
-            paths = test_paths(folder, name, seed)[: args.limit]
-            t0 = time.perf_counter()
-            res["corpora"][name] = measure(model, paths)
-            print(f"{name}: {len(paths)} clips in {time.perf_counter() - t0:.0f} s", flush=True)
+           "timelines": _previous()}
+    for mode in args.mode or list(MODES):
+        model.timeline_mode = mode
+        res["timelines"][mode] = {"date": res["date"], "corpora": {}}
+        for name, folder in (("mirex_mood", args.mirex), ("emotify", args.emotify), ("q4", args.q4)):
+            if folder:
+                paths = test_paths(folder, name, seed)[: args.limit]
+                t0 = time.perf_counter()
+                res["timelines"][mode]["corpora"][name] = measure(model, paths)
+                print(f"{mode} {name}: {len(paths)} clips in {time.perf_counter() - t0:.0f} s", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     tmp = RESULTS / "timeline_steadiness.json.tmp"
     tmp.write_text(json.dumps(res, indent=1) + "\n")

@@ -47,9 +47,11 @@ def model():
 
 
 def test_segmented_timeline_matches_one_pass(model, monkeypatch):
-    """The shipped model's timeline of a 3-minute track in segments of 4 windows, fed in 13 s
-    blocks, against one segment: musicnn's frames see the same context through the margins, so
-    the inputs agree to float32 rounding."""
+    """The shipped model's sliding-window timeline of a 3-minute track in segments of 4 windows,
+    fed in 13 s blocks, against one segment: musicnn's frames see the same context through the
+    margins, so the inputs agree to float32 rounding. (The 2 Hz curve's own test:
+    tests/test_curve.py::test_streamed_curve_matches_one_pass.)"""
+    monkeypatch.setattr(model, "timeline_mode", "windows")
     y = np.concatenate([melody(60.0, SR, seed=s) for s in (1, 2, 3)])
     whole = model._features_of(model._track_window(y, "x"), [y], "x")
     small = segments.timeline_segments

@@ -86,10 +86,17 @@ def test_upload_audio_and_bad_file(browser, site, tmp_path):
     v, a = float(browser.find_element(By.ID, "valence").text), float(browser.find_element(By.ID, "arousal").text)
     assert float(dot.get_attribute("cx")) == pytest.approx(2 * v - 1, abs=0.011)
     assert float(dot.get_attribute("cy")) == pytest.approx(-(2 * a - 1), abs=0.011)
-    # 25 s -> timeline windows at 0, 5, 10, 15 s: both series drawn with 4 points
+    # 25 s -> the shipped model's 2 Hz curve: both series drawn with 50 points, each with its band
+    # (the line inside it)
     for key in ("valence", "arousal"):
         pts = browser.find_element(By.CSS_SELECTOR, f"#timeline .series-{key}").get_attribute("points")
-        assert len(pts.split()) == 4
+        assert len(pts.split()) == 50
+        band = browser.find_element(By.CSS_SELECTOR, f"#timeline .band-{key}").get_attribute("points").split()
+        assert len(band) == 100
+        line_y = [float(p.split(",")[1]) for p in pts.split()]
+        upper = [float(p.split(",")[1]) for p in band[:50]]
+        lower = [float(p.split(",")[1]) for p in band[50:]][::-1]
+        assert all(u <= y + 1e-6 and y <= lo + 1e-6 for u, y, lo in zip(upper, line_y, lower))  # SVG y grows down
     assert browser.find_element(By.ID, "error").is_displayed() is False
 
     bad = tmp_path / "shopping list.mp3"

@@ -335,10 +335,18 @@ def plot_timeline(result: FileResult, path: str | os.PathLike | None = None, *, 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.8, 1]})
     probs = any(p.valence is not None or p.arousal is not None for p in tl)
     ms = 3 if len(tl) < 200 else 0
-    ax1.plot(t, [_level(p, "valence") for p in tl], "-o", ms=ms, label="valence " + ("P(positive)" if probs else "(score + 1) / 2"), color="tab:green")
-    ax1.plot(t, [_level(p, "arousal") for p in tl], "-o", ms=ms, label="arousal " + ("P(high)" if probs else "(score + 1) / 2"), color="tab:red")
+    banded = any(p.valence_band is not None for p in tl)  # the 2 Hz curve: a line with its band
+    ms = 0 if banded else ms
+    for dim, word, colour in (("valence", "P(positive)", "tab:green"), ("arousal", "P(high)", "tab:red")):
+        level = np.array([_level(p, dim) for p in tl], float)
+        ax1.plot(t, level, "-o", ms=ms, label=f"{dim} " + (word if probs else "(score + 1) / 2"), color=colour)
+        if banded:
+            band = np.array([getattr(p, f"{dim}_band") if getattr(p, f"{dim}_band") is not None else np.nan
+                             for p in tl], float)
+            ax1.fill_between(t, np.clip(level - band, 0, 1), np.clip(level + band, 0, 1), color=colour, alpha=0.15,
+                             lw=0, label=f"{dim}: spread of the 10 s windows" if dim == "valence" else None)
     ax1.axhline(0.5, color="0.6", lw=0.8, ls="--")
-    ax1.set(xlabel="time (s, window centre)", ylabel="probability" if probs else "score, mapped to [0, 1]", ylim=(0, 1))
+    ax1.set(xlabel="time (s)" if banded else "time (s, window centre)", ylabel="probability" if probs else "score, mapped to [0, 1]", ylim=(0, 1))
     ax1.legend(loc="upper right", fontsize=8)
     xy = np.array([quadrant_point(p) for p in tl])
     ax2.add_patch(plt.Circle((0, 0), 1, fill=False, color="0.7"))

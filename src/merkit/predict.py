@@ -165,6 +165,7 @@ class ModelSpec:
     paths: tuple[str, ...] | None = None
     timeline_max_seconds: float | None = None
     content_check: ContentCheck | None = None
+    timeline_mode: str | None = None
 
     def load(self):
         model = load_model(list(self.paths) if self.paths else None)
@@ -172,6 +173,8 @@ class ModelSpec:
             model.timeline_max_seconds = self.timeline_max_seconds
         if self.content_check is not None:
             model.content_check = self.content_check
+        if self.timeline_mode is not None and hasattr(model, "timeline_mode"):
+            model.timeline_mode = self.timeline_mode
         return model
 
 

@@ -33,6 +33,8 @@ model on CPU with one torch thread):
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from .data.mirex_mood import CONFIDENT_AROUSAL
@@ -154,5 +156,83 @@ def train_default(data: dict[str, str], out, *, seed: int = 0, inputs=None, log=
             "file_bytes": out.stat().st_size}
 
 
-__all__ = ["DEFAULT_CORPORA", "DEFAULT_RECIPE", "FP16_LIMIT", "calibrate", "calibrated_model", "fp16_change",
-           "train_default"]
+def fit_timeline(model_file, dyn_folder, out, *, log=print) -> dict:
+    """The shipped model's 2 Hz timeline (:mod:`merkit.predictors.curve`): its change detector
+    fitted on the training medleys of ``dyn_folder`` (a ``merkit extract-dynamic`` folder of
+    ``merkit medleys``; the medleys' test split is not read), its threshold, shortest part,
+    easing and lag chosen on the validation medleys with the model's own head
+    (:mod:`merkit.training.curve_fit`), then stored in a copy of ``model_file`` at ``out``
+    (weights and calibration unchanged) with the reference outputs of its track window and timeline;
+    the copy is loaded back and self-checked before it replaces ``out``."""
+    import time
+    from pathlib import Path
+
+    import torch
+
+    from .checkpoint import save_checkpoint
+    from .data.medley import INFO as MEDLEY_INFO
+    from .dynamic_features import load_dynamic
+    from .predictors.curve import CurveConfig
+    from .training.curve_fit import change_labels, fit_detector, joins, select
+
+    t0 = time.perf_counter()
+    ds = load_dynamic(dyn_folder)
+    split = np.array([t.split for t in ds.tracks])
+    train, val = np.flatnonzero(split == "train"), np.flatnonzero(split == "val")
+    if not len(train) or not len(val):
+        raise ValueError(f"{dyn_folder}: needs training and validation medleys (merkit medleys), "
+                         f"got {len(train)} and {len(val)}")
+    crossfade = _medley_crossfade(ds, MEDLEY_INFO)
+    blob = load_checkpoint(model_file)
+    model = UnifiedModel.from_blob(blob, path=model_file)
+    pen = model.encoder_seq_dim("musicnn")
+    frames = [np.asarray(ds.frames[i], np.float64) for i in range(len(ds.tracks))]
+    w, b, mean, std = fit_detector([frames[i] for i in train],
+                                   [change_labels(np.asarray(ds.times), joins(ds.tracks[i], crossfade)) for i in train],
+                                   pen_dim=pen)
+    base = CurveConfig(weights=tuple(map(float, w)), bias=float(b), mean=tuple(map(float, mean)),
+                       std=tuple(map(float, std)), pen_dim=pen)
+    net = model.net
+    tonal = net.mean[2 * frames[0].shape[1]:].numpy() if "tonal" in net.cfg.inputs else None  # the average tonal view
+    centres = np.array(model.score_centres())
+
+    def head(x):
+        with torch.inference_mode():
+            s = net.predict(torch.from_numpy(np.asarray(x, np.float32)))["va"].double().numpy()
+        return np.tanh(s - centres)
+
+    true = np.stack([np.asarray(ds.dyn_v), np.asarray(ds.dyn_a)], -1)
+    cfg, grid = select([frames[i] for i in val], true[val], base, head, tonal)
+    best = max(grid, key=lambda r: r["v_r"] + r["a_r"])
+    cfg = dataclasses.replace(cfg, fitted_on={"medleys": str(dyn_folder), "train": int(len(train)),
+                                              "val": int(len(val)), "val_r": {"v": best["v_r"], "a": best["a_r"]}})
+    log(f"timeline: threshold {cfg.threshold}, shortest part {cfg.min_part} s, ease {cfg.ease} s, lag {cfg.lag} s; "
+        f"validation r valence {best['v_r']:.3f}, arousal {best['a_r']:.3f}")
+    model.set_curve(cfg)
+    blob["predictor"]["curve"] = cfg.to_dict()
+    # the reference of the track window and the new timeline (the sliding windows' rows go)
+    blob["predictor"]["reference"] = model.reference_probabilities()
+    out = Path(out)
+    with atomic_path(out, suffix=".pt") as tmp:
+        save_checkpoint(tmp, blob)
+        again = UnifiedModel.from_blob(load_checkpoint(tmp), path=tmp)
+        diff = again.check()
+    return {"date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - t0, 1),
+            "curve": {k: v for k, v in cfg.to_dict().items() if k not in ("mean", "std")},
+            "grid": grid, "self_check_difference": diff}
+
+
+def _medley_crossfade(ds, info_name: str) -> float:
+    """The medleys' crossfade (s), from the medley folder named in the frames' manifest."""
+    import json
+    from pathlib import Path
+
+    for t in ds.tracks[:1]:
+        info = Path(t.path).resolve().parent.parent / info_name
+        if info.is_file():
+            return float(json.loads(info.read_text())["config"]["crossfade"])
+    raise ValueError(f"the medleys' {info_name} is not beside their audio; rebuild them with merkit medleys")
+
+
+__all__ = ["DEFAULT_CORPORA", "DEFAULT_RECIPE", "FP16_LIMIT", "calibrate", "calibrated_model", "fit_timeline",
+           "fp16_change", "train_default"]

@@ -27,7 +27,7 @@ from ..config import DEFAULT_MODEL_FILE
 FORMATS = ("table", "json", "csv")
 CSV_FIELDS = ("path", "status", "window_start", "window_end", "quadrant", "quadrant_word", "arousal",
               "valence", "certainty", "q1", "q2", "q3", "q4", "arousal_score", "valence_score",
-              "view_agreement", "mood_cluster", "mood_words", "looped", "warning", "error", "note")
+              "arousal_band", "valence_band", "view_agreement", "mood_cluster", "mood_words", "looped", "warning", "error", "note")
 
 
 def register(sub) -> None:
@@ -45,7 +45,11 @@ def register(sub) -> None:
                         "file per task (--model a.pt --model v.pt); default: the shipped model")
     add_backend_args(p)
     p.add_argument("--timeline", action="store_true",
-                   help="also predict sliding windows (10 s every 5 s for the default model)")
+                   help="also predict emotion over time: a 2 Hz curve for the default model (steady within a "
+                        "passage, moving where the music changes; see docs/timeline.md)")
+    p.add_argument("--timeline-windows", action="store_true",
+                   help="with --timeline: the model's sliding windows (10 s every 5 s), each judged on its own, "
+                        "instead of the 2 Hz curve")
     p.add_argument("--plot", metavar="DIR", help="with --timeline: write DIR/<file>.png per track "
                                                  "(V and A over time, and the path on the V-A plane)")
     p.add_argument("--timeline-max-minutes", type=float, default=None, metavar="MIN",
@@ -108,7 +112,8 @@ def _rows(res) -> list[dict]:
                      "window_end": round(p.end, 3), "quadrant": p.quadrant, "quadrant_word": p.quadrant_word,
                      "arousal": p.arousal, "valence": p.valence, "certainty": p.certainty,
                      "q1": q[0], "q2": q[1], "q3": q[2], "q4": q[3], "arousal_score": p.arousal_score,
-                     "valence_score": p.valence_score, "view_agreement": p.view_agreement,
+                     "valence_score": p.valence_score, "arousal_band": p.arousal_band,
+                     "valence_band": p.valence_band, "view_agreement": p.view_agreement,
                      "mood_cluster": p.mood_cluster, "mood_words": p.mood_words, "looped": p.looped,
                      "warning": p.warning or "", "error": "",
                      "note": (res.note or "") if kind == "track" else ""})  # e.g. the timeline's 10-minute cap
@@ -190,6 +195,8 @@ def run(args) -> int:
 
     if args.plot and not args.timeline:
         raise ValueError("--plot needs --timeline")
+    if getattr(args, "timeline_windows", False) and not args.timeline:
+        raise ValueError("--timeline-windows needs --timeline")
     if args.timeline_max_minutes is not None and not 0 < args.timeline_max_minutes < float("inf"):
         raise ValueError(f"--timeline-max-minutes must be a number of minutes > 0, got {args.timeline_max_minutes:g}")
     if args.cluster and args.backend == "onnx":
@@ -258,7 +265,7 @@ def track_options(model=None, *, cache: bool = True, workers: int | None = None)
     """The options of a plain track-level `merkit predict` run (shipped settings, no timeline,
     local): what `merkit tag` and the beets plugin pass to the helpers below."""
     return argparse.Namespace(model=model, backend="torch", device="cpu", timeline=False, plot=None, cluster=None,
-                              timeline_max_minutes=None, content_check=True, cache=cache, workers=workers)
+                              timeline_max_minutes=None, timeline_windows=False, content_check=True, cache=cache, workers=workers)
 
 
 def results_in_order(args, files, model, store, key, stored):
@@ -281,6 +288,8 @@ def results_in_order(args, files, model, store, key, stored):
 def _model(args):
     """The predictor of ``--model`` / ``--backend`` / ``--device`` with the command's settings."""
     model = load_predictor(args.model, args.backend, args.device)
+    if getattr(args, "timeline_windows", False) and hasattr(model, "timeline_mode"):
+        model.timeline_mode = "windows"
     if args.timeline_max_minutes is not None:
         model.timeline_max_seconds = 60.0 * args.timeline_max_minutes
     if not args.content_check:
@@ -299,7 +308,8 @@ def _stored_results(args, files):
 
     model_files = list(args.model or [DEFAULT_MODEL_FILE])
     key = run_key(model_files, backend=args.backend, device=args.device, timeline=args.timeline,
-                  timeline_max_minutes=args.timeline_max_minutes, content_check=args.content_check)
+                  timeline_max_minutes=args.timeline_max_minutes, content_check=args.content_check,
+                  **({"timeline_windows": True} if getattr(args, "timeline_windows", False) else {}))
     store = ResultStore()
     stored = {}
     for f in files:
@@ -317,7 +327,8 @@ def _on_cluster(model, files, args):
     if args.shard_size is not None:
         check_shard_size(args.shard_size)  # before any cluster is started
     spec = ModelSpec(paths=tuple(os.path.abspath(m) for m in args.model) if args.model else None,
-                     timeline_max_seconds=model.timeline_max_seconds, content_check=model.content_check)
+                     timeline_max_seconds=model.timeline_max_seconds, content_check=model.content_check,
+                     timeline_mode=getattr(model, "timeline_mode", None))
     return analyse_files_on_cluster(spec, files, timeline=args.timeline, cluster=args.cluster,
                                     shard_size=args.shard_size)
 

@@ -18,6 +18,12 @@ Outputs (:class:`~merkit.results.Prediction`), one consistent story:
 * ``mood_cluster`` / ``mood_words``: the most likely MIREX cluster that has adjectives in the
   quadrant, and those adjectives (:func:`merkit.data.mirex_mood.mood_words`); ``gems``: predicted GEMS
   vote shares.
+
+The timeline (``--timeline``): a model file with a fitted change detector (the shipped one)
+gives a 2 Hz curve (:mod:`merkit.predictors.curve`: the track head on each passage between
+detected changes, eased and lagged, with ``valence_band`` / ``arousal_band``);
+``timeline_mode = "windows"`` (``merkit predict --timeline-windows``) gives the sliding 10 s
+windows every 5 s, each through the track head, as every model without a detector does.
 """
 from __future__ import annotations
 
@@ -31,13 +37,18 @@ from ..data.manifest import QUADRANT_WORDS
 from ..data.mirex_mood import mood_words
 from ..data.multi_corpus import GEMS_ORDER, assemble_inputs
 from ..results import Prediction, quadrant_probs
+from . import segments
 from .segments import encoder_align
+from . import curve as curvemod
+from .curve import CurveConfig
 from .base import FP16_TOLERANCE, Predictor, PredictorConfig
 from ..checkpoint import save_checkpoint, upgrade
 from ..models.unified import load_unified, unified_checkpoint
 from ..frontend import FrontEnd
 from ..encoders.musicnn import MusicnnEncoder, OnDevice, torch_module_of
 from ..features.tonal import hop_seconds_from_info
+from ..dynamic_features import frame_features
+from ..loudness import integrated_loudness_batch
 from ..onnx_backend import BACK_END, BackEndGraph, FRAMES, FramesGraph, Graph, HEADS_GRAPH, HeadsGraph, MUSICNN_OUTPUTS
 
 
@@ -54,6 +65,9 @@ class UnifiedModel(Predictor):
     score in standard-deviation units, when none was fitted).
     """
 
+    # the 2 Hz timeline reads this many half-second cells (5 minutes) of audio at a time
+    curve_segment_frames = 600
+
     def __init__(self, net, config: PredictorConfig | None = None, *, calibration: dict | None = None,
                  info: dict | None = None):
         import torch
@@ -65,13 +79,20 @@ class UnifiedModel(Predictor):
             self.calibration.setdefault(k, (1.7, 0.0))
         self.info = info or {}
         self.reference: dict | None = None
+        # the 2 Hz timeline's change detector (merkit.predictors.curve), when the model file has one
+        self.curve: CurveConfig | None = None
+        self.timeline_mode = "windows"
         self._fronts: dict[float, object] = {}
         self._torch = torch
         encoders = [v for v in net.cfg.inputs if v != "tonal"]
         self.encoders = tuple(encoders)
 
     def __repr__(self) -> str:
-        return f"UnifiedModel(inputs={self.net.cfg.inputs}, heads={self.net.cfg.heads}, {self._front_end_repr()})"
+        front = self._front_end_repr()
+        if self.timeline_mode == "curve":
+            front = front.replace(f"timeline={self.config.timeline_window:g} s every {self.config.timeline_hop:g} s",
+                                  "timeline=2 Hz curve")
+        return f"UnifiedModel(inputs={self.net.cfg.inputs}, heads={self.net.cfg.heads}, {front})"
 
     # -- files -------------------------------------------------------------------------------
     @classmethod
@@ -87,13 +108,26 @@ class UnifiedModel(Predictor):
             info = {"checkpoint": str(path) if path else None, "test": blob["metrics"].get("test")}
         model = cls(net, config, calibration=pred.get("calibration"), info=info)
         model.reference = pred.get("reference")
+        if pred.get("curve"):
+            model.set_curve(CurveConfig.from_dict(pred["curve"]))
         return model
+
+    def set_curve(self, cfg: CurveConfig | None) -> "UnifiedModel":
+        """Give the model a fitted 2 Hz timeline (``merkit.predictors.curve``), which becomes its
+        timeline; None: back to the sliding windows."""
+        if cfg is not None and tuple(self.net.cfg.inputs) not in (("musicnn",), ("musicnn", "tonal")):
+            raise ValueError(f"the 2 Hz timeline pools musicnn's frames into the musicnn view; this model's inputs "
+                             f"are {self.net.cfg.inputs}")
+        self.curve = cfg
+        self.timeline_mode = "curve" if cfg is not None else "windows"
+        return self
 
     def to_blob(self, **fields) -> dict:
         """The model file's dict (``fields``: train_config, data_info, metrics of its training)."""
 
         pred = {**self.config.to_dict(), "info": self.info, "reference": self.reference,
-                "calibration": {k: list(v) for k, v in self.calibration.items()}}
+                "calibration": {k: list(v) for k, v in self.calibration.items()},
+                "curve": self.curve.to_dict() if self.curve is not None else None}
         return unified_checkpoint(self.net, predictor=pred, **fields)
 
     def save(self, path: str | os.PathLike, *, half: bool = True, **fields) -> Path:
@@ -149,6 +183,10 @@ class UnifiedModel(Predictor):
         all_times = [times]
         flags = []
         content = self._check_track(win, info, views["mel"])
+        if timeline is not None and not content[0] and self.timeline_mode == "curve":
+            feats = {"x": x[0], "times": all_times, "duration": info.duration, "content": content}
+            feats["curve"], feats["window_flags"] = self._curve_features(timeline, info, x[0][0])
+            return feats
         if timeline is not None and not content[0]:  # no timeline for input that is not music
             tx, t_times, lufs = self._timeline_inputs(timeline, name, info)
             x.append(tx)
@@ -156,6 +194,61 @@ class UnifiedModel(Predictor):
             flags = self._window_flags(lufs)
         return {"x": np.concatenate(x), "times": all_times, "duration": info.duration,
                 "content": content, "window_flags": flags}
+
+    def _curve_features(self, blocks, info, x_track: np.ndarray) -> tuple[dict, list[str | None]]:
+        """The 2 Hz timeline (:mod:`merkit.predictors.curve`) of the audio ``blocks``: the eased
+        head outputs per frame, the band, the part starts, and per frame the reason it holds no
+        music (a silent half second)."""
+        f, times, lufs = self.curve_frames(blocks, info)
+        tonal = x_track[2 * f.shape[1]:] if "tonal" in self.net.cfg.inputs else None
+        curve = self.curve_of_frames(f, tonal)
+        curve["times"] = times
+        return curve, self._window_flags(lufs)
+
+    def curve_frames(self, blocks, info) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(frames (T, 953), their times (s), loudness of each half second (LUFS)) of the audio
+        ``blocks`` (44.1 kHz mono, consecutive): musicnn's 3 s patch centred on each half second,
+        from one pass over the track at the track window's level (as the sliding windows hear
+        it), read :attr:`curve_segment_frames` cells at a time."""
+        if isinstance(blocks, np.ndarray):
+            blocks = [blocks]
+        front = self._front(self.config.audio)
+        enc = front.encoders["musicnn"]
+        sr = self.config.audio.sample_rate
+        hop = curvemod.HOP_SECONDS
+        gain = float(10.0 ** (info.gain_db / 20.0))
+        frames, times, lufs = [], [], []
+        # cells of one hop; 3 s of margin: a 3 s patch centred on a cell plus the encoder's 1.2 s
+        for seg in segments.timeline_segments(blocks, sr, hop, hop, per_segment=self.curve_segment_frames,
+                                              margin=3.0, align=encoder_align(sr, [enc])):
+            y_enc = front.encoder_input(seg.y, info, enc, gain=gain)
+            local = [(s + hop * sr / 2) / sr for s in seg.local_starts()]  # cell centres, s into seg.y
+            frames.append(frame_features(enc, y_enc, np.array(local)))
+            times += [seg.offset / sr + t for t in local]
+            w = int(round(hop * sr))
+            cells = np.stack([np.pad(seg.y[s:s + w], (0, max(0, w - len(seg.y[s:s + w])))) for s in seg.local_starts()])
+            lufs.append(integrated_loudness_batch(cells, sr))
+        return np.concatenate(frames), np.array(times), np.concatenate(lufs)
+
+    def curve_of_frames(self, f: np.ndarray, tonal: np.ndarray | None, cfg: CurveConfig | None = None) -> dict:
+        """The curve of 2 Hz frames ``f`` (:meth:`curve_frames`) with the track's ``tonal`` view:
+        ``{"outputs": eased head outputs per frame, "band": (T, 2) valence/arousal band,
+        "starts": the parts' first frames}``; ``cfg``: another detector setting (default: the model's)."""
+        cfg = cfg or self.curve
+        pen = self.encoder_seq_dim("musicnn")
+        starts = curvemod.pick_changes(curvemod.change_probability(f, cfg), cfg.threshold, cfg.min_part)
+        parts = self.outputs(curvemod.part_inputs(f, starts, tonal, pen))
+        T = len(f)
+        # the band: how much the 10 s windows inside each part disagree (P of each dimension)
+        local = self.outputs(curvemod.with_tonal(curvemod.local_pooled(f, 5.0, pen), tonal))["va"]
+        probs = np.stack([_sigmoid(self.calibration[d][0] * local[:, j] + self.calibration[d][1])
+                          for j, d in enumerate(("valence", "arousal"))], 1)
+        return {"outputs": {k: curvemod.follow(v, starts, T, cfg) for k, v in parts.items()},
+                "band": curvemod.follow(curvemod.part_spread(probs, starts), starts, T, cfg), "starts": starts}
+
+    def encoder_seq_dim(self, name: str) -> int:
+        """The size of an encoder's penultimate layer (musicnn: 200)."""
+        return int(self._front(self.config.audio).encoders[name].seq_dim)
 
     def _timeline_inputs(self, blocks, name: str, info) -> tuple[np.ndarray, list[tuple], np.ndarray]:
         """(B, D) inputs of the timeline windows of the audio ``blocks`` (an array, or the
@@ -221,7 +314,10 @@ class UnifiedModel(Predictor):
 
     def predict_inputs(self, x: np.ndarray) -> list[dict]:
         """Prediction fields of network inputs ``(B, D)``."""
-        out = self.outputs(x)
+        return self.fields_of(self.outputs(x))
+
+    def fields_of(self, out: dict[str, np.ndarray]) -> list[dict]:
+        """Prediction fields of raw head outputs (:meth:`outputs`)."""
         sv, sa = out["va"][:, 0], out["va"][:, 1]
         pv = _sigmoid(self.calibration["valence"][0] * sv + self.calibration["valence"][1])
         pa = _sigmoid(self.calibration["arousal"][0] * sa + self.calibration["arousal"][1])
@@ -230,7 +326,7 @@ class UnifiedModel(Predictor):
         cv, ca = self.score_centres()
         pq = quadrant_probs(pa, pv)
         fields = []
-        for i in range(len(x)):
+        for i in range(len(sv)):
             q = int(np.argmax(pq[i])) + 1
             f = {"arousal": float(pa[i]), "valence": float(pv[i]), "quadrant": q,
                  "quadrant_word": QUADRANT_WORDS[q], "quadrant_probs": tuple(float(p) for p in pq[i]),
@@ -246,13 +342,27 @@ class UnifiedModel(Predictor):
     def _results(self, feats: dict) -> tuple[Prediction, list[Prediction]]:
         fields = self.predict_inputs(feats["x"])
         preds = [Prediction(**f, start=t[0], end=t[1], looped=t[2]) for f, t in zip(fields, feats["times"])]
-        return preds[0], preds[1:]
+        if "curve" not in feats:
+            return preds[0], preds[1:]
+        c, half = feats["curve"], curvemod.HOP_SECONDS / 2
+        tl = [Prediction(**f, start=float(t - half), end=float(t + half), valence_band=float(b[0]),
+                         arousal_band=float(b[1]))
+              for f, t, b in zip(self.fields_of(c["outputs"]), c["times"], c["band"])]
+        return preds[0], tl
 
     # -- self-check --------------------------------------------------------------------------
     def reference_probabilities(self) -> dict[str, list[list[float]]]:
         """Head outputs on the track and timeline windows of :func:`reference_signal`."""
-        feats = self._reference_features()
-        return {k: v.tolist() for k, v in self.outputs(feats["x"]).items()}
+        mode, self.timeline_mode = self.timeline_mode, "curve" if self.curve is not None else "windows"
+        try:  # the stored reference is of the model's own timeline, whichever a caller picked since
+            feats = self._reference_features()
+        finally:
+            self.timeline_mode = mode
+        out = {k: v.tolist() for k, v in self.outputs(feats["x"]).items()}
+        if "curve" in feats:  # the 2 Hz timeline's eased outputs and band
+            out.update({f"timeline_{k}": v.tolist() for k, v in feats["curve"]["outputs"].items()})
+            out["timeline_band"] = feats["curve"]["band"].tolist()
+        return out
 
     def check(self, tolerance: float = FP16_TOLERANCE) -> float:
         """Largest difference between this model's outputs on :func:`reference_signal` and those
@@ -260,6 +370,9 @@ class UnifiedModel(Predictor):
         if not self.reference:
             raise ValueError("this model file stores no reference predictions")
         now = self.reference_probabilities()
+        missing = sorted(set(now) - set(self.reference))
+        if missing:  # e.g. a timeline attached without storing its reference
+            raise ValueError(f"this model file stores no reference for {', '.join(missing)}")
         diff = max(float(np.abs(np.asarray(now[k]) - np.asarray(self.reference[k])).max()) for k in now)
         if diff > tolerance:
             raise ValueError(f"predictions differ from the stored reference by {diff:.4f} > {tolerance}")

@@ -47,9 +47,15 @@ def _ccc(p: np.ndarray, t: np.ndarray) -> float:
     return float(2 * cov / den) if den > 0 else float("nan")
 
 
+# A curve whose standard deviation is below this does not move: a flat target has no r (the song
+# is left out of the mean r; medley targets of clips with equal labels keep ~1e-4 of filter
+# start-up), a flat prediction has r = 0 (it follows nothing).
+FLAT = 1e-3
+
+
 def song_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     """Mean over songs of RMSE, r and CCC per dimension; ``pred``/``true`` (N, T, 2) = (V, A),
-    NaN where a frame is not annotated."""
+    NaN where a frame is not annotated. r: see :data:`FLAT`."""
     out = {}
     for j, d in enumerate(DIMS):
         rmse, r, ccc = [], [], []
@@ -59,8 +65,8 @@ def song_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
                 continue
             p, t = p[m].astype(np.float64), t[m].astype(np.float64)
             rmse.append(math.sqrt(float(np.mean((p - t) ** 2))))
-            if p.std() > 1e-9 and t.std() > 1e-9:
-                r.append(float(np.corrcoef(p, t)[0, 1]))
+            if t.std() > FLAT:
+                r.append(float(np.corrcoef(p, t)[0, 1]) if p.std() > FLAT else 0.0)
             c = _ccc(p, t)
             ccc.append(0.0 if math.isnan(c) else c)
         out[f"{d}_rmse"] = float(np.mean(rmse)) if rmse else float("nan")

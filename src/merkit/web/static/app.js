@@ -68,6 +68,15 @@ function drawTimeline(timeline) {
      `time (s), ${t0.toFixed(0)}\u2013${t1.toFixed(0)}`);
   const series = [["valence", "#2a2"], ["arousal", "#d33"]].filter(([key]) => timeline.some((p) => level(p, key) !== null));
   series.forEach(([key, color], i) => {
+    // the 2 Hz curve's band: the spread of the 10 s windows inside each passage
+    const band = timeline.map((p) => p[`${key}_band`]);
+    if (band.every((b) => typeof b === "number")) {
+      const clip = (v) => Math.min(1, Math.max(0, v));
+      const upper = timeline.map((p, j) => `${sx(t[j])},${sy(clip(level(p, key) + band[j]))}`);
+      const lower = timeline.map((p, j) => `${sx(t[j])},${sy(clip(level(p, key) - band[j]))}`).reverse();
+      el("polygon", {points: upper.concat(lower).join(" "), fill: color, "fill-opacity": 0.15, stroke: "none",
+                     class: `band-${key}`}, svg);
+    }
     el("polyline", {points: timeline.map((p, j) => `${sx(t[j])},${sy(level(p, key))}`).join(" "), fill: "none",
                     stroke: color, "stroke-width": 2, class: `series-${key}`}, svg);
     el("text", {x: W - R - 5, y: T + 14 + 14 * i, "text-anchor": "end", "font-size": 12, fill: color}, svg, key);
@@ -94,7 +103,7 @@ function show(data) {
   }
   $("meta").textContent = `${data.filename}: ${data.duration.toFixed(1)} s; track window ` +
     `${p.start.toFixed(1)}\u2013${p.end.toFixed(1)} s${p.looped ? " (short clip, looped)" : ""}; ` +
-    `${(data.timeline || []).length} timeline windows` +
+    `${(data.timeline || []).length} timeline points` +
     (musical(data.timeline).length < (data.timeline || []).length ? " (silent ones not drawn)" : "") +
     (data.note ? `; ${data.note}` : "");
   drawPlane(p, musical(data.timeline));

@@ -1,0 +1,111 @@
+"""Fitting the shipped timeline's change detector on medleys (:mod:`merkit.predictors.curve`).
+
+1. **Logistic weights** on the training medleys: every 2 Hz frame is a sample, positive when it
+   lies within ``tolerance`` s of a join between two clips (the middle of the crossfade; the
+   medleys' plans are in their manifest), classes balanced.
+2. **Threshold, shortest part, easing and lag** on the validation medleys: the grid point with the
+   best mean per-song correlation (valence and arousal averaged) of the curve built with the track
+   head, a flat curve counting as r = 0 (it follows nothing).
+
+The test medleys are never looked at here; ``bench/dynamic.py`` scores them once.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Callable
+
+import numpy as np
+
+from ..data.manifest import Track
+from ..predictors.curve import SCALES, CurveConfig, change_probability, follow, novelty, part_inputs, pick_changes
+
+THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.7)
+MIN_PARTS = (4.0, 6.0, 8.0)
+EASES = (0.0, 2.0)
+LAGS = (0.0, 1.5, 3.0)
+
+
+def joins(track: Track, crossfade: float) -> list[float]:
+    """Seconds into a medley where one clip gives way to the next (the crossfades' middles)."""
+    out, t0 = [], 0.0
+    segs = track.extra.get("segments", [])
+    for k, s in enumerate(segs):
+        if k > 0:
+            out.append(t0 + crossfade / 2)
+        t0 += float(s["seconds"]) - crossfade
+    return out
+
+
+def change_labels(times: np.ndarray, join_times: list[float], tolerance: float = 0.5) -> np.ndarray:
+    """(T,) 1 where a frame lies within ``tolerance`` s of a join."""
+    y = np.zeros(len(times), dtype=int)
+    for b in join_times:
+        y[np.abs(times - b) <= tolerance + 1e-9] = 1
+    return y
+
+
+def fit_detector(frames: list[np.ndarray], labels: list[np.ndarray], *, pen_dim: int = 200, scales=SCALES,
+                 C: float = 1.0) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """(weights, bias, mean, std) of the change logistic on training medleys' frames."""
+    from sklearn.linear_model import LogisticRegression
+
+    allf = np.concatenate([f[np.isfinite(f).all(1)] for f in frames]).astype(np.float64)
+    mean, std = allf.mean(0), allf.std(0)
+    std[std < 1e-6] = 1.0
+    X = np.concatenate([novelty(f, mean, std, pen_dim=pen_dim, scales=scales) for f in frames])
+    y = np.concatenate(labels)
+    lr = LogisticRegression(C=C, class_weight="balanced", max_iter=2000).fit(X, y)
+    return lr.coef_[0], float(lr.intercept_[0]), mean, std
+
+
+def curve_of(frames: np.ndarray, cfg: CurveConfig, head: Callable[[np.ndarray], np.ndarray],
+             tonal: np.ndarray | None) -> tuple[np.ndarray, list[int]]:
+    """(T, K) the eased head outputs of one track's frames (``head``: inputs (B, D) -> (B, K))
+    and its part starts."""
+    p = change_probability(frames, cfg)
+    starts = pick_changes(p, cfg.threshold, cfg.min_part)
+    out = head(part_inputs(frames, starts, tonal, cfg.pen_dim))
+    return follow(out, starts, len(frames), cfg), starts
+
+
+def per_song_r(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """(N, 2) Pearson r per song and dimension: NaN where the target does not move (no r is
+    defined), 0 where the prediction is flat (it follows nothing)."""
+    from .dynamic_fit import FLAT
+
+    out = np.full(pred.shape[::2], np.nan)
+    for i in range(len(pred)):
+        for j in range(pred.shape[-1]):
+            p, t = pred[i, :, j], true[i, :, j]
+            m = np.isfinite(p) & np.isfinite(t)
+            if m.sum() < 3 or t[m].std() <= FLAT:
+                continue
+            out[i, j] = np.corrcoef(p[m], t[m])[0, 1] if p[m].std() > FLAT else 0.0
+    return out
+
+
+def select(frames: list[np.ndarray], true: np.ndarray, base: CurveConfig, head, tonal=None, *,
+           thresholds=THRESHOLDS, min_parts=MIN_PARTS, eases=EASES, lags=LAGS) -> tuple[CurveConfig, list[dict]]:
+    """The grid point with the best mean per-song r on ``frames`` / ``true`` ((N, T, 2) valence,
+    arousal targets), and every point's scores. ``head`` gives (B, 2) valence, arousal scores."""
+    from dataclasses import replace
+
+    probs = [change_probability(f, base) for f in frames]
+    rows, best, best_score = [], base, -np.inf
+    for thr, mp in itertools.product(thresholds, min_parts):
+        parts = [pick_changes(p, thr, mp) for p in probs]
+        outs = [head(part_inputs(f, s, tonal, base.pen_dim)) for f, s in zip(frames, parts)]
+        for e, lag in itertools.product(eases, lags):
+            cfg = replace(base, threshold=thr, min_part=mp, ease=e, lag=lag)
+            pred = np.stack([follow(o, s, len(f), cfg) for o, s, f in zip(outs, parts, frames)])
+            r = np.nanmean(per_song_r(pred, true), 0)
+            score = float(r.mean())
+            rows.append({"threshold": thr, "min_part": mp, "ease": e, "lag": lag, "v_r": float(r[0]),
+                         "a_r": float(r[1]), "parts": float(np.mean([len(s) for s in parts]))})
+            if score > best_score:
+                best_score, best = score, cfg
+    return best, rows
+
+
+__all__ = ["EASES", "LAGS", "MIN_PARTS", "THRESHOLDS", "change_labels", "curve_of", "fit_detector", "joins", "per_song_r",
+           "select"]
