@@ -114,7 +114,12 @@ BENCHMARKS = {
     "timeline_steadiness": Bench("timeline_steadiness.py", "the shipped timeline on single real clips: steadiness, agreement",
                                  (_features("mirex_mood", "musicnn"), _features("emotify", "musicnn"),
                                   _features("q4", "musicnn"))),
-    "dynamic": Bench("dynamic.py", "DSAML against the sliding-window timeline on medleys", (SHARED_DATA,)),
+    "train_timeline": Bench("train_timeline.py", "fit the shipped 2 Hz timeline on medleys (writes "
+                                                 "src/merkit/assets/default_model.pt)",
+                            (_features("mirex_mood", "musicnn"), _features("emotify", "musicnn"),
+                             _features("q4", "musicnn"))),
+    "dynamic": Bench("dynamic.py", "the shipped 2 Hz timeline, DSAML and the sliding windows on held-out medleys",
+                     (SHARED_DATA,)),
     "dynamic_grid": Bench("dynamic_grid.py", "DSAML defaults chosen on validation medleys", (SHARED_DATA,)),
     "personal": Bench("personal.py", "personalisation on Emotify listener groups", (_features("emotify", "musicnn"),)),
     "library": Bench("library.py", "merkit predict on a folder against vibenet (clips/s, peak RSS), the decode "

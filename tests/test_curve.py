@@ -1,4 +1,4 @@
-"""The shipped 2 Hz timeline (merkit.predictors.curve, merkit.training.curve_fit): change points on
+"""The shipped 2 Hz timeline (merkit.models.curve, merkit.training.curve_fit): change points on
 synthetic frames, the part pooling in the track model's layout, easing and lag, fitting on
 synthetic medleys, and the predictor's curve (streamed and whole, self-check, outputs)."""
 import dataclasses
@@ -8,7 +8,7 @@ import pytest
 
 from conftest import melody
 from merkit.data.manifest import Track
-from merkit.predictors import curve as C
+from merkit.models import curve as C
 from merkit.training import curve_fit as F
 
 D, PEN = 12, 4  # small frames: 4 "penultimate" values, 8 "mid-end" values
@@ -125,6 +125,34 @@ def test_fitted_detector_finds_held_out_joins():
     assert hits >= 0.9 * total
 
 
+def test_single_songs_teach_the_detector_what_is_not_a_change():
+    """Medley joins move every frame value; a song's own sections move only the mid-end values.
+    Shown such songs as negatives, the detector is less sure of a section change (the hard
+    negatives are few: a handful of frames per song) and still finds the joins."""
+    rng = np.random.default_rng(2)
+    tracks, frames = _medley_tracks(30, rng)
+    times = 0.5 * np.arange(120)
+    labels = [F.change_labels(times, F.joins(t, 1.0)) for t in tracks]
+
+    def song():
+        f = np.full((60, D), rng.normal(0, 1.5)) + 0.3 * rng.standard_normal((60, D))
+        f[30:, PEN:] += rng.normal(0, 1.5, D - PEN)
+        return f
+
+    songs = [song() for _ in range(100)]
+    held_out = song()
+
+    def detector(unchanged):
+        w, b, mean, std = F.fit_detector(frames, labels, pen_dim=PEN, unchanged=unchanged)
+        return C.CurveConfig(weights=tuple(w), bias=b, mean=tuple(mean), std=tuple(std), pen_dim=PEN)
+
+    plain, taught = detector([]), detector(songs)
+    at = slice(29, 32)
+    assert C.change_probability(held_out, taught)[at].max() < C.change_probability(held_out, plain)[at].max() - 0.2
+    join = int(round(F.joins(tracks[0], 1.0)[0] / 0.5 + 0.5))
+    assert C.change_probability(frames[0], taught)[join - 1:join + 2].max() > 0.5
+
+
 def test_selection_prefers_the_settings_that_follow_the_targets():
     """With a head that reads the part's level, the grid picks a threshold that finds the parts:
     its r beats the one-part (flat) curve's 0."""
@@ -147,6 +175,41 @@ def test_selection_prefers_the_settings_that_follow_the_targets():
     assert best.threshold == 0.5
     by_thr = {r["threshold"]: r for r in rows}
     assert by_thr[0.5]["v_r"] > 0.9 and by_thr[1.01]["v_r"] == 0.0  # 1.01: no change, flat curve, r 0
+
+
+def test_steadiness_constraint_overrules_the_medleys():
+    """Single clips whose texture shifts halfway, with one label each: a detector that splits them
+    moves the curve inside the clip. With the clips given, the selection takes the threshold that
+    keeps them whole, though the medleys alone prefer the lower one."""
+    rng = np.random.default_rng(5)
+    tracks, frames = _medley_tracks(12, rng)
+    times = 0.5 * np.arange(120)
+    w, b, mean, std = F.fit_detector(frames, [F.change_labels(times, F.joins(t, 1.0)) for t in tracks], pen_dim=PEN)
+    base = C.CurveConfig(weights=tuple(w), bias=b, mean=tuple(mean), std=tuple(std), pen_dim=PEN)
+    true = np.stack([np.stack([f[:, 0], -f[:, 0]], -1) for f in frames])
+
+    def head(x):
+        return np.stack([x[:, 0], -x[:, 0]], 1)
+
+    def prob_head(x):
+        return 1 / (1 + np.exp(-head(x)))
+
+    clips = []
+    for k in range(20):  # a level per clip, and a texture shift in the values the head ignores
+        lv = rng.normal(0, 1)
+        f = np.full((60, D), lv) + 0.05 * rng.standard_normal((60, D))
+        f[30:, 1:] += 2.0 * rng.standard_normal(D - 1)
+        f[:30, 0] -= 1.0  # the head hears the shift: a split moves the curve
+        clips.append({"frames": f, "tonal": None, "track": tuple(prob_head(f[:, :1].mean(0, keepdims=True).repeat(
+            2 * D, 1))[0]), "silent": [False] * 60})
+    free, rows = F.select(frames, true, base, head, None, thresholds=(0.5, 1.01), min_parts=(4.0,), eases=(0.0,),
+                          lags=(0.0,))
+    assert free.threshold == 0.5
+    held, rows = F.select(frames, true, base, head, None, clips={"x": clips}, prob_head=prob_head,
+                          thresholds=(0.5, 1.01), min_parts=(4.0,), eases=(0.0,), lags=(0.0,))
+    by = {r["threshold"]: r for r in rows}
+    assert by[0.5]["worst_steadiness"] > F.STEADY_MAX >= by[1.01]["worst_steadiness"] == 0.0
+    assert held.threshold == 1.01 and by[1.01]["chosen"] and not by[0.5]["chosen"]
 
 
 def test_per_song_r_flat_prediction_is_zero_and_flat_target_undefined():
@@ -191,9 +254,9 @@ def test_shipped_curve_is_2hz_consistent_and_self_checks(model):
 
 
 def test_steady_music_gives_one_part_whose_mean_is_the_track_result(model):
-    """30 s of one generated piece, looped to fill the track window: the curve holds one value
-    (no change detected), within 0.1 of the track result."""
-    y = melody(30.0, SR, seed=11)
+    """One 5 s phrase played six times (30 s, looped to fill the track window): the curve holds
+    one value (no change detected), within 0.1 of the track result."""
+    y = np.tile(melody(5.0, SR, seed=11), 6)
     feats = model.features(y, SR, timeline=True)
     assert feats["curve"]["starts"] == [0]
     track, tl = model._predictions(feats)

@@ -47,7 +47,12 @@ from .feature_cache import load_corpus
 from .models.unified import DEFAULT_INPUTS, UnifiedConfig
 from .outputs import atomic_path
 from .training.unified_fit import UnifiedTrainConfig, fit_teachers, fit_unified
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
+from .audio import AudioError
+from .data.medley import INFO as MEDLEY_INFO
+from .dynamic_features import load_dynamic
+from .models.curve import N_NOVELTY, CurveConfig
+from .training.curve_fit import change_labels, fit_detector, joins, select
 
 FP16_LIMIT = 0.02  # the largest output change float16 weights may make (the shipped model's bar)
 
@@ -156,24 +161,40 @@ def train_default(data: dict[str, str], out, *, seed: int = 0, inputs=None, log=
             "file_bytes": out.stat().st_size}
 
 
-def fit_timeline(model_file, dyn_folder, out, *, log=print) -> dict:
-    """The shipped model's 2 Hz timeline (:mod:`merkit.predictors.curve`): its change detector
+def clip_curves(model: UnifiedModel, paths: list[str]) -> list[dict]:
+    """What :func:`merkit.training.curve_fit.steadiness` reads of single clips: each clip's 2 Hz
+    frames, tonal view, track result (P valence, P arousal) and silent half seconds, through
+    `merkit predict --timeline`'s own code (clips that fail or hold no music are left out)."""
+    rows = []
+    for path in paths:
+        try:
+            feats = model._file_features(path, True)
+        except (AudioError, ValueError, OSError, RuntimeError):
+            continue
+        if "curve" not in feats:  # not music
+            continue
+        track = model._predictions(feats)[0]
+        c = feats["curve"]
+        rows.append({"frames": c["frames"], "tonal": c["tonal"], "track": (track.valence, track.arousal),
+                     "silent": [f is not None for f in feats["window_flags"]]})
+    return rows
+
+
+def fit_timeline(model_file, dyn_folder, out, *, clips: dict[str, list[str]] | None = None,
+                 songs: dict[str, list[str]] | None = None, log=print) -> dict:
+    """The shipped model's 2 Hz timeline (:mod:`merkit.models.curve`): its change detector
     fitted on the training medleys of ``dyn_folder`` (a ``merkit extract-dynamic`` folder of
     ``merkit medleys``; the medleys' test split is not read), its threshold, shortest part,
-    easing and lag chosen on the validation medleys with the model's own head
-    (:mod:`merkit.training.curve_fit`), then stored in a copy of ``model_file`` at ``out``
+    easing and lag chosen on the validation medleys with the model's own head, among the settings
+    that hold still on the single real clips ``clips`` (``{corpus: paths}``: validation parts,
+    never test parts; :mod:`merkit.training.curve_fit`); the single songs ``songs`` (training
+    parts) are the detector's examples of music that does not change, then stored in a copy of ``model_file`` at ``out``
     (weights and calibration unchanged) with the reference outputs of its track window and timeline;
     the copy is loaded back and self-checked before it replaces ``out``."""
     import time
     from pathlib import Path
 
     import torch
-
-    from .checkpoint import save_checkpoint
-    from .data.medley import INFO as MEDLEY_INFO
-    from .dynamic_features import load_dynamic
-    from .predictors.curve import CurveConfig
-    from .training.curve_fit import change_labels, fit_detector, joins, select
 
     t0 = time.perf_counter()
     ds = load_dynamic(dyn_folder)
@@ -187,27 +208,46 @@ def fit_timeline(model_file, dyn_folder, out, *, log=print) -> dict:
     model = UnifiedModel.from_blob(blob, path=model_file)
     pen = model.encoder_seq_dim("musicnn")
     frames = [np.asarray(ds.frames[i], np.float64) for i in range(len(ds.tracks))]
+    model.set_curve(CurveConfig(weights=(0.0,) * N_NOVELTY, bias=0.0, mean=(0.0,) * frames[0].shape[1],
+                                std=(1.0,) * frames[0].shape[1], pen_dim=pen))  # reads the clips' frames below
+    unchanged = [r["frames"] for paths in (songs or {}).values() for r in clip_curves(model, paths)]
+    log(f"detector: {len(train)} training medleys, {len(unchanged)} single songs")
     w, b, mean, std = fit_detector([frames[i] for i in train],
                                    [change_labels(np.asarray(ds.times), joins(ds.tracks[i], crossfade)) for i in train],
-                                   pen_dim=pen)
+                                   pen_dim=pen, unchanged=unchanged)
     base = CurveConfig(weights=tuple(map(float, w)), bias=float(b), mean=tuple(map(float, mean)),
                        std=tuple(map(float, std)), pen_dim=pen)
     net = model.net
     tonal = net.mean[2 * frames[0].shape[1]:].numpy() if "tonal" in net.cfg.inputs else None  # the average tonal view
     centres = np.array(model.score_centres())
 
-    def head(x):
+    def raw(x):
         with torch.inference_mode():
-            s = net.predict(torch.from_numpy(np.asarray(x, np.float32)))["va"].double().numpy()
-        return np.tanh(s - centres)
+            return net.predict(torch.from_numpy(np.asarray(x, np.float32)))["va"].double().numpy()
 
+    def head(x):
+        return np.tanh(raw(x) - centres)
+
+    slopes = np.array([model.calibration[d] for d in ("valence", "arousal")])
+
+    def prob_head(x):
+        return 1.0 / (1.0 + np.exp(-(slopes[:, 0] * raw(x) + slopes[:, 1])))
+
+    steady = None
+    if clips:  # (any detector will do: the clips' frames and track results do not depend on it)
+        steady = {name: clip_curves(model, paths) for name, paths in clips.items()}
+        log("steadiness clips: " + ", ".join(f"{k} {len(v)}" for k, v in steady.items()))
     true = np.stack([np.asarray(ds.dyn_v), np.asarray(ds.dyn_a)], -1)
-    cfg, grid = select([frames[i] for i in val], true[val], base, head, tonal)
-    best = max(grid, key=lambda r: r["v_r"] + r["a_r"])
-    cfg = dataclasses.replace(cfg, fitted_on={"medleys": str(dyn_folder), "train": int(len(train)),
-                                              "val": int(len(val)), "val_r": {"v": best["v_r"], "a": best["a_r"]}})
+    cfg, grid = select([frames[i] for i in val], true[val], base, head, tonal, clips=steady, prob_head=prob_head)
+    best = next(r for r in grid if r["chosen"])
+    cfg = dataclasses.replace(cfg, fitted_on={"medleys": Path(dyn_folder).name, "train": int(len(train)),
+                                              "val": int(len(val)), "val_r": {"v": best["v_r"], "a": best["a_r"]},
+                                              "steady_clips": {k: len(v) for k, v in (steady or {}).items()},
+                                              "single_songs": len(unchanged),
+                                              "val_steadiness": best.get("clips")})
     log(f"timeline: threshold {cfg.threshold}, shortest part {cfg.min_part} s, ease {cfg.ease} s, lag {cfg.lag} s; "
-        f"validation r valence {best['v_r']:.3f}, arousal {best['a_r']:.3f}")
+        f"validation r valence {best['v_r']:.3f}, arousal {best['a_r']:.3f}; worst steadiness on the clips "
+        f"{best.get('worst_steadiness', float('nan')):.2f}")
     model.set_curve(cfg)
     blob["predictor"]["curve"] = cfg.to_dict()
     # the reference of the track window and the new timeline (the sliding windows' rows go)

@@ -47,7 +47,7 @@ class Prediction:
     mood_words: str | None = None
     gems: dict | None = None
     warning: str | None = None
-    # the 2 Hz timeline's band (merkit.predictors.curve): the standard deviation of the 10 s
+    # the 2 Hz timeline's band (merkit.models.curve): the standard deviation of the 10 s
     # windows' P(positive) / P(high) inside the passage this moment belongs to
     valence_band: float | None = None
     arousal_band: float | None = None

@@ -20,7 +20,7 @@ Outputs (:class:`~merkit.results.Prediction`), one consistent story:
   vote shares.
 
 The timeline (``--timeline``): a model file with a fitted change detector (the shipped one)
-gives a 2 Hz curve (:mod:`merkit.predictors.curve`: the track head on each passage between
+gives a 2 Hz curve (:mod:`merkit.models.curve`: the track head on each passage between
 detected changes, eased and lagged, with ``valence_band`` / ``arousal_band``);
 ``timeline_mode = "windows"`` (``merkit predict --timeline-windows``) gives the sliding 10 s
 windows every 5 s, each through the track head, as every model without a detector does.
@@ -37,26 +37,20 @@ from ..data.manifest import QUADRANT_WORDS
 from ..data.mirex_mood import mood_words
 from ..data.multi_corpus import GEMS_ORDER, assemble_inputs
 from ..results import Prediction, quadrant_probs
-from . import segments
 from .segments import encoder_align
-from . import curve as curvemod
-from .curve import CurveConfig
+from .curve_timeline import CurveTimeline, sigmoid as _sigmoid
+from ..models import curve as curvemod
+from ..models.curve import CurveConfig
 from .base import FP16_TOLERANCE, Predictor, PredictorConfig
 from ..checkpoint import save_checkpoint, upgrade
 from ..models.unified import load_unified, unified_checkpoint
 from ..frontend import FrontEnd
 from ..encoders.musicnn import MusicnnEncoder, OnDevice, torch_module_of
 from ..features.tonal import hop_seconds_from_info
-from ..dynamic_features import frame_features
-from ..loudness import integrated_loudness_batch
 from ..onnx_backend import BACK_END, BackEndGraph, FRAMES, FramesGraph, Graph, HEADS_GRAPH, HeadsGraph, MUSICNN_OUTPUTS
 
 
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-class UnifiedModel(Predictor):
+class UnifiedModel(CurveTimeline, Predictor):
     """The unified network (:class:`~merkit.models.unified.UnifiedMER`) with its front end and
     calibration.
 
@@ -64,9 +58,6 @@ class UnifiedModel(Predictor):
     raw score to P(positive / high) (defaults: slope 1.7, intercept 0, i.e. a logistic on the
     score in standard-deviation units, when none was fitted).
     """
-
-    # the 2 Hz timeline reads this many half-second cells (5 minutes) of audio at a time
-    curve_segment_frames = 600
 
     def __init__(self, net, config: PredictorConfig | None = None, *, calibration: dict | None = None,
                  info: dict | None = None):
@@ -79,7 +70,7 @@ class UnifiedModel(Predictor):
             self.calibration.setdefault(k, (1.7, 0.0))
         self.info = info or {}
         self.reference: dict | None = None
-        # the 2 Hz timeline's change detector (merkit.predictors.curve), when the model file has one
+        # the 2 Hz timeline's change detector (merkit.models.curve), when the model file has one
         self.curve: CurveConfig | None = None
         self.timeline_mode = "windows"
         self._fronts: dict[float, object] = {}
@@ -111,16 +102,6 @@ class UnifiedModel(Predictor):
         if pred.get("curve"):
             model.set_curve(CurveConfig.from_dict(pred["curve"]))
         return model
-
-    def set_curve(self, cfg: CurveConfig | None) -> "UnifiedModel":
-        """Give the model a fitted 2 Hz timeline (``merkit.predictors.curve``), which becomes its
-        timeline; None: back to the sliding windows."""
-        if cfg is not None and tuple(self.net.cfg.inputs) not in (("musicnn",), ("musicnn", "tonal")):
-            raise ValueError(f"the 2 Hz timeline pools musicnn's frames into the musicnn view; this model's inputs "
-                             f"are {self.net.cfg.inputs}")
-        self.curve = cfg
-        self.timeline_mode = "curve" if cfg is not None else "windows"
-        return self
 
     def to_blob(self, **fields) -> dict:
         """The model file's dict (``fields``: train_config, data_info, metrics of its training)."""
@@ -194,61 +175,6 @@ class UnifiedModel(Predictor):
             flags = self._window_flags(lufs)
         return {"x": np.concatenate(x), "times": all_times, "duration": info.duration,
                 "content": content, "window_flags": flags}
-
-    def _curve_features(self, blocks, info, x_track: np.ndarray) -> tuple[dict, list[str | None]]:
-        """The 2 Hz timeline (:mod:`merkit.predictors.curve`) of the audio ``blocks``: the eased
-        head outputs per frame, the band, the part starts, and per frame the reason it holds no
-        music (a silent half second)."""
-        f, times, lufs = self.curve_frames(blocks, info)
-        tonal = x_track[2 * f.shape[1]:] if "tonal" in self.net.cfg.inputs else None
-        curve = self.curve_of_frames(f, tonal)
-        curve["times"] = times
-        return curve, self._window_flags(lufs)
-
-    def curve_frames(self, blocks, info) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(frames (T, 953), their times (s), loudness of each half second (LUFS)) of the audio
-        ``blocks`` (44.1 kHz mono, consecutive): musicnn's 3 s patch centred on each half second,
-        from one pass over the track at the track window's level (as the sliding windows hear
-        it), read :attr:`curve_segment_frames` cells at a time."""
-        if isinstance(blocks, np.ndarray):
-            blocks = [blocks]
-        front = self._front(self.config.audio)
-        enc = front.encoders["musicnn"]
-        sr = self.config.audio.sample_rate
-        hop = curvemod.HOP_SECONDS
-        gain = float(10.0 ** (info.gain_db / 20.0))
-        frames, times, lufs = [], [], []
-        # cells of one hop; 3 s of margin: a 3 s patch centred on a cell plus the encoder's 1.2 s
-        for seg in segments.timeline_segments(blocks, sr, hop, hop, per_segment=self.curve_segment_frames,
-                                              margin=3.0, align=encoder_align(sr, [enc])):
-            y_enc = front.encoder_input(seg.y, info, enc, gain=gain)
-            local = [(s + hop * sr / 2) / sr for s in seg.local_starts()]  # cell centres, s into seg.y
-            frames.append(frame_features(enc, y_enc, np.array(local)))
-            times += [seg.offset / sr + t for t in local]
-            w = int(round(hop * sr))
-            cells = np.stack([np.pad(seg.y[s:s + w], (0, max(0, w - len(seg.y[s:s + w])))) for s in seg.local_starts()])
-            lufs.append(integrated_loudness_batch(cells, sr))
-        return np.concatenate(frames), np.array(times), np.concatenate(lufs)
-
-    def curve_of_frames(self, f: np.ndarray, tonal: np.ndarray | None, cfg: CurveConfig | None = None) -> dict:
-        """The curve of 2 Hz frames ``f`` (:meth:`curve_frames`) with the track's ``tonal`` view:
-        ``{"outputs": eased head outputs per frame, "band": (T, 2) valence/arousal band,
-        "starts": the parts' first frames}``; ``cfg``: another detector setting (default: the model's)."""
-        cfg = cfg or self.curve
-        pen = self.encoder_seq_dim("musicnn")
-        starts = curvemod.pick_changes(curvemod.change_probability(f, cfg), cfg.threshold, cfg.min_part)
-        parts = self.outputs(curvemod.part_inputs(f, starts, tonal, pen))
-        T = len(f)
-        # the band: how much the 10 s windows inside each part disagree (P of each dimension)
-        local = self.outputs(curvemod.with_tonal(curvemod.local_pooled(f, 5.0, pen), tonal))["va"]
-        probs = np.stack([_sigmoid(self.calibration[d][0] * local[:, j] + self.calibration[d][1])
-                          for j, d in enumerate(("valence", "arousal"))], 1)
-        return {"outputs": {k: curvemod.follow(v, starts, T, cfg) for k, v in parts.items()},
-                "band": curvemod.follow(curvemod.part_spread(probs, starts), starts, T, cfg), "starts": starts}
-
-    def encoder_seq_dim(self, name: str) -> int:
-        """The size of an encoder's penultimate layer (musicnn: 200)."""
-        return int(self._front(self.config.audio).encoders[name].seq_dim)
 
     def _timeline_inputs(self, blocks, name: str, info) -> tuple[np.ndarray, list[tuple], np.ndarray]:
         """(B, D) inputs of the timeline windows of the audio ``blocks`` (an array, or the
