@@ -344,7 +344,7 @@ def plot_timeline(result: FileResult, path: str | os.PathLike | None = None, *, 
             band = np.array([getattr(p, f"{dim}_band") if getattr(p, f"{dim}_band") is not None else np.nan
                              for p in tl], float)
             ax1.fill_between(t, np.clip(level - band, 0, 1), np.clip(level + band, 0, 1), color=colour, alpha=0.15,
-                             lw=0, label=f"{dim}: spread of the 10 s windows" if dim == "valence" else None)
+                             lw=0, label="bands: spread of the 10 s windows in the passage" if dim == "valence" else None)
     ax1.axhline(0.5, color="0.6", lw=0.8, ls="--")
     ax1.set(xlabel="time (s)" if banded else "time (s, window centre)", ylabel="probability" if probs else "score, mapped to [0, 1]", ylim=(0, 1))
     ax1.legend(loc="upper right", fontsize=8)
