@@ -284,6 +284,16 @@ _SLOW_PREDICT = textwrap.dedent("""
 """)
 
 
+def _files_done(marker) -> int:
+    """The slow run's progress count; 0 before its first write (read once: the marker may be
+    caught between write_text's truncation and its write)."""
+    try:
+        text = marker.read_text()
+    except FileNotFoundError:
+        return 0
+    return int(text) if text.strip().isdigit() else 0
+
+
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
 def test_a_signal_mid_folder_keeps_every_finished_row(tmp_path, sig):
     model = _tiny_model(tmp_path / "m.pt")
@@ -298,7 +308,7 @@ def test_a_signal_mid_folder_keeps_every_finished_row(tmp_path, sig):
                           "--format", "csv", "-o", str(out), "--no-progress", "--workers", "1"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT / "tests")
     deadline = time.monotonic() + 120
-    while not (marker.exists() and marker.read_text() and int(marker.read_text()) >= 2):
+    while _files_done(marker) < 2:
         assert p.poll() is None and time.monotonic() < deadline, p.communicate()
         time.sleep(0.05)
     p.send_signal(getattr(signal, sig))
