@@ -17,8 +17,6 @@ The test medleys are never looked at here; ``bench/dynamic.py`` scores them once
 from __future__ import annotations
 
 import itertools
-from typing import Callable
-
 import numpy as np
 
 from ..data.manifest import Track
@@ -67,16 +65,6 @@ def fit_detector(frames: list[np.ndarray], labels: list[np.ndarray], *, pen_dim:
     y = np.concatenate(list(labels) + [np.zeros(len(f), dtype=int) for f in unchanged])
     lr = LogisticRegression(C=C, class_weight="balanced", max_iter=2000).fit(X, y)
     return lr.coef_[0], float(lr.intercept_[0]), mean, std
-
-
-def curve_of(frames: np.ndarray, cfg: CurveConfig, head: Callable[[np.ndarray], np.ndarray],
-             tonal: np.ndarray | None) -> tuple[np.ndarray, list[int]]:
-    """(T, K) the eased head outputs of one track's frames (``head``: inputs (B, D) -> (B, K))
-    and its part starts."""
-    p = change_probability(frames, cfg)
-    starts = pick_changes(p, cfg.threshold, cfg.min_part)
-    out = head(part_inputs(frames, starts, tonal, cfg.pen_dim))
-    return follow(out, starts, len(frames), cfg), starts
 
 
 def per_song_r(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
@@ -152,5 +140,5 @@ def select(frames: list[np.ndarray], true: np.ndarray, base: CurveConfig, head, 
     return best.pop("config"), [{k: v for k, v in r.items() if k != "config"} for r in rows]
 
 
-__all__ = ["EASES", "LAGS", "MIN_PARTS", "STEADY_MAX", "THRESHOLDS", "steadiness", "change_labels", "curve_of", "fit_detector", "joins", "per_song_r",
+__all__ = ["EASES", "LAGS", "MIN_PARTS", "STEADY_MAX", "THRESHOLDS", "steadiness", "change_labels", "fit_detector", "joins", "per_song_r",
            "select"]
