@@ -121,25 +121,19 @@ def oracle_parts(ds, test: np.ndarray, model) -> np.ndarray:
     design reaches with a perfect change detector (from the extracted frames; tonal view averaged)."""
     import dataclasses
 
-    import torch
-
     from merkit.models.curve import follow, part_inputs
     from merkit.recipes import _medley_crossfade
     from merkit.data.medley import INFO
     from merkit.training.curve_fit import joins
 
     fade = _medley_crossfade(ds, INFO)
-    net = model.net
-    tonal = net.mean[2 * ds.frames.shape[-1]:].numpy()
-    centres = np.array(model.score_centres())
+    tonal = model.net.mean[2 * ds.frames.shape[-1]:].numpy()
     cfg = dataclasses.replace(model.curve, ease=0.0)
     out = []
     for i in test:
         f = np.asarray(ds.frames[i])
         starts = [0] + [int(round(j / 0.5 + 0.5)) for j in joins(ds.tracks[i], fade)]
-        with torch.inference_mode():
-            s = net.predict(torch.from_numpy(part_inputs(f, starts, tonal)))["va"].double().numpy()
-        out.append(follow(np.tanh(s - centres), starts, len(f), cfg))
+        out.append(follow(model.va_scores(model.outputs(part_inputs(f, starts, tonal))["va"]), starts, len(f), cfg))
     return np.stack(out)
 
 

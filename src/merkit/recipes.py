@@ -194,8 +194,6 @@ def fit_timeline(model_file, dyn_folder, out, *, clips: dict[str, list[str]] | N
     import time
     from pathlib import Path
 
-    import torch
-
     t0 = time.perf_counter()
     ds = load_dynamic(dyn_folder)
     split = np.array([t.split for t in ds.tracks])
@@ -219,19 +217,12 @@ def fit_timeline(model_file, dyn_folder, out, *, clips: dict[str, list[str]] | N
                        std=tuple(map(float, std)), pen_dim=pen)
     net = model.net
     tonal = net.mean[2 * frames[0].shape[1]:].numpy() if "tonal" in net.cfg.inputs else None  # the average tonal view
-    centres = np.array(model.score_centres())
 
-    def raw(x):
-        with torch.inference_mode():
-            return net.predict(torch.from_numpy(np.asarray(x, np.float32)))["va"].double().numpy()
+    def head(x):  # valence_score, arousal_score of head inputs
+        return model.va_scores(model.outputs(x)["va"])
 
-    def head(x):
-        return np.tanh(raw(x) - centres)
-
-    slopes = np.array([model.calibration[d] for d in ("valence", "arousal")])
-
-    def prob_head(x):
-        return 1.0 / (1.0 + np.exp(-(slopes[:, 0] * raw(x) + slopes[:, 1])))
+    def prob_head(x):  # P(positive valence), P(high arousal)
+        return model.va_probabilities(model.outputs(x)["va"])
 
     steady = None
     if clips:  # (any detector will do: the clips' frames and track results do not depend on it)

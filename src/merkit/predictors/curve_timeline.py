@@ -15,12 +15,9 @@ from . import segments
 from .segments import encoder_align
 
 
-def sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 class CurveTimeline:
-    """The 2 Hz timeline's methods of a unified predictor (``self.curve``: its detector, or None)."""
+    """The 2 Hz timeline's methods of a unified predictor (``self.curve``: its detector, or None;
+    ``timeline_mode``: "curve" once one is set, "windows" otherwise)."""
 
     # the 2 Hz timeline reads this many half-second cells (5 minutes) of audio at a time
     curve_segment_frames = 600
@@ -83,8 +80,7 @@ class CurveTimeline:
         T = len(f)
         # the band: how much the 10 s windows inside each part disagree (P of each dimension)
         local = self.outputs(curvemod.with_tonal(curvemod.local_pooled(f, 5.0, pen), tonal))["va"]
-        probs = np.stack([sigmoid(self.calibration[d][0] * local[:, j] + self.calibration[d][1])
-                          for j, d in enumerate(("valence", "arousal"))], 1)
+        probs = self.va_probabilities(local)
         return {"outputs": {k: curvemod.follow(v, starts, T, cfg) for k, v in parts.items()},
                 "band": curvemod.follow(curvemod.part_spread(probs, starts), starts, T, cfg), "starts": starts}
 
@@ -93,4 +89,4 @@ class CurveTimeline:
         return int(self._front(self.config.audio).encoders[name].seq_dim)
 
 
-__all__ = ["CurveTimeline", "sigmoid"]
+__all__ = ["CurveTimeline"]

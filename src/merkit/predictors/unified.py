@@ -38,7 +38,7 @@ from ..data.mirex_mood import mood_words
 from ..data.multi_corpus import GEMS_ORDER, assemble_inputs
 from ..results import Prediction, quadrant_probs
 from .segments import encoder_align
-from .curve_timeline import CurveTimeline, sigmoid as _sigmoid
+from .curve_timeline import CurveTimeline
 from ..models import curve as curvemod
 from ..models.curve import CurveConfig
 from .base import FP16_TOLERANCE, Predictor, PredictorConfig
@@ -48,6 +48,10 @@ from ..frontend import FrontEnd
 from ..encoders.musicnn import MusicnnEncoder, OnDevice, torch_module_of
 from ..features.tonal import hop_seconds_from_info
 from ..onnx_backend import BACK_END, BackEndGraph, FRAMES, FramesGraph, Graph, HEADS_GRAPH, HeadsGraph, MUSICNN_OUTPUTS
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
 
 
 class UnifiedModel(CurveTimeline, Predictor):
@@ -70,9 +74,6 @@ class UnifiedModel(CurveTimeline, Predictor):
             self.calibration.setdefault(k, (1.7, 0.0))
         self.info = info or {}
         self.reference: dict | None = None
-        # the 2 Hz timeline's change detector (merkit.models.curve), when the model file has one
-        self.curve: CurveConfig | None = None
-        self.timeline_mode = "windows"
         self._fronts: dict[float, object] = {}
         self._torch = torch
         encoders = [v for v in net.cfg.inputs if v != "tonal"]
@@ -242,22 +243,27 @@ class UnifiedModel(CurveTimeline, Predictor):
         """Prediction fields of network inputs ``(B, D)``."""
         return self.fields_of(self.outputs(x))
 
+    def va_probabilities(self, va: np.ndarray) -> np.ndarray:
+        """(B, 2) P(positive valence), P(high arousal) of raw ``va`` scores (the calibration)."""
+        return np.stack([_sigmoid(self.calibration[d][0] * va[:, j] + self.calibration[d][1])
+                         for j, d in enumerate(("valence", "arousal"))], 1)
+
+    def va_scores(self, va: np.ndarray) -> np.ndarray:
+        """(B, 2) valence_score, arousal_score of raw ``va`` scores: centred where the calibrated
+        P is 1/2, so that their signs, the sides of P and the quadrant always agree, then tanh."""
+        return np.tanh(va - np.asarray(self.score_centres()))
+
     def fields_of(self, out: dict[str, np.ndarray]) -> list[dict]:
         """Prediction fields of raw head outputs (:meth:`outputs`)."""
-        sv, sa = out["va"][:, 0], out["va"][:, 1]
-        pv = _sigmoid(self.calibration["valence"][0] * sv + self.calibration["valence"][1])
-        pa = _sigmoid(self.calibration["arousal"][0] * sa + self.calibration["arousal"][1])
-        # the scores are centred where the calibrated P is 1/2, so that their signs, the sides
-        # of P and the quadrant always agree
-        cv, ca = self.score_centres()
+        (pv, pa), (zv, za) = self.va_probabilities(out["va"]).T, self.va_scores(out["va"]).T
         pq = quadrant_probs(pa, pv)
         fields = []
-        for i in range(len(sv)):
+        for i in range(len(pv)):
             q = int(np.argmax(pq[i])) + 1
             f = {"arousal": float(pa[i]), "valence": float(pv[i]), "quadrant": q,
                  "quadrant_word": QUADRANT_WORDS[q], "quadrant_probs": tuple(float(p) for p in pq[i]),
                  "certainty": float(pq[i, q - 1]),
-                 "arousal_score": float(np.tanh(sa[i] - ca)), "valence_score": float(np.tanh(sv[i] - cv))}
+                 "arousal_score": float(za[i]), "valence_score": float(zv[i])}
             if "mirex" in out:  # the most likely cluster with words in this quadrant, and those words
                 f["mood_cluster"], f["mood_words"] = mood_words(q, out["mirex"][i])
             if "gems" in out:
