@@ -63,10 +63,103 @@ def decode_floor(folder: Path) -> float:
     return float(r.stdout.strip().splitlines()[-1])
 
 
+# The means of issue 22, added one at a time (in-process, the model loaded once per variant).
+MEANS = (("before: the looped window, torch, decoding in line", dict(once=False, workers=1, backend="torch")),
+         ("+ a short clip heard once by the encoder", dict(once=True, workers=1, backend="torch")),
+         ("+ decoding ahead in 2 threads", dict(once=True, workers=2, backend="torch")),
+         ("+ onnxruntime", dict(once=True, workers=2, backend="onnx")))
+
+
+def _model(backend: str, once: bool):
+    """The shipped model on ``backend``, its encoders hearing a short clip once or looped."""
+    import dataclasses
+
+    from merkit.predict import load_model, load_onnx_model
+
+    model = load_onnx_model() if backend == "onnx" else load_model()
+    model.config = dataclasses.replace(model.config, audio=dataclasses.replace(model.config.audio, encoder_once=once))
+    for front in model._fronts.values():  # built at load (self-check): the setting is read per window
+        front.audio = dataclasses.replace(front.audio, encoder_once=once)
+    return model
+
+
+def means(folder: Path, n: int, repeats: int) -> dict:
+    """Seconds per file of each of :data:`MEANS` on the first ``n`` files of ``folder``
+    (medians of ``repeats``, the variants alternating within each repeat), and the largest
+    change of a probability against the first variant."""
+    files = sorted(folder.iterdir())[:n]
+    models = {name: _model(kw["backend"], kw["once"]) for name, kw in MEANS}
+    times = {name: [] for name, _ in MEANS}
+    probs = {}
+    for rep in range(repeats):
+        for name, kw in (MEANS if rep % 2 == 0 else MEANS[::-1]):
+            t = time.perf_counter()
+            res = list(models[name].analyse_files(files, workers=kw["workers"]))
+            times[name].append((time.perf_counter() - t) / len(files))
+            probs[name] = [(r.prediction.valence, r.prediction.arousal) for r in res if r.ok]
+    first = MEANS[0][0]
+    out = {}
+    for name, _ in MEANS:
+        a, b = (probs[first], probs[name])
+        change = max((abs(x - y) for pa, pb in zip(a, b) for x, y in zip(pa, pb)), default=0.0)
+        out[name] = {"s_per_file": statistics.median(times[name]), "runs": times[name], "max_prob_change": change}
+    return out
+
+
+VIBENET_NETWORK = """
+import sys, time, json, numpy as np, vibenet
+from vibenet.core import load_audio, extract_mel
+net = vibenet.load_model()
+mels = [extract_mel(load_audio(p, 16000), 16000) for p in sys.argv[1:]]
+net.ort_sess.run(None, {"x": mels[0][None]})
+ts = []
+for _ in range(3):
+    t = time.perf_counter()
+    for m in mels:
+        net.ort_sess.run(None, {"x": m[None]})
+    ts.append((time.perf_counter() - t) / len(mels))
+print(json.dumps(min(ts)))
+"""
+
+
+def network_costs(folder: Path, n: int, vib_python: Path) -> dict:
+    """Seconds per file of the networks alone (decoding and front ends excluded), on the first
+    ``n`` files: musicnn on the clip's own 3 s patches (torch, onnxruntime) and vibenet's
+    EfficientNet on its Mel spectrogram of the whole clip (onnxruntime, its default threads)."""
+    from merkit.audio import load_window
+    from merkit.predict import load_model, load_onnx_model
+
+    files = sorted(folder.iterdir())[:n]
+    out = {}
+    for backend, model in (("torch", load_model()), ("onnx", load_onnx_model())):
+        front = model.front_end()
+        enc = front.encoders["musicnn"]
+        ys = []
+        for f in files:
+            win, info = load_window(f, model.config.audio)
+            ys.append(front.encoder_input(front.heard_once(win, info), info, enc))
+        enc.embed(ys[0])
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            for y in ys:
+                enc.embed(y)
+            best = min(best, (time.perf_counter() - t) / len(ys))
+        out[f"musicnn_{backend}_s"] = best
+        out["musicnn_patches"] = float(sum(enc.n_patches(len(y)) for y in ys) / len(ys))
+    r = subprocess.run([str(vib_python), "-c", VIBENET_NETWORK, *map(str, files)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"vibenet's network timing failed: {r.stderr[-1500:]}")
+    out["vibenet_s"] = float(r.stdout.strip().splitlines()[-1])
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100, help="files per folder (default 100)")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--means", type=int, default=30, metavar="N",
+                    help="files per folder for the table of means, in-process (default 30; 0: skip)")
     ap.add_argument("--vibenet-python", default=os.environ.get("VIBENET_PYTHON", "/tmp/vib/bin/python"))
     args = ap.parse_args(argv)
     vib = Path(args.vibenet_python)
@@ -101,6 +194,12 @@ def main(argv=None) -> int:
             r = rows[name]
             print(f"{name}: merkit {n / r['merkit_s']:.2f} clips/s, vibenet {n / r['vibenet_s']:.2f} clips/s, "
                   f"decode floor {n / r['decode_floor_s']:.1f} clips/s, rerun {r['rerun_unchanged_s']:.1f} s", flush=True)
+            if args.means:
+                rows[name]["networks"] = network_costs(d, args.means, vib)
+                print(f"  networks alone: {rows[name]['networks']}", flush=True)
+                rows[name]["means"] = means(d, args.means, args.repeats + 1)
+                for k, r in rows[name]["means"].items():
+                    print(f"  {k}: {r['s_per_file']:.3f} s per file", flush=True)
     load = os.getloadavg()[0]
     record = {"date": time.strftime("%Y-%m-%d"), "n": args.n, "repeats": args.repeats, "load_1min_end": load,
               "rows": rows}
@@ -118,6 +217,25 @@ def main(argv=None) -> int:
                      f"**{r['vibenet_s'] / r['merkit_s']:.2f}** | {n / r['decode_floor_s']:.1f} | "
                      f"{r['rerun_unchanged_s']:.1f} | {r['merkit_peak_mb']:.0f} / {r['vibenet_peak_mb']:.0f} |")
     lines += ["", "Target (issue 22): merkit ≥ 1.5× vibenet's clips/s on the same files."]
+    if any("means" in r for r in rows.values()):
+        lines += ["", f"## The means, one at a time ({args.means} files per folder, in one process, the model loaded "
+                  f"once per variant; medians of {args.repeats + 1} runs, the variants alternating)", "",
+                  "| folder | means | s per file | × before | largest probability change |", "|---|---|--:|--:|--:|"]
+        for name, r in rows.items():
+            base = None
+            for k, m in r.get("means", {}).items():
+                base = base or m["s_per_file"]
+                lines.append(f"| {name} | {k} | {m['s_per_file']:.3f} | {m['s_per_file'] / base:.2f} | "
+                             f"{m['max_prob_change']:.3f} |")
+        lines += ["", "## The networks alone (s per file; decoding and front ends excluded, the same files)", "",
+                  "| folder | musicnn patches per file | musicnn, torch | musicnn, onnxruntime | vibenet's EfficientNet "
+                  "(onnxruntime) | musicnn (onnx) / vibenet |", "|---|--:|--:|--:|--:|--:|"]
+        for name, r in rows.items():
+            c = r.get("networks")
+            if c:
+                lines.append(f"| {name} | {c['musicnn_patches']:.1f} | {c['musicnn_torch_s']:.3f} | "
+                             f"{c['musicnn_onnx_s']:.3f} | {c['vibenet_s']:.3f} | "
+                             f"**{c['musicnn_onnx_s'] / c['vibenet_s']:.1f}** |")
     (RESULTS / "library.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

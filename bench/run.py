@@ -105,6 +105,10 @@ BENCHMARKS = {
     "train_default": Bench("train_default.py", "retrain the shipped model (writes src/merkit/assets/default_model.pt)",
                            (_features("emopia", "musicnn"), _features("mirex_mood", "musicnn"),
                             _features("emotify", "musicnn"), _features("q4", "musicnn"))),
+    "hear_once": Bench("hear_once.py", "the shipped model with musicnn hearing a short clip once: test metrics "
+                                       "(rewrites src/merkit/assets/default_model.pt)",
+                       (_features("emopia", "musicnn"), _features("mirex_mood", "musicnn"),
+                        _features("emotify", "musicnn"), _features("q4", "musicnn"))),
     "emopia": Bench("emopia.py", "DAMER and baselines on EMOPIA renders (official and protocol splits)",
                     (_features("emopia"), FLUIDSYNTH)),
     "regression_emotify": Bench("regression_emotify.py", "regression on Emotify's listener ratings", (_features("emotify"),)),

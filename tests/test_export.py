@@ -171,7 +171,7 @@ def test_predict_onnx_equals_torch_for_the_shipped_model(shipped_export, songs, 
     from merkit.models.unified import UnifiedMER
 
     path, _ = shipped_export
-    ref = _predict_json(tmp_path, "torch", [str(songs)])
+    ref = _predict_json(tmp_path, "torch", [str(songs), "--backend", "torch"])
     with monkeypatch.context() as m:  # every network call goes to onnxruntime
         for cls, name in ((Musicnn, "frames"), (Musicnn, "head"), (UnifiedMER, "forward"), (UnifiedMER, "predict")):
             m.setattr(cls, name, _no_torch_forward)
@@ -269,3 +269,20 @@ def test_missing_onnxruntime_is_a_clear_error(tmp_path, monkeypatch, capsys):
     assert main(["export", "-o", str(tmp_path / "m.onnx")]) == 1
     assert "pip install 'merkit[onnx]'" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.onnx*"))
+
+
+def test_auto_backend_is_onnxruntime_for_the_shipped_model_only(monkeypatch):
+    """--backend auto (the default): onnxruntime for the shipped model on the CPU where it is
+    installed, torch for a model file, another device, or without onnxruntime."""
+    import importlib.util
+
+    from merkit.commands.predict import resolve_backend
+
+    have = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
+    assert resolve_backend("auto", None) == ("onnx" if have else "torch")
+    assert resolve_backend("auto", ["model.pt"]) == "torch"
+    assert resolve_backend("auto", None, "cuda") == "torch"
+    assert resolve_backend("torch", None) == "torch" and resolve_backend("onnx", ["m.pt"]) == "onnx"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    assert resolve_backend("auto", None) == "torch"

@@ -1,5 +1,6 @@
 """The one front end: views of a window, file = array, encoder level, extraction of encoder
 views into the Memo2496 layout (and back)."""
+import dataclasses
 import json
 
 import numpy as np
@@ -52,6 +53,47 @@ def test_file_equals_array(fe, tmp_path):
     from_array = fe.window(win, info).arrays
     for k in from_file:
         np.testing.assert_array_equal(from_file[k], from_array[k])
+
+
+def test_short_clip_heard_once_by_the_encoder(fe):
+    """A clip shorter than the window: the spectral views see it looped to the window, the
+    encoder hears the clip itself once (its own patches, no seam); with encoder_once=False
+    (models stored before the setting) it hears the looped window. The stored sequence keeps
+    the window's patch count, the clip's patches repeated."""
+    sr = AUDIO.sample_rate
+    rng = np.random.default_rng(3)
+    y = (tone(440.0, 3.5, sr) * (1 + 0.5 * np.sin(np.linspace(0, 20, int(3.5 * sr))))
+         + 0.05 * rng.standard_normal(int(3.5 * sr))).astype(np.float32)
+    win, info = prepare(y, sr, AUDIO)
+    assert info.repeated and len(win) == AUDIO.window_samples
+    enc = fe.encoders["musicnn"]
+    heard = fe.heard_once(win, info)
+    assert len(heard) == len(y)
+    np.testing.assert_array_equal(heard, win[:len(y)])
+    v = fe.window(win, info).arrays
+    once = enc.embed(fe.encoder_input(heard, info, enc))
+    np.testing.assert_allclose(v["musicnn"], once.pooled)
+    assert len(once.sequence) == 1 and v["musicnn_seq"].shape == (2, 200)
+    np.testing.assert_array_equal(v["musicnn_seq"], np.repeat(once.sequence, 2, axis=0))
+    looped_fe = FrontEnd(dataclasses.replace(AUDIO, encoder_once=False), FEATS, "musicnn",
+                         encoders=fe.encoders)
+    looped = looped_fe.window(win, info).arrays
+    np.testing.assert_allclose(looped["musicnn"], enc.embed(fe.encoder_input(win, info, enc)).pooled)
+    assert np.abs(looped["musicnn"] - v["musicnn"]).max() > 1e-3  # the loop's seam is heard
+    for k in ("mel", "coch"):
+        np.testing.assert_array_equal(looped[k], v[k])
+    # a window cut from a long track is heard as it is
+    long_win, long_info = prepare(tone(440.0, 8.0, sr), sr, AUDIO)
+    assert fe.heard_once(long_win, long_info) is long_win
+
+
+def test_encoder_once_absent_from_old_configs_means_looped():
+    from merkit.config import from_dict, to_dict
+
+    d = to_dict(AudioConfig())
+    assert d["encoder_once"] is True
+    del d["encoder_once"]
+    assert from_dict(AudioConfig, d).encoder_once is False
 
 
 def test_encoder_level(fe):

@@ -411,3 +411,28 @@ def test_a_folder_scan_reports_what_it_skips_and_follows_linked_folders(tmp_path
     cap = capsys.readouterr()
     assert "3 skipped: 1 not audio or MIDI (.jpg), 1 not audio or MIDI (.txt), 1 link(s)" in cap.err
     assert cap.out.splitlines()[0].endswith(",note")
+
+
+def test_decoding_runs_ahead_a_bounded_number_of_files():
+    """analyse_files' decoding threads run at most n files ahead of the one being analysed
+    (Executor.map would submit them all and hold every decoded window), results in order."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from merkit.predictors.base import _ahead
+
+    started, lock = [], threading.Lock()
+
+    def work(i):
+        with lock:
+            started.append(i)
+        return i * i
+
+    seen = []
+    with ThreadPoolExecutor(2) as pool:
+        for k, out in enumerate(_ahead(pool, work, range(20), 3)):
+            seen.append(out)
+            with lock:
+                assert len(started) <= k + 1 + 3  # the one read, and at most 3 submitted ahead
+    assert seen == [i * i for i in range(20)]
+    assert list(_ahead(ThreadPoolExecutor(1), work, [], 3)) == []

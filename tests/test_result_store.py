@@ -118,8 +118,10 @@ def test_an_unchanged_500_file_library_reruns_in_seconds(tmp_path, monkeypatch, 
     lib = tmp_path / "lib"
     lib.mkdir()
     y = melody(1.0, SR)
-    key = run_key([DEFAULT_MODEL_FILE], backend="torch", device="cpu", timeline=False, timeline_max_minutes=None,
-                  content_check=True)
+    from merkit.commands.predict import resolve_backend
+
+    key = run_key([DEFAULT_MODEL_FILE], backend=resolve_backend("auto", None), device="cpu", timeline=False,
+                  timeline_max_minutes=None, content_check=True)
     p = Prediction(arousal=0.6, valence=0.4, quadrant=1, quadrant_word="happy", quadrant_probs=(0.4, 0.2, 0.2, 0.2),
                    certainty=0.4, start=0.0, end=1.0)
     with ResultStore() as store:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import socket
@@ -264,14 +265,15 @@ def test_serve_warns_on_a_public_host(monkeypatch, capsys):
     monkeypatch.delenv(serve_cmd.TOKEN_ENV, raising=False)
     from merkit.cli import main
 
-    assert main(["serve", "--host", "0.0.0.0"]) == 0
+    torch = ["--backend", "torch"]  # the stand-in model above is no torch model to export
+    assert main(["serve", "--host", "0.0.0.0", *torch]) == 0
     err = capsys.readouterr().err
     assert "WARNING" in err and "NO authentication" in err and seen["token"] is None
     monkeypatch.setenv(serve_cmd.TOKEN_ENV, "abc")
-    assert main(["serve", "--host", "0.0.0.0"]) == 0
+    assert main(["serve", "--host", "0.0.0.0", *torch]) == 0
     err = capsys.readouterr().err
     assert "WARNING" in err and "NO authentication" not in err and seen["token"] == "abc"
-    assert main(["serve"]) == 0 and "WARNING" not in capsys.readouterr().err  # 127.0.0.1
+    assert main(["serve", *torch]) == 0 and "WARNING" not in capsys.readouterr().err  # 127.0.0.1
 
 
 def test_serve_takes_the_backend_and_device_of_predict(monkeypatch, tmp_path, capsys):
@@ -283,6 +285,10 @@ def test_serve_takes_the_backend_and_device_of_predict(monkeypatch, tmp_path, ca
 
     assert main(["serve", "--backend", "onnx"]) == 0
     assert seen["model"].backend == "onnx"
+    assert main(["serve", "--backend", "torch"]) == 0
+    assert seen["model"].backend == "torch"
+    assert main(["serve"]) == 0  # auto: onnxruntime for the shipped model where it is installed
+    assert seen["model"].backend == ("onnx" if importlib.util.find_spec("onnx") else "torch")
     if not __import__("torch").cuda.is_available():
         assert main(["serve", "--device", "cuda"]) == 1
         assert "CUDA is not available" in capsys.readouterr().err

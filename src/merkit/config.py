@@ -47,6 +47,12 @@ class AudioConfig:
     window_start: float = WINDOW_START_S
     window_seconds: float = WINDOW_SECONDS
     short_policy: str = "repeat"  # "repeat" | "zero"
+    # The pretrained encoders (musicnn) hear a short clip once: its own 3 s patches, pooled,
+    # instead of the window the clip was extended to. The extension exists for the spectral
+    # views' fixed frame count; a pooled embedding does not need it, and looping a 30 s clip
+    # doubled the encoder's work (half of `merkit predict`'s time) to hear the same audio
+    # again, across a seam. False: loop as the spectral views (models stored before it existed).
+    encoder_once: bool = dataclasses.field(default=True, metadata={"absent": False})
     min_seconds: float = 1.0  # shorter audio is rejected as too short
     mono: bool = True  # False keeps (n, channels) windows for the API; extraction is mono
 

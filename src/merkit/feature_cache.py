@@ -21,11 +21,14 @@ NAMED = ("emopia", "emotify", "mirex_mood", "q4", "synthetic")
 
 
 def dataset_features_dir(name: str, views=None) -> Path:
-    """``<cache>/feats/<name>``, or ``<cache>/feats/<name>+<encoder>...`` with encoder views."""
+    """``<cache>/feats/<name>``, or ``<cache>/feats/<name>+<encoder>...@once`` with encoder
+    views (``@once``: the encoders heard short clips once, :attr:`AudioConfig.encoder_once`; the
+    folders without it, from before, hold the looped window's embeddings and are not reused)."""
     from .frontend import SPECTRAL_VIEWS, parse_views
 
     extra = [v for v in parse_views(views) if v not in SPECTRAL_VIEWS]
-    return cache_dir("feats") / "+".join([name, *extra])
+    once = "@once" if extra and PRESETS["paper"].audio.encoder_once else ""
+    return cache_dir("feats") / ("+".join([name, *extra]) + once)
 
 
 def dataset_features(name: str, folder: str | os.PathLike | None = None, *, workers: int | None = None,

@@ -110,6 +110,15 @@ class FrontEnd:
             y = y * np.float32(gain)
         return np.ascontiguousarray(y, dtype=np.float32)
 
+    def heard_once(self, win: np.ndarray, info: AudioInfo | None) -> np.ndarray:
+        """What the encoders hear of an analysis window: a clip that was extended to the window
+        (``info.repeated``) is cut back to the clip itself when ``audio.encoder_once`` (see
+        :class:`~merkit.config.AudioConfig`), else the window as it is."""
+        if info is None or not info.repeated or not self.audio.encoder_once:
+            return win
+        n = int(round((info.duration - info.window_start) * self.audio.sample_rate))
+        return win[:max(1, min(len(win), n))]
+
     def spectral(self, wins: np.ndarray):
         """The Mel spectrogram and cochleagram (``.mel``, ``.coch``) of one analysis window
         ``(L,)`` or of a batch of equally long windows ``(B, L)`` (the timeline's), without the
@@ -120,11 +129,17 @@ class FrontEnd:
         """Every view of an analysis window that :func:`merkit.audio.prepare` made."""
         f = self.fx(win)
         arrays = {"mel": f.mel, "coch": f.coch}
-        for name, enc in self.encoders.items():
-            e = enc.embed(self.encoder_input(win, info, enc))
-            arrays[name] = e.pooled
-            arrays[name + SEQ_SUFFIX] = e.sequence
+        heard = self.heard_once(win, info)
         shapes = self.row_shapes()
+        for name, enc in self.encoders.items():
+            e = enc.embed(self.encoder_input(heard, info, enc))
+            arrays[name] = e.pooled
+            # a row of the stored layout has the window's patch count: a clip heard once
+            # repeats its patch sequence to fill it (the pooled view is the clip's own)
+            seq = e.sequence
+            if seq.ndim == 2 and seq.shape[1:] == shapes[name + SEQ_SUFFIX][1:]:
+                seq = np.resize(seq, shapes[name + SEQ_SUFFIX])
+            arrays[name + SEQ_SUFFIX] = seq
         for name, a in arrays.items():
             if a.shape != shapes[name]:
                 raise AudioError(f"view {name}: expected shape {shapes[name]}, got {a.shape}")

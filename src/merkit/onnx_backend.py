@@ -97,7 +97,7 @@ class OnnxGraph:
 
     The session uses as many threads as torch (``torch.get_num_threads()``), so that the two
     backends are compared on equal terms; sessions are safe to call from several threads at
-    once (``Predictor.analyse_files`` embeds in its decoding threads).
+    once (``Predictor.analyse_files`` analyses timelines in its decoding threads).
     """
 
     def __init__(self, path: str | os.PathLike):

@@ -161,6 +161,46 @@ def train_default(data: dict[str, str], out, *, seed: int = 0, inputs=None, log=
             "file_bytes": out.stat().st_size}
 
 
+def hear_once(model_file, data: dict[str, str], out, *, seed: int = 0, log=print) -> dict:
+    """A copy of ``model_file`` at ``out`` whose encoders hear a short clip once
+    (:attr:`~merkit.config.AudioConfig.encoder_once`) instead of the window it was looped to:
+    weights, calibration and timeline unchanged. Its test metrics are computed again on ``data``
+    (``{corpus: feature folder}`` extracted with ``encoder_once``; the same seeded splits, test
+    parts only, never used to choose anything) and stored beside those of the looped window;
+    the reference outputs are made again, and the copy is loaded back and self-checked before
+    it replaces ``out``."""
+    import time
+    from pathlib import Path
+
+    t0 = time.perf_counter()
+    blob = load_checkpoint(model_file)
+    model = UnifiedModel.from_blob(blob, path=model_file)
+    inputs = tuple(model.net.cfg.inputs)
+    test = {}
+    for name, folder in data.items():
+        c = load_corpus(str(folder), inputs)
+        if not (c.feature_info or {}).get("audio", {}).get("encoder_once"):
+            raise ValueError(f"{folder}: its encoder views were not extracted with encoder_once")
+        c.name = name
+        te = corpus_splits(c, seed).test
+        test[name] = {"n": int(len(te)), **corpus_metrics(c, te, predict_corpus(model.net, c.x[te]))}
+    before = blob["metrics"].get("test")
+    blob["predictor"]["audio"]["encoder_once"] = True
+    model.config = dataclasses.replace(model.config, audio=dataclasses.replace(model.config.audio, encoder_once=True))
+    model._fronts.clear()  # rebuilt with the new setting
+    blob["predictor"]["reference"] = model.reference_probabilities()
+    blob["predictor"]["info"] = {**blob["predictor"].get("info", {}), "test": test, "test_looped_window": before}
+    blob["metrics"] = {**blob["metrics"], "test": test, "test_looped_window": before}
+    out = Path(out)
+    with atomic_path(out, suffix=".pt") as tmp:
+        save_checkpoint(tmp, blob)
+        again = UnifiedModel.from_blob(load_checkpoint(tmp), path=tmp)
+        diff = again.check()
+    log(f"heard once: test metrics on {', '.join(test)}; self-check {diff:.2g}")
+    return {"date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - t0, 1), "test": test,
+            "test_looped_window": before, "data": {k: str(v) for k, v in data.items()}, "self_check_difference": diff}
+
+
 def clip_curves(model: UnifiedModel, paths: list[str]) -> list[dict]:
     """What :func:`merkit.training.curve_fit.steadiness` reads of single clips: each clip's 2 Hz
     frames, tonal view, track result (P valence, P arousal) and silent half seconds, through
@@ -266,4 +306,4 @@ def _medley_crossfade(ds, info_name: str) -> float:
 
 
 __all__ = ["DEFAULT_CORPORA", "DEFAULT_RECIPE", "FP16_LIMIT", "calibrate", "calibrated_model", "fit_timeline",
-           "fp16_change", "train_default"]
+           "fp16_change", "hear_once", "train_default"]

@@ -15,6 +15,7 @@ reference) share the windows and the content check defined here, and read best s
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import tempfile
@@ -328,7 +329,13 @@ class Predictor:
                     return self._file_features(wav, timeline)
                 except AudioError as e:
                     raise AudioError(str(e).replace(str(wav), str(path))) from None
-        win, info = load_window(path, a)
+        return self._decoded_features(path, load_window(path, a), timeline)
+
+    def _decoded_features(self, path, decoded: tuple[np.ndarray, "AudioInfo"], timeline: bool) -> dict:
+        """:meth:`_file_features` of an audio file whose track window :func:`load_window` has
+        decoded (``decoded``: its window and info): the views and networks."""
+        a = self.config.audio
+        win, info = decoded
         track = (win, (info.window_start, info.window_start + min(a.window_seconds, info.duration), info.repeated), info)
         # the timeline's audio is read block by block as the model consumes it (iter_mono)
         blocks = iter_mono(path, a.sample_rate, seconds=self.timeline_max_seconds) if timeline else None
@@ -380,27 +387,39 @@ class Predictor:
 
     def analyse_files(self, paths: list[str | os.PathLike], *, timeline: bool = False,
                       workers: int | None = None) -> Iterator[FileResult]:
-        """:meth:`analyse_file` of many files, in input order. Decoding and features run in
-        ``workers`` threads (libsndfile, soxr, numpy's FFT and BLAS release the GIL), the
-        networks in the calling thread. A file that fails gives an error entry and the rest go on."""
+        """:meth:`analyse_file` of many files, in input order. A file that fails gives an error
+        entry and the rest go on.
+
+        With ``workers`` > 1, decoding runs ahead in that many threads (libsndfile, PyAV, soxr
+        and the loudness meter release the GIL) while the calling thread runs the views and
+        networks of the file before: the network, which uses every core itself, is never run
+        twice at once, and at most :data:`DECODE_AHEAD` windows per thread wait in memory.
+        A timeline (read block by block as the network consumes it) and MIDI (rendered to a
+        temporary file) are analysed whole in the threads, as before."""
         workers = min(4, os.cpu_count() or 1) if workers is None else workers  # 0 and 1: in this thread
+        a = self.config.audio
 
-        def work(path):
+        def work(path):  # in a decoding thread (or this one): decode, or everything
             try:
-                return path, self._file_features(path, timeline), None
+                if timeline or Path(path).suffix.lower() in MIDI_EXTENSIONS:
+                    return path, None, self._file_features(path, timeline), None
+                return path, load_window(path, a), None, None
             except (AudioError, ValueError, OSError, RuntimeError) as e:
-                return path, None, one_line_error(e, path)
+                return path, None, None, one_line_error(e, path)
             except MemoryError:
-                return path, None, f"{path}: out of memory while decoding"
+                return path, None, None, f"{path}: out of memory while decoding"
 
-        if workers <= 1:
-            results = map(work, paths)
-            pool = None
-        else:
-            pool = ThreadPoolExecutor(workers)
-            results = pool.map(work, paths)
+        pool = ThreadPoolExecutor(workers) if workers > 1 else None
+        results = map(work, paths) if pool is None else _ahead(pool, work, paths, DECODE_AHEAD * workers)
         try:
-            for path, feats, err in results:
+            for path, decoded, feats, err in results:
+                if decoded is not None:
+                    try:
+                        feats = self._decoded_features(path, decoded, timeline)
+                    except (AudioError, ValueError, OSError, RuntimeError) as e:
+                        err = one_line_error(e, path)
+                    except MemoryError:
+                        err = f"{path}: out of memory"
                 if err is not None:
                     yield FileResult(str(path), error=err)
                     continue
@@ -408,6 +427,30 @@ class Predictor:
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+
+
+# Decoded track windows (~10 MB each) that may wait per decoding thread for the network.
+DECODE_AHEAD = 2
+
+
+def _ahead(pool: ThreadPoolExecutor, fn, items, n: int) -> Iterator:
+    """``pool.map(fn, items)`` with at most ``n`` results submitted ahead of the one being read
+    (``Executor.map`` submits every item at once: a fast producer would hold them all)."""
+    pending: collections.deque = collections.deque()
+    it = iter(items)
+    for x in it:
+        pending.append(pool.submit(fn, x))
+        if len(pending) >= n:
+            break
+    while pending:
+        out = pending.popleft().result()
+        nxt = next(it, _END)
+        if nxt is not _END:
+            pending.append(pool.submit(fn, nxt))
+        yield out
+
+
+_END = object()
 
 
 def one_line_error(e: BaseException, path) -> str:
