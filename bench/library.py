@@ -171,6 +171,10 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="merkit-bench-library-") as tmp:
         tmp = Path(tmp)
         env = {**os.environ, "MERKIT_CACHE": str(tmp / "cache")}  # a fresh result store
+        # the shipped model's ONNX export is made once per cache on first use (~3 s, like a
+        # download): made here, untimed, so that no timed run pays it
+        one = next(p for p in sorted((SHARED / "emotify" / "audio").rglob("*.mp3")))
+        timed([*merkit, "predict", str(one), "--no-cache", "--no-progress"], env)
         for name, d in folders(args.n, tmp).items():
             n = len(list(d.iterdir()))
             m, v, floor, rerun = [], [], [], []

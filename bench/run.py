@@ -126,8 +126,10 @@ BENCHMARKS = {
                      (SHARED_DATA,)),
     "dynamic_grid": Bench("dynamic_grid.py", "DSAML defaults chosen on validation medleys", (SHARED_DATA,)),
     "personal": Bench("personal.py", "personalisation on Emotify listener groups", (_features("emotify", "musicnn"),)),
+    "encoder_precision": Bench("encoder_precision.py", "musicnn in bfloat16 and int8 against float32: speed, "
+                                                       "embedding change", (SHARED_DATA, ONNX)),
     "library": Bench("library.py", "merkit predict on a folder against vibenet (clips/s, peak RSS), the decode "
-                                   "floor, an unchanged rerun", (SHARED_DATA, VIBENET)),
+                                   "floor, an unchanged rerun", (SHARED_DATA, VIBENET, ONNX)),
     "vibenet": Bench("vibenet_peer.py", "the outside peer vibenet on the same clips (run inside its venv)", (VIBENET,)),
 }
 
