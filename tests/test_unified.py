@@ -159,14 +159,14 @@ def test_va_scale_and_selection_score(corpora):
     np.testing.assert_array_equal(va_quadrant(np.array([[1, 1], [-1, 1], [-1, -1], [1, -1.0]])), [0, 1, 2, 3])
 
 
-def _feature_folder(root, source, n, rng, *, kind):
+def _feature_folder(root, source, n, rng, *, kind, encoder_once=True):
     """A Memo2496-layout folder with a musicnn view, written directly (no audio)."""
     from merkit.config import AudioConfig, FeatureConfig
     from merkit.data.memo2496 import FeatureSet, save_memo2496
     from merkit.frontend import FrontEnd
 
-    fe = FrontEnd(AudioConfig(sample_rate=22_050, window_start=0.0, window_seconds=6.0), FeatureConfig(n_frames=31),
-                  "musicnn")
+    fe = FrontEnd(AudioConfig(sample_rate=22_050, window_start=0.0, window_seconds=6.0, encoder_once=encoder_once),
+                  FeatureConfig(n_frames=31), "musicnn")
     info = fe.info()
     emb = rng.standard_normal((n, 1906)).astype(np.float32)
     tracks = []
@@ -212,3 +212,39 @@ def test_cli_train_unified_then_predict(tmp_path, capsys):
     pred = json.loads(capsys.readouterr().out)["results"][0]["prediction"]
     assert pred["quadrant"] in (1, 2, 3, 4) and pred["mood_cluster"] in range(1, 6)
     assert pred["end"] == pytest.approx(6.0)  # the 6 s window of the feature folders' front end
+
+
+def test_hear_once_rewrites_a_model_with_new_test_metrics(tmp_path, capsys):
+    """merkit.recipes.hear_once: a model trained on looped-window features gets the setting,
+    test metrics on heard-once folders beside the old ones, and a reference it checks against;
+    weights unchanged; looped folders are refused."""
+    import json
+
+    import torch
+
+    from merkit.checkpoint import load_checkpoint
+    from merkit.cli import main
+    from merkit.predict import load_model
+    from merkit.recipes import hear_once
+
+    rng = np.random.default_rng(1)
+    looped = _feature_folder(tmp_path / "looped", "emopia", 60, rng, kind="quadrant", encoder_once=False)
+    assert main(["train", "--model", "unified", "--data", str(looped), "--epochs", "2", "--seeds", "0",
+                 "--run-dir", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    src = tmp_path / "run" / "seed_0" / "model.pt"
+    assert load_model(src).config.audio.encoder_once is False  # from its folders' front end
+    with pytest.raises(ValueError, match="not extracted with encoder_once"):
+        hear_once(src, {"emopia": str(looped)}, tmp_path / "x.pt", log=lambda *a: None)
+    assert not (tmp_path / "x.pt").exists()
+    once = _feature_folder(tmp_path / "once", "emopia", 60, np.random.default_rng(2), kind="quadrant")
+    out = tmp_path / "once.pt"
+    rec = hear_once(src, {"emopia": str(once)}, out, log=lambda *a: None)
+    model = load_model(out)
+    assert model.config.audio.encoder_once is True and model.check() == rec["self_check_difference"] == 0.0
+    blob, before = load_checkpoint(out), load_checkpoint(src)
+    same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # noqa: E731 (NaN AUCs)
+    assert same(blob["metrics"]["test"], rec["test"]) and same(blob["metrics"]["test_looped_window"], before["metrics"]["test"])
+    assert rec["test"]["emopia"]["n"] == 12 and 0.0 <= rec["test"]["emopia"]["a_auc"] <= 1.0
+    for k, v in before["state_dict"].items():
+        assert torch.equal(v, blob["state_dict"][k]), k
