@@ -164,7 +164,8 @@ def format_table(results) -> str:
         if res.note:
             lines.append(f"{'':<40} note: {res.note}")
     if any(r.ok and (r.prediction.looped or any(w.looped for w in r.timeline or [])) for r in results):
-        lines.append("* looped: the clip is shorter than the window and was repeated to fill it")
+        lines.append("* looped: the clip is shorter than the window; its spectral views repeat it to fill the "
+                     "window, musicnn hears it once (AudioConfig.encoder_once)")
     return "\n".join(lines) + "\n"
 
 
