@@ -72,15 +72,9 @@ MEANS = (("before: the looped window, torch, decoding in line", dict(once=False,
 
 def _model(backend: str, once: bool):
     """The shipped model on ``backend``, its encoders hearing a short clip once or looped."""
-    import dataclasses
-
     from merkit.predict import load_model, load_onnx_model
 
-    model = load_onnx_model() if backend == "onnx" else load_model()
-    model.config = dataclasses.replace(model.config, audio=dataclasses.replace(model.config.audio, encoder_once=once))
-    for front in model._fronts.values():  # built at load (self-check): the setting is read per window
-        front.audio = dataclasses.replace(front.audio, encoder_once=once)
-    return model
+    return (load_onnx_model() if backend == "onnx" else load_model()).set_encoder_once(once)
 
 
 def means(folder: Path, n: int, repeats: int) -> dict:

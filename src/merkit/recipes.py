@@ -170,7 +170,6 @@ def hear_once(model_file, data: dict[str, str], out, *, seed: int = 0, log=print
     the reference outputs are made again, and the copy is loaded back and self-checked before
     it replaces ``out``."""
     import time
-    from pathlib import Path
 
     t0 = time.perf_counter()
     blob = load_checkpoint(model_file)
@@ -186,16 +185,10 @@ def hear_once(model_file, data: dict[str, str], out, *, seed: int = 0, log=print
         test[name] = {"n": int(len(te)), **corpus_metrics(c, te, predict_corpus(model.net, c.x[te]))}
     before = blob["metrics"].get("test")
     blob["predictor"]["audio"]["encoder_once"] = True
-    model.config = dataclasses.replace(model.config, audio=dataclasses.replace(model.config.audio, encoder_once=True))
-    model._fronts.clear()  # rebuilt with the new setting
-    blob["predictor"]["reference"] = model.reference_probabilities()
+    blob["predictor"]["reference"] = model.set_encoder_once(True).reference_probabilities()
     blob["predictor"]["info"] = {**blob["predictor"].get("info", {}), "test": test, "test_looped_window": before}
     blob["metrics"] = {**blob["metrics"], "test": test, "test_looped_window": before}
-    out = Path(out)
-    with atomic_path(out, suffix=".pt") as tmp:
-        save_checkpoint(tmp, blob)
-        again = UnifiedModel.from_blob(load_checkpoint(tmp), path=tmp)
-        diff = again.check()
+    diff = _save_checked(blob, out)
     log(f"heard once: test metrics on {', '.join(test)}; self-check {diff:.2g}")
     return {"date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - t0, 1), "test": test,
             "test_looped_window": before, "data": {k: str(v) for k, v in data.items()}, "self_check_difference": diff}
@@ -283,14 +276,20 @@ def fit_timeline(model_file, dyn_folder, out, *, clips: dict[str, list[str]] | N
     blob["predictor"]["curve"] = cfg.to_dict()
     # the reference of the track window and the new timeline (the sliding windows' rows go)
     blob["predictor"]["reference"] = model.reference_probabilities()
-    out = Path(out)
-    with atomic_path(out, suffix=".pt") as tmp:
-        save_checkpoint(tmp, blob)
-        again = UnifiedModel.from_blob(load_checkpoint(tmp), path=tmp)
-        diff = again.check()
+    diff = _save_checked(blob, out)
     return {"date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - t0, 1),
             "curve": {k: v for k, v in cfg.to_dict().items() if k not in ("mean", "std")},
             "grid": grid, "self_check_difference": diff}
+
+
+def _save_checked(blob: dict, out) -> float:
+    """Write the model-file dict ``blob`` to ``out`` atomically, once a copy of it loads back
+    and passes its self-check; returns the self-check's difference."""
+    from pathlib import Path
+
+    with atomic_path(Path(out), suffix=".pt") as tmp:
+        save_checkpoint(tmp, blob)
+        return UnifiedModel.from_blob(load_checkpoint(tmp), path=tmp).check()
 
 
 def _medley_crossfade(ds, info_name: str) -> float:

@@ -122,6 +122,15 @@ class Predictor:
     def _front(self, audio):
         raise NotImplementedError
 
+    def set_encoder_once(self, once: bool) -> "Predictor":
+        """Whether this loaded model's encoders hear a clip shorter than the window once
+        (:attr:`AudioConfig.encoder_once`): in its config and in the front ends it has already
+        built, which keep their encoders (and so the backend they run on)."""
+        self.config = dataclasses.replace(self.config, audio=dataclasses.replace(self.config.audio, encoder_once=once))
+        for front in getattr(self, "_fronts", {}).values():  # the setting is read per window
+            front.audio = dataclasses.replace(front.audio, encoder_once=once)
+        return self
+
     def _front_end_repr(self) -> str:
         """The window, timeline and backend part of a predictor's repr (and of the model
         description in `merkit predict`'s JSON)."""
